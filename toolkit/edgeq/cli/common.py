@@ -1,0 +1,90 @@
+"""What every command shares: consoles, `--json` output, error reporting and exit codes.
+
+Human output goes to stdout through `out`; progress and diagnostics go to stderr through
+`err`. With `--json`, stdout carries exactly one JSON document and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from ..errors import EXIT_INTERRUPTED, EdgeqError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _State:
+    debug: bool = False
+    json: bool = False
+
+
+state = _State()
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")
+]
+
+
+def use_json(flag: bool) -> bool:
+    """Record whether this command answers in JSON (errors then answer in JSON too)."""
+    state.json = bool(flag)
+    return state.json
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "to_dict"):
+        return _clean(obj.to_dict())
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _clean(obj.item())
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_clean(obj), indent=2)
+
+
+def emit_json(obj: Any) -> None:
+    """Write the command's single JSON document to stdout."""
+    sys.stdout.write(dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def report_error(exc: EdgeqError) -> int:
+    """One line on stderr (plus a JSON document on stdout under --json); returns the exit code."""
+    err.print(f"[bold red]edgeq: error:[/] {exc.message}", markup=True)
+    if state.json:
+        emit_json({"ok": False, "exit_code": exc.exit_code, "error": exc.to_dict()})
+    return exc.exit_code
+
+
+class EdgeqGroup(TyperGroup):
+    """Root group: turns edgeq's known errors into one line + exit code, Ctrl-C into 130."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        state.json = False
+        try:
+            return super().invoke(ctx)
+        except EdgeqError as exc:
+            if state.debug:
+                traceback.print_exc()
+            ctx.exit(report_error(exc))
+        except KeyboardInterrupt:
+            if state.debug:
+                traceback.print_exc()
+            err.print("edgeq: interrupted")
+            ctx.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,55 @@
+"""The `edgeq` application: global options, command groups, entry point."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from . import common, demo
+
+app = typer.Typer(
+    name="edgeq",
+    cls=common.EdgeqGroup,
+    help="Prove quantized TFLite models on real ARM hardware: train, convert, deploy, judge.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 pass, 1 budget/lab failure, 2 usage/config error, "
+    "3 device/transport error, 130 interrupted.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks for every error.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """edgeq command line."""
+    common.state.debug = debug
+
+
+app.add_typer(demo.app, name="demo")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

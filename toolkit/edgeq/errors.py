@@ -1,0 +1,108 @@
+"""edgeq's own errors. Each carries the exit code the CLI uses and a message with the fix.
+
+Exit codes (documented in the README):
+    0  pass
+    1  budget or lab failure (the pipeline worked, the model did not meet its budget)
+    2  usage, input or configuration error
+    3  device or transport error
+  130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DEVICE = 3
+EXIT_INTERRUPTED = 130
+
+
+class EdgeqError(Exception):
+    """A known failure: the CLI prints the message on one line and exits with `exit_code`."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict:
+        return {"type": type(self).__name__, "message": self.message, **self.details}
+
+
+class UsageError(EdgeqError):
+    """Bad arguments, bad input files, a bad configuration."""
+
+
+class ConfigError(UsageError):
+    """`edgeq.toml`, a budget file or an inventory is invalid; the message names file and key."""
+
+
+class DataError(UsageError):
+    """A dataset cannot be found or does not have the expected layout."""
+
+
+class ModelError(UsageError):
+    """A model or artifact file is missing, corrupt or of the wrong kind."""
+
+
+class BudgetFailed(EdgeqError):
+    """The pipeline ran, but the verdict is a failure."""
+
+    exit_code = EXIT_FAILED
+
+
+class DeviceError(EdgeqError):
+    """Anything between the host and the device went wrong."""
+
+    exit_code = EXIT_DEVICE
+
+
+class ConnectError(DeviceError):
+    """The device cannot be reached (refused, unresolvable, timed out, no device attached)."""
+
+
+class AuthError(DeviceError):
+    """The device refused our credentials, or its identity could not be verified."""
+
+
+class HostKeyError(AuthError):
+    """The device's SSH host key is unknown or does not match known_hosts."""
+
+
+class CommandError(DeviceError):
+    """A command on the device exited non-zero. Carries the command, exit code and output."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str = "",
+        exit_code: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        super().__init__(
+            message,
+            details={"command": command, "exit_status": exit_code, "stderr_tail": tail(stderr)},
+        )
+        self.command = command
+        self.status = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class CommandTimeout(DeviceError):
+    """A command on the device ran past its timeout (it was killed)."""
+
+
+class RunnerError(DeviceError):
+    """The device runner failed or answered with something that is not a valid result."""
+
+
+def tail(text: str, lines: int = 5, width: int = 400) -> str:
+    """The last few non-empty lines of `text`, joined with ' | ' so they fit one line."""
+    kept = [ln.strip() for ln in (text or "").splitlines() if ln.strip()][-lines:]
+    out = " | ".join(kept)
+    return out if len(out) <= width else "…" + out[-width:]
