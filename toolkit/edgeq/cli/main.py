@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import common, demo
+from . import common, demo, pipeline
 
 app = typer.Typer(
     name="edgeq",
@@ -45,6 +45,7 @@ def root(
 
 
 app.add_typer(demo.app, name="demo")
+pipeline.register(app)
 
 
 def main() -> None:

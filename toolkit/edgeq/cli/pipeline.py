@@ -1,0 +1,183 @@
+"""`edgeq train`, `edgeq convert` (alias `quantize`) and `edgeq eval`: the host pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .. import convert as convert_mod
+from .. import data as data_mod
+from .. import evaluate as evaluate_mod
+from .. import train as train_mod
+from .common import JsonOpt, emit_json, out, use_json
+from .progress import steps_bar, training_bar
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="A dataset .npz (Keras layout) or a folder holding <dataset>.npz. "
+        "Default: $EDGEQ_DATA_DIR, then the Keras download.",
+    ),
+]
+DatasetOpt = Annotated[
+    str, typer.Option("--dataset", help=f"One of: {', '.join(data_mod.DATASETS)}.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("convert")(convert)
+    app.command("quantize", help="Alias of `convert`.")(convert)
+    app.command("eval")(evaluate)
+
+
+def train(
+    dataset: DatasetOpt = "mnist",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, augmentation).")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/train"),
+    data: DataOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Use a deterministic subset of N images per split.")
+    ] = None,
+    width: Annotated[float, typer.Option(help="Filter width multiplier (1 = the book's).")] = 1.0,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
+    lr_schedule: Annotated[
+        str, typer.Option(help="constant (the book's) or cosine decay to zero.")
+    ] = "constant",
+    augment: Annotated[
+        bool, typer.Option(help="Random shifts and small rotations while training.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the book's MNIST CNN; write model.keras, history.json, metrics.json, accuracy.png."""
+    use_json(json_out)
+    recipe = train_mod.Recipe(
+        dataset=dataset,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        width=width,
+        learning_rate=lr,
+        lr_schedule=lr_schedule,
+        augment=augment,
+        limit=limit,
+    ).validate()
+    with training_bar() as bar:
+        res = train_mod.train(recipe, out_dir, data, progress=bar)
+    m = res.metrics
+    if json_out:
+        emit_json({**m, "out_dir": str(res.out_dir), "model": str(res.model_path)})
+        return
+    out.print(
+        f"trained {m['params']:,} parameters on {m['train_samples']:,} {m['dataset']} images "
+        f"in {m['train_seconds']:.1f} s: test accuracy {m['test_accuracy']:.2%}"
+    )
+    out.print(f"wrote {res.model_path}, history.json, metrics.json, accuracy.png in {res.out_dir}")
+
+
+def convert(
+    model: Annotated[Path, typer.Argument(help="The trained .keras model.")],
+    mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode",
+            help="float32, dynamic, float16, int8, int16x8 or all (repeatable; "
+            "default float32 + int8).",
+        ),
+    ] = None,
+    calibration_samples: Annotated[
+        int, typer.Option(help="Representative images from the TRAINING split (int8, int16x8).")
+    ] = 500,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/models"),
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset for calibration (default: from metrics.json beside MODEL)."),
+    ] = None,
+    data: DataOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Convert a Keras model to TFLite in one or more modes and write manifest.json."""
+    use_json(json_out)
+    modes = convert_mod.parse_modes(mode or [])
+    with steps_bar("converting") as bar:
+        manifest = convert_mod.convert(
+            model, modes, out_dir, calibration_samples, dataset, data, progress=bar
+        )
+    done = [a for a in manifest["artifacts"] if a["mode"] in modes]
+    if json_out:
+        emit_json(
+            {
+                "out_dir": str(out_dir),
+                "manifest": str(Path(out_dir) / "manifest.json"),
+                "artifacts": done,
+            }
+        )
+        return
+    table = Table(title=f"TFLite artifacts in {out_dir}")
+    for col in ("mode", "file", "KB", "input", "output", "calibration"):
+        table.add_column(col, justify="right" if col == "KB" else "left")
+    for a in done:
+        qi = a["input"]
+        q = (
+            f"{qi['dtype']} (s={qi['scale']:.5g}, zp={qi['zero_point']})"
+            if qi["scale"]
+            else qi["dtype"]
+        )
+        cal = a["calibration"]["source"] if a["calibration"] else "-"
+        table.add_row(
+            a["mode"], a["file"], f"{a['bytes'] / 1024:.2f}", q, a["output"]["dtype"], cal
+        )
+    out.print(table)
+
+
+def evaluate(
+    artifacts: Annotated[list[Path], typer.Argument(help=".tflite files or folders of them.")],
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset (default: from the artifacts' manifest).")
+    ] = None,
+    data: DataOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate on a deterministic subset of the test split.")
+    ] = None,
+    runs: Annotated[int, typer.Option(help="Timed single-image inferences per artifact.")] = 200,
+    json_out: JsonOpt = False,
+) -> None:
+    """Accuracy on the test split, drop vs float32, size and 1-thread latency per artifact."""
+    use_json(json_out)
+    with steps_bar("evaluating") as bar:
+        rep = evaluate_mod.evaluate(artifacts, dataset, data, limit, runs, progress=bar)
+    if json_out:
+        emit_json(rep.to_dict())
+        return
+    table = Table(
+        title=f"{rep.dataset} test split ({rep.rows[0].samples:,} images), "
+        f"{rep.runtime} {rep.runtime_version or ''}"
+    )
+    for col in ("artifact", "mode", "KB", "accuracy", "drop (pp)", "p50 ms", "p90 ms"):
+        table.add_column(col, justify="left" if col in ("artifact", "mode") else "right")
+    for r in rep.rows:
+        drop = "-" if r.drop_pp is None else f"{r.drop_pp:+.2f}"
+        name = Path(r.artifact).name + (" (reference)" if r.reference else "")
+        table.add_row(
+            name,
+            r.mode or "?",
+            f"{r.kb:.2f}",
+            f"{r.top1:.2%}",
+            drop,
+            f"{r.latency_p50_ms:.3f}",
+            f"{r.latency_p90_ms:.3f}",
+        )
+    out.print(table)
+    for r in rep.rows:
+        if r.book_shortcut_top1 is not None:
+            out.print(
+                f"{Path(r.artifact).name}: inputs quantized with the tensor's scale/zero point "
+                f"({r.top1:.2%}); the book's (x*127).astype(int8) shortcut would give "
+                f"{r.book_shortcut_top1:.2%}"
+            )

@@ -1,0 +1,46 @@
+"""Model builders: the book's MNIST CNN and narrower variants of it."""
+
+from __future__ import annotations
+
+from . import tfenv
+from .errors import UsageError
+
+BOOK_CNN_PARAMS = 35_210
+
+
+def cnn_filters(width: float) -> tuple[int, int]:
+    if not 0 < width <= 4:
+        raise UsageError(f"--width must be in (0, 4], got {width}")
+    return max(1, round(32 * width)), max(1, round(64 * width))
+
+
+def build_cnn(
+    width: float = 1.0,
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int = 10,
+    dropout: float = 0.5,
+):
+    """The book's CNN: two [Conv3x3 → BatchNorm → ReLU → MaxPool] blocks (32 and 64 filters),
+    Flatten, Dropout, Dense logits. 35,210 parameters at width 1; `width` scales the filters.
+    """
+    keras = tfenv.keras()
+    layers = keras.layers
+    f1, f2 = cnn_filters(width)
+    name = "book_cnn" if width == 1.0 else f"book_cnn_w{width:g}"
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape, name="image"),
+            layers.Conv2D(f1, 3, name="conv1"),
+            layers.BatchNormalization(name="bn1"),
+            layers.ReLU(name="relu1"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Conv2D(f2, 3, name="conv2"),
+            layers.BatchNormalization(name="bn2"),
+            layers.ReLU(name="relu2"),
+            layers.MaxPooling2D(2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            layers.Dropout(dropout, name="dropout"),
+            layers.Dense(num_classes, name="logits"),
+        ],
+        name=name,
+    )

@@ -1,0 +1,227 @@
+"""Training: the book's recipe (Adam, sparse categorical cross-entropy from logits) and
+options that improve accuracy without growing the model (augmentation, cosine LR decay).
+
+Writes `model.keras`, `history.json`, `metrics.json` and `accuracy.png` into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, data, fsutil, tfenv
+from .errors import UsageError
+from .models import build_cnn, cnn_filters
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a trained model (its hash names cached artifacts)."""
+
+    dataset: str = "mnist"
+    epochs: int = 15
+    batch_size: int = 128
+    seed: int = 0
+    width: float = 1.0
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    augment: bool = False
+    dropout: float = 0.5
+    limit: int | None = None
+
+    def validate(self) -> Recipe:
+        data.check_name(self.dataset)
+        cnn_filters(self.width)
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.learning_rate > 0, f"--lr must be > 0, got {self.learning_rate}"),
+            (
+                self.lr_schedule in LR_SCHEDULES,
+                f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule}",
+            ),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (self.limit is None or self.limit >= 1, f"--limit must be >= 1, got {self.limit}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UsageError(msg)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self, data_sha256: str) -> str:
+        """Content hash of the recipe, the training data and edgeq's version."""
+        doc = {"recipe": self.to_dict(), "data": data_sha256, "edgeq": __version__}
+        return fsutil.sha256_bytes(json.dumps(doc, sort_keys=True).encode())[:16]
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model_path: Path
+    metrics: dict[str, Any]
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _augmenter(keras, seed: int):
+    """Small shifts and rotations; the background is -1 after preprocessing."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(
+                0.08, 0.08, fill_mode="constant", fill_value=-1.0, seed=seed
+            ),
+            keras.layers.RandomRotation(0.04, fill_mode="constant", fill_value=-1.0, seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def train(
+    recipe: Recipe,
+    out_dir: Path,
+    data_path: Path | None = None,
+    progress: Any = None,
+    dataset: data.Dataset | None = None,
+) -> TrainResult:
+    """Train the CNN per `recipe`; `progress(epoch, epochs, batch, batches, logs)` is optional."""
+    recipe.validate()
+    out = fsutil.ensure_writable_dir(out_dir)
+    ds = dataset or data.load(recipe.dataset, data_path, recipe.limit)
+    tf = tfenv.tf()
+    keras = tfenv.keras()
+    keras.utils.set_random_seed(recipe.seed)
+
+    x_train, y_train = data.preprocess(ds.x_train), ds.y_train.astype(np.int64)
+    x_test, y_test = data.preprocess(ds.x_test), ds.y_test.astype(np.int64)
+    model = build_cnn(recipe.width, x_train.shape[1:], ds.num_classes, recipe.dropout)
+
+    steps = int(np.ceil(len(x_train) / recipe.batch_size))
+    lr: Any = recipe.learning_rate
+    if recipe.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, steps * recipe.epochs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+    train_ds = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(
+        len(x_train), seed=recipe.seed, reshuffle_each_iteration=True
+    )
+    train_ds = train_ds.batch(recipe.batch_size)
+    if recipe.augment:
+        aug = _augmenter(keras, recipe.seed)
+        train_ds = train_ds.map(
+            lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
+
+    callbacks = [_ProgressCallback(keras, progress, recipe.epochs, steps)] if progress else []
+    t0 = time.perf_counter()
+    hist = model.fit(
+        train_ds,
+        epochs=recipe.epochs,
+        validation_data=(x_test, y_test),
+        validation_batch_size=1024,
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles, reproducibly
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - t0
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    _, test_acc = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+
+    model_path = out / "model.keras"
+    with fsutil.atomic_path(model_path) as tmp:
+        keras_tmp = tmp.with_name(tmp.name + ".keras")
+        try:
+            model.save(keras_tmp)
+            keras_tmp.replace(tmp)
+        finally:
+            keras_tmp.unlink(missing_ok=True)
+    metrics = {
+        "dataset": ds.name,
+        "data_source": ds.source,
+        "train_samples": len(x_train),
+        "test_samples": len(x_test),
+        "recipe": recipe.to_dict(),
+        "params": int(model.count_params()),
+        "test_accuracy": float(test_acc),
+        "final_train_accuracy": history["accuracy"][-1],
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / recipe.epochs,
+        "model_sha256": fsutil.sha256_file(model_path),
+        "versions": {
+            "edgeq": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    fsutil.write_json(out / "history.json", history)
+    fsutil.write_json(out / "metrics.json", metrics)
+    plot_history(history, out / "accuracy.png", title=f"{model.name} on {ds.name}")
+    return TrainResult(out, model_path, metrics, history)
+
+
+def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -> str:
+    from .plotting import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = np.arange(1, len(history["accuracy"]) + 1)
+    ax.plot(epochs, history["accuracy"], "o-", label="train")
+    if "val_accuracy" in history:
+        ax.plot(epochs, history["val_accuracy"], "s-", label="validation (test split)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or "accuracy per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if len(epochs) < 20:
+        ax.set_xticks(epochs)
+    return save_figure(fig, path)
+
+
+def load_model(path: Path):
+    """Load a `.keras` file; a missing or corrupt file is a one-line ModelError."""
+    from .errors import ModelError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model not found: {p}")
+    if p.suffix != ".keras":
+        raise ModelError(f"{p}: expected a Keras .keras file (from `edgeq train`)")
+    keras = tfenv.keras()
+    try:
+        return keras.models.load_model(p, compile=False)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelError(f"{p}: not a loadable Keras model ({reason})") from None
+
+
+class _ProgressCallback:
+    """Adapts Keras callbacks to a plain progress function (keeps rich out of this module)."""
+
+    def __new__(cls, keras, fn, epochs: int, steps: int):
+        class _CB(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+                fn(epoch + 1, epochs, 0, steps, {})
+
+            def on_train_batch_end(self, batch, logs=None):
+                fn(self.epoch + 1, epochs, batch + 1, steps, logs or {})
+
+            def on_epoch_end(self, epoch, logs=None):
+                fn(epoch + 1, epochs, steps, steps, dict(logs or {}))
+
+        return _CB()
