@@ -107,9 +107,19 @@ def make_interpreter(interpreter_cls, model_path: str, threads: int | None = Non
             return interpreter_cls(model_path=model_path, num_threads=int(threads))
         return interpreter_cls(model_path=model_path)
     except (ValueError, RuntimeError) as exc:
+        text = _one_line(exc)
+        if "Didn't find op" in text or "Registration failed" in text:
+            raise RunnerFailure(
+                "UnsupportedOp",
+                f"this runtime cannot run {model_path}: {text}",
+                EXIT_MODEL,
+                "the model uses an operator version newer than the device's interpreter: "
+                "upgrade it there (`python3 -m pip install -U ai-edge-litert`) or deploy a "
+                "mode it supports",
+            ) from None
         raise RunnerFailure(
             "BadModel",
-            f"cannot load {model_path} as a TFLite model: {_one_line(exc)}",
+            f"cannot load {model_path} as a TFLite model: {text}",
             EXIT_MODEL,
             "check the file is a .tflite flatbuffer (re-run `edgeq convert`)",
         ) from None

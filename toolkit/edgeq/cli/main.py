@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import common, demo, pipeline
+from . import common, demo, device, pipeline
 
 app = typer.Typer(
     name="edgeq",
@@ -46,6 +46,7 @@ def root(
 
 app.add_typer(demo.app, name="demo")
 pipeline.register(app)
+device.register(app)
 
 
 def main() -> None:

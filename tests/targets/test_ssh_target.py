@@ -1,0 +1,132 @@
+"""The ssh target against a real OpenSSH server: commands, files, host keys, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeq import config
+from edgeq.errors import AuthError, CommandError, CommandTimeout, ConnectError, HostKeyError
+from edgeq.targets import make_target
+from tests.support import sshd
+
+
+def _target(server, **over):
+    return make_target(config.validate_target("pi", server.target_values(**over), "test"))
+
+
+def test_constructing_does_not_connect(pi_server):
+    t = _target(pi_server, port=1)  # nothing listens on port 1
+    assert t.describe().endswith("@127.0.0.1:1")  # no error until first use
+
+
+def test_run_exit_codes_and_streams(pi_server):
+    with _target(pi_server) as t:
+        res = t.run(["sh", "-c", "echo out; echo err >&2; exit 3"], check=False)
+        assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n")
+        with pytest.raises(CommandError) as exc:
+            t.run(["false"])
+        assert exc.value.status == 1 and "exit code 1" in exc.value.message
+
+
+def test_arguments_are_quoted_not_interpreted(pi_server, tmp_path):
+    evil = f"a b 'c' \"d\" $(touch {tmp_path}/pwned) `touch {tmp_path}/pwned2`; echo x"
+    with _target(pi_server) as t:
+        assert t.run(["printf", "%s", evil]).stdout == evil
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_workdir_lifecycle_and_file_cache(pi_server, pi_workdir, tmp_path):
+    f = tmp_path / "blob.bin"
+    f.write_bytes(b"x" * 5000)
+    t = _target(pi_server, workdir=str(pi_workdir))
+    with t:
+        wd = t.workdir
+        assert wd.startswith(str(pi_workdir)) and (pi_workdir / wd.rsplit("/", 1)[1]).is_dir()
+        remote = t.ensure_file(f, ".bin")
+        assert t.bytes_sent == 5000
+        again = t.ensure_file(f, ".bin")
+        assert again == remote and t.bytes_sent == 5000  # same content: nothing sent
+        back = tmp_path / "back.bin"
+        t.get(remote, back)
+        assert back.read_bytes() == f.read_bytes()
+    assert sorted(p.name for p in pi_workdir.iterdir()) == ["edgeq-cache"]
+
+
+def test_corrupt_cached_copy_is_replaced(pi_server, pi_workdir, tmp_path):
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"model-bytes")
+    with _target(pi_server, workdir=str(pi_workdir)) as t:
+        remote = t.ensure_file(f, ".tflite")
+    with open(remote, "wb") as fh:  # the "Pi" is this machine: damage its copy
+        fh.write(b"garbage")
+    with _target(pi_server, workdir=str(pi_workdir)) as t:
+        t.ensure_file(f, ".tflite")
+        assert t.bytes_sent == len(b"model-bytes")
+
+
+def test_timeout_kills_the_remote_command(pi_server, pi_workdir):
+    import subprocess
+
+    marker = "edgeq-timeout-test-7d1f"
+    with _target(pi_server, workdir=str(pi_workdir)) as t, pytest.raises(CommandTimeout):
+        t.run(["sh", "-c", f"sleep 300; echo {marker}"], timeout=1.5, killable=True)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    assert left.strip() == ""
+
+
+def test_wrong_port(pi_server):
+    port = sshd.free_port()
+    with pytest.raises(ConnectError, match=f"cannot connect to \\[127.0.0.1\\]:{port}"):
+        _target(pi_server, port=port).open()
+
+
+def test_wrong_key(pi_server, tmp_path):
+    other = sshd.keygen(tmp_path / "other_key")
+    with pytest.raises(AuthError, match="refused key .*ssh-copy-id"):
+        _target(pi_server, key_file=str(other)).open()
+
+
+def test_missing_key_file(pi_server, tmp_path):
+    with pytest.raises(AuthError, match="does not exist"):
+        _target(pi_server, key_file=str(tmp_path / "nope")).open()
+
+
+def test_unknown_host_key_is_refused_with_the_fix(pi_server, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyError) as exc:
+        _target(pi_server, known_hosts=str(empty)).open()
+    msg = exc.value.message
+    assert "accept_new_host_key = true" in msg and f"ssh-keyscan -p {pi_server.port}" in msg
+
+
+def test_accept_new_host_key_records_it(pi_server, tmp_path):
+    kh = tmp_path / "kh" / "known_hosts"
+    with _target(pi_server, known_hosts=str(kh), accept_new_host_key=True) as t:
+        t.run(["true"])
+    assert f"[127.0.0.1]:{pi_server.port}" in kh.read_text()
+    with _target(pi_server, known_hosts=str(kh)) as t:  # now known: no flag needed
+        t.run(["true"])
+
+
+def test_changed_host_key_is_refused(pi_server, tmp_path):
+    other = sshd.keygen(tmp_path / "fake_host_key")
+    pub = (tmp_path / "fake_host_key.pub").read_text().split()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{pi_server.port} {pub[0]} {pub[1]}\n")
+    assert other.exists()
+    with pytest.raises(HostKeyError, match="does NOT match .*ssh-keygen"):
+        _target(pi_server, known_hosts=str(kh)).open()
+
+
+def test_unresolvable_host(pi_server):
+    with pytest.raises(ConnectError, match="could not resolve host"):
+        _target(pi_server, host="no-such-host.invalid").open()
+
+
+def test_probe_reports_the_device_python(pi_server, pi_python, pi_workdir):
+    with _target(pi_server, python=pi_python, workdir=str(pi_workdir)) as t:
+        env = t.probe()
+    assert env["runtime"] == "tflite-runtime" and env["runtime_version"] == "2.14.0"
+    assert env["numpy"].startswith("1.") and env["machine"] == "x86_64"
+    assert env["emulated"] is False

@@ -1,0 +1,152 @@
+"""The budget: the book's limits (model ≤ 50 KB, ≤ 1 ms at p90, an accuracy floor, a max
+drop vs float32) checked against a run. Each check names its metric, the measured figure,
+the limit and where the figure came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .results import Check, Verdict
+
+EMULATED_NOTE = "not representative on an emulated device"
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_model_kb: float = 50.0
+    max_latency_ms: float = 1.0
+    latency_percentile: str = "p90"
+    latency_kind: str = "invoke"
+    min_accuracy: float = 0.98
+    max_accuracy_drop_pp: float = 0.5
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Budget:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    @classmethod
+    def load(cls, path: Path | None, defaults: dict[str, Any] | None = None) -> Budget:
+        """From a budget file, else the [budget] of edgeq.toml (`defaults`), else the book's."""
+        if path is not None:
+            return cls.from_dict(config.load_budget_file(path))
+        return cls.from_dict(defaults or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def judge(
+    budget: Budget,
+    run: dict[str, Any],
+    reference_top1: float | None = None,
+    reference_source: str = "host",
+) -> Verdict:
+    """Check a validated run document against the budget."""
+    checks: list[Check] = []
+    size_kb = run["model"]["bytes"] / 1024
+    checks.append(
+        Check(
+            "model_size",
+            size_kb,
+            budget.max_model_kb,
+            "<=",
+            size_kb <= budget.max_model_kb,
+            "KB",
+            "artifact",
+        )
+    )
+
+    lat_all = run.get("latency_ms", {})
+    stats = lat_all.get(budget.latency_kind) or {}
+    value = stats.get(budget.latency_percentile)
+    emulated = bool(run.get("environment", {}).get("emulated"))
+    metric = f"latency_{budget.latency_percentile}"
+    runner = run.get("runner", {}).get("name", "device")
+    if value is None:
+        checks.append(
+            Check(
+                metric,
+                None,
+                budget.max_latency_ms,
+                "<=",
+                False,
+                "ms",
+                runner,
+                f"{runner} does not report {budget.latency_percentile} "
+                f"({budget.latency_kind}); choose another latency_percentile",
+            )
+        )
+    elif emulated:
+        checks.append(
+            Check(metric, value, budget.max_latency_ms, "<=", None, "ms", runner, EMULATED_NOTE)
+        )
+    else:
+        checks.append(
+            Check(
+                metric,
+                value,
+                budget.max_latency_ms,
+                "<=",
+                value <= budget.max_latency_ms,
+                "ms",
+                runner,
+            )
+        )
+
+    acc = run.get("accuracy")
+    if acc is None:
+        checks.append(
+            Check(
+                "accuracy",
+                None,
+                budget.min_accuracy,
+                ">=",
+                None,
+                "",
+                "",
+                "no evaluation data was run",
+            )
+        )
+    else:
+        src = acc.get("source", "device")
+        checks.append(
+            Check(
+                "accuracy",
+                acc["top1"],
+                budget.min_accuracy,
+                ">=",
+                acc["top1"] >= budget.min_accuracy,
+                "",
+                src,
+            )
+        )
+        if reference_top1 is None:
+            checks.append(
+                Check(
+                    "accuracy_drop",
+                    None,
+                    budget.max_accuracy_drop_pp,
+                    "<=",
+                    None,
+                    "pp",
+                    "",
+                    "no float32 reference artifact to compare with",
+                )
+            )
+        else:
+            drop = (reference_top1 - acc["top1"]) * 100
+            checks.append(
+                Check(
+                    "accuracy_drop",
+                    drop,
+                    budget.max_accuracy_drop_pp,
+                    "<=",
+                    drop <= budget.max_accuracy_drop_pp,
+                    "pp",
+                    f"{src} vs float32 on {reference_source}",
+                )
+            )
+    return Verdict(tuple(checks))

@@ -1,0 +1,269 @@
+"""`edgeq deploy`, `edgeq bench`, `edgeq targets`, `edgeq doctor`: the device side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .. import config as config_mod
+from .. import deploy as deploy_mod
+from .. import doctor as doctor_mod
+from ..budget import Budget
+from ..errors import EXIT_FAILED
+from ..results import DeployResult
+from .common import JsonOpt, emit_json, err, out, use_json
+from .pipeline import DataOpt, DatasetOpt
+from .progress import training_bar
+
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Target name from edgeq.toml.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="edgeq.toml to use (default: ./edgeq.toml if present)."),
+]
+RunsOpt = Annotated[int, typer.Option("--runs", help="Timed inferences (at least).")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="Interpreter threads on the device.")]
+MinSOpt = Annotated[float, typer.Option("--min-s", help="Time the steady state at least this.")]
+WarmupOpt = Annotated[int, typer.Option("--warmup-runs", help="Untimed warm-up inferences.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Give up on the device run after this many seconds.")
+]
+KeepOpt = Annotated[
+    bool, typer.Option("--keep", help="Keep the per-run folder on the device (for debugging).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+    app.command("bench")(bench)
+    app.command("targets")(targets)
+    app.command("doctor")(doctor)
+
+
+def _progress(json_out: bool):
+    def say(msg: str) -> None:
+        err.print(f"[dim]·[/] {msg}")
+
+    return say
+
+
+def deploy(
+    target: TargetOpt = "local",
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="A .tflite artifact. Default: train + convert per [model]."),
+    ] = None,
+    dataset: DatasetOpt = "mnist",
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    budget: Annotated[
+        Path | None, typer.Option("--budget", help="Budget TOML (default: [budget] of the config).")
+    ] = None,
+    runs: RunsOpt = 100,
+    threads: ThreadsOpt = 1,
+    min_s: MinSOpt = 1.0,
+    warmup_runs: WarmupOpt = 10,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate on a subset of the test split.")
+    ] = None,
+    timeout: TimeoutOpt = 900.0,
+    results_dir: Annotated[
+        Path, typer.Option("--results", help="Folder for the saved result JSON.")
+    ] = Path("results"),
+    keep: KeepOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Take a model to a verdict on a device: push, run, pull, judge against the budget."""
+    use_json(json_out)
+    cfg = config_mod.load(config)
+    tcfg = cfg.target(target)
+    bud = Budget.load(budget, cfg.budget)
+    settings = deploy_mod.RunSettings(
+        threads=threads,
+        runs=runs,
+        min_s=min_s,
+        warmup_runs=warmup_runs,
+        eval_limit=limit,
+        timeout=timeout,
+    ).validate()
+    say = _progress(json_out)
+    if model is None:
+        model_cfg = {
+            **cfg.model,
+            "dataset": dataset if dataset != "mnist" else cfg.model["dataset"],
+        }
+        with training_bar() as bar:
+            model = deploy_mod.prepare_artifact(model_cfg, data, say, bar)
+        dataset = model_cfg["dataset"]
+    res = deploy_mod.deploy(tcfg, model, dataset, data, bud, settings, keep, results_dir, say)
+    if json_out:
+        emit_json({"ok": res.verdict.passed, **res.to_dict()})
+    else:
+        print_result(res)
+    if not res.verdict.passed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def bench(
+    model: Annotated[Path, typer.Argument(help="The .tflite artifact to measure.")],
+    target: TargetOpt = "local",
+    dataset: DatasetOpt = "mnist",
+    data: DataOpt = None,
+    no_data: Annotated[
+        bool, typer.Option("--no-data", help="Latency only: skip the accuracy run.")
+    ] = False,
+    config: ConfigOpt = None,
+    runs: RunsOpt = 100,
+    threads: ThreadsOpt = 1,
+    min_s: MinSOpt = 1.0,
+    warmup_runs: WarmupOpt = 10,
+    timeout: TimeoutOpt = 900.0,
+    keep: KeepOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure a model on a device (latency, accuracy, memory) without judging it."""
+    use_json(json_out)
+    cfg = config_mod.load(config)
+    settings = deploy_mod.RunSettings(
+        threads=threads, runs=runs, min_s=min_s, warmup_runs=warmup_runs, timeout=timeout
+    ).validate()
+    res = deploy_mod.deploy(
+        cfg.target(target),
+        model,
+        dataset,
+        data,
+        None,
+        settings,
+        keep,
+        None,
+        _progress(json_out),
+        with_data=not no_data,
+    )
+    if json_out:
+        emit_json({"ok": True, **res.to_dict()})
+    else:
+        print_result(res)
+
+
+def targets(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """List the configured targets."""
+    use_json(json_out)
+    cfg = config_mod.load(config)
+    rows = []
+    for name, t in sorted(cfg.targets.items()):
+        where = {
+            "local": t.get("python"),
+            "ssh": f"{t.get('user') or '(you)'}@{t.get('host')}:{t.get('port')}",
+            "adb": t.get("serial") or "(the only attached device)",
+        }[t.transport]
+        rows.append(
+            {
+                "name": name,
+                "transport": t.transport,
+                "address": where,
+                "python": t.get("python"),
+                "workdir": t.get("workdir") or "(default)",
+                "tags": t.get("tags") or [],
+                "description": t.get("description") or "",
+                "source": t.source,
+            }
+        )
+    if json_out:
+        emit_json({"config": str(cfg.path) if cfg.path else None, "targets": rows})
+        return
+    table = Table(title=f"targets ({cfg.path or 'no edgeq.toml: built-in only'})")
+    for col in ("name", "transport", "address", "python", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["transport"], r["address"], r["python"], r["description"])
+    out.print(table)
+
+
+def doctor(
+    target: TargetOpt = "local", config: ConfigOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Check a target: reachable? architecture, OS, python, numpy, interpreter — with fixes."""
+    use_json(json_out)
+    cfg = config_mod.load(config)
+    rep = doctor_mod.diagnose(cfg.target(target))
+    if json_out:
+        emit_json(rep.to_dict())
+    else:
+        table = Table(title=f"doctor: {rep.target} ({rep.address})", show_header=True)
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail")
+        for c in rep.checks:
+            mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[
+                c.status
+            ]
+            detail = c.detail + (f"\n[dim]fix:[/] {c.fix}" if c.fix else "")
+            table.add_row(c.name, mark, detail)
+        out.print(table)
+    if not rep.ok:
+        raise typer.Exit(rep.exit_code)
+
+
+def print_result(res: DeployResult) -> None:
+    run = res.run
+    env = run.get("environment", {})
+    out.print(
+        f"[bold]{res.target['name']}[/] ({res.target['address']}): {env.get('machine')} "
+        f"{env.get('cpu_model') or ''} · {env.get('os')} · python {env.get('python')} · "
+        f"{env.get('runtime')} {env.get('runtime_version') or ''}"
+        + (" · [yellow]emulated[/]" if env.get("emulated") else "")
+    )
+    out.print(
+        f"model {Path(res.artifact['path']).name} ({res.artifact['bytes']:,} B, "
+        f"sha256 {res.artifact['sha256'][:12]}) · sent {res.bytes_sent:,} bytes"
+    )
+    t = Table(title="latency (ms), steady state")
+    for col in ("", "count", "min", "p50", "p90", "p99", "max", "mean", "std"):
+        t.add_column(col, justify="right")
+    for kind, stats in run["latency_ms"].items():
+        if not stats:
+            continue
+        t.add_row(
+            kind,
+            str(stats["count"]),
+            *(_fmt(stats.get(k)) for k in ("min", "p50", "p90", "p99", "max", "mean", "std")),
+        )
+    out.print(t)
+    ph = run.get("phases_ms", {})
+    out.print("phases (ms): " + ", ".join(f"{k} {_fmt(v)}" for k, v in ph.items()))
+    if run.get("accuracy"):
+        a = run["accuracy"]
+        out.print(
+            f"accuracy: {a['top1']:.2%} on {a['samples']:,} images "
+            f"(measured on the {a.get('source', 'device')})"
+        )
+    mem = (run.get("memory") or {}).get("peak_rss_kb")
+    if mem:
+        out.print(f"peak RSS: {mem / 1024:.1f} MiB")
+    if res.verdict is not None:
+        v = Table(title=f"verdict: {'PASS' if res.verdict.passed else 'FAIL'}")
+        for col in ("check", "measured", "limit", "result", "source"):
+            v.add_column(col)
+        for c in res.verdict.checks:
+            result = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[
+                c.passed
+            ]
+            measured = (
+                "-"
+                if c.measured is None
+                else (
+                    f"{c.measured:.2%}" if c.metric == "accuracy" else f"{c.measured:.3f} {c.unit}"
+                )
+            )
+            limit = f"{c.limit:.2%}" if c.metric == "accuracy" else f"{c.limit:g} {c.unit}"
+            src = c.source + (f" — {c.note}" if c.note else "")
+            v.add_row(c.metric, measured, f"{c.op} {limit}", result, src)
+        out.print(v)
+    if res.host.get("saved_to"):
+        out.print(f"saved {res.host['saved_to']}")
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

@@ -1,0 +1,199 @@
+"""Result documents: what a device run returns, validated before it is trusted, and the
+deploy record edgeq saves under results/.
+
+Two schemas, both versioned:
+    edgeq.run/1     one run on the device (written by the device runner or built from
+                    benchmark_model's output), documented in device_scripts/README.md
+    edgeq.deploy/1  a deploy: target, artifact, the run, transfer, timing, verdict
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, fsutil
+from .errors import RunnerError
+
+RUN_SCHEMA = "edgeq.run/1"
+DEPLOY_SCHEMA = "edgeq.deploy/1"
+STAT_KEYS = ("count", "min", "p50", "p90", "p95", "p99", "max", "mean", "std")
+PHASES = ("load", "allocate", "first_inference", "warmup", "steady_state")
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate_run(doc: Any, origin: str = "device") -> dict[str, Any]:
+    """Check a run document's structure and types; RunnerError (exit 3) names the bad key."""
+
+    def bad(key: str, want: str) -> RunnerError:
+        return RunnerError(f"{origin}: invalid result: {key} must be {want}")
+
+    if not isinstance(doc, dict):
+        raise bad("the document", "a JSON object")
+    if doc.get("schema") != RUN_SCHEMA:
+        raise bad("schema", f"{RUN_SCHEMA!r} (got {doc.get('schema')!r})")
+    if doc.get("ok") is not True:
+        raise bad("ok", "true for a successful run")
+    model = doc.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("sha256"), str):
+        raise bad("model.sha256", "a string")
+    if not _num(model.get("bytes")):
+        raise bad("model.bytes", "a number")
+    lat = doc.get("latency_ms")
+    if not isinstance(lat, dict) or not isinstance(lat.get("invoke"), dict):
+        raise bad("latency_ms.invoke", "an object")
+    for kind, stats in lat.items():
+        if stats is None:
+            continue
+        if not isinstance(stats, dict) or not _num(stats.get("count")) or stats["count"] < 1:
+            raise bad(f"latency_ms.{kind}.count", "a positive number")
+        for k in STAT_KEYS:
+            if k in stats and stats[k] is not None and not _num(stats[k]):
+                raise bad(f"latency_ms.{kind}.{k}", "a finite number or absent")
+    phases = doc.get("phases_ms")
+    if not isinstance(phases, dict):
+        raise bad("phases_ms", "an object")
+    for k, v in phases.items():
+        if v is not None and not _num(v):
+            raise bad(f"phases_ms.{k}", "a number or null")
+    acc = doc.get("accuracy")
+    if acc is not None:
+        if not isinstance(acc, dict):
+            raise bad("accuracy", "an object or null")
+        for k in ("samples", "correct", "top1"):
+            if not _num(acc.get(k)):
+                raise bad(f"accuracy.{k}", "a number")
+        if not 0 <= acc["top1"] <= 1 or acc["correct"] > acc["samples"]:
+            raise bad("accuracy.top1", "within 0..1 and consistent with correct/samples")
+    env = doc.get("environment")
+    if not isinstance(env, dict) or not isinstance(env.get("machine"), str):
+        raise bad("environment.machine", "a string")
+    return doc
+
+
+def parse_run(text: str, origin: str = "device") -> dict[str, Any]:
+    """JSON text from the device → a validated run document."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        snippet = text.strip()[-80:]
+        raise RunnerError(
+            f"{origin}: the runner's answer is not valid JSON ({exc.msg} at char {exc.pos}; "
+            f"truncated?) — ends with {snippet!r}"
+        ) from None
+    if isinstance(doc, dict) and doc.get("ok") is False and isinstance(doc.get("error"), dict):
+        err = doc["error"]
+        hint = f"; {err['hint']}" if err.get("hint") else ""
+        raise RunnerError(f"{origin}: runner failed: {err.get('message')}{hint}")
+    return validate_run(doc, origin)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One budget check: measured vs limit, and where the figure came from."""
+
+    metric: str
+    measured: float | None
+    limit: float
+    op: str  # "<=" or ">="
+    passed: bool | None  # None: not judged (see note)
+    unit: str = ""
+    source: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed is not False for c in self.checks)
+
+    @property
+    def status(self) -> str:
+        return "pass" if self.passed else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "passed": self.passed,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        return cls(tuple(Check(**c) for c in d["checks"]))
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """Everything a deploy learned; saved as results/<utc>_<target>.json."""
+
+    target: dict[str, Any]
+    artifact: dict[str, Any]
+    run: dict[str, Any]
+    verdict: Verdict | None
+    transfer: dict[str, Any]
+    timing: dict[str, Any]
+    host: dict[str, Any] = field(default_factory=dict)
+    started_utc: str = ""
+    finished_utc: str = ""
+    schema: str = DEPLOY_SCHEMA
+    edgeq_version: str = __version__
+
+    @property
+    def bytes_sent(self) -> int:
+        return int(self.transfer.get("bytes_sent", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["verdict"] = self.verdict.to_dict() if self.verdict else None
+        d["bytes_sent"] = self.bytes_sent
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeployResult:
+        if d.get("schema") != DEPLOY_SCHEMA:
+            raise RunnerError(f"not an edgeq deploy result (schema {d.get('schema')!r})")
+        validate_run(d["run"], "saved result")
+        return cls(
+            target=d["target"],
+            artifact=d["artifact"],
+            run=d["run"],
+            verdict=Verdict.from_dict(d["verdict"]) if d.get("verdict") else None,
+            transfer=d["transfer"],
+            timing=d["timing"],
+            host=d.get("host", {}),
+            started_utc=d.get("started_utc", ""),
+            finished_utc=d.get("finished_utc", ""),
+            edgeq_version=d.get("edgeq_version", ""),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DeployResult:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, folder: Path) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.target["name"])
+        path = Path(folder) / f"{stamp}_{safe}.json"
+        n = 1
+        while path.exists():
+            n += 1
+            path = Path(folder) / f"{stamp}-{n}_{safe}.json"
+        fsutil.write_text(path, self.to_json() + "\n")
+        return path
