@@ -101,8 +101,7 @@ class RunnerError(DeviceError):
     """The device runner failed or answered with something that is not a valid result."""
 
 
-def tail(text: str, lines: int = 5, width: int = 400) -> str:
-    """The last few non-empty lines of `text`, joined with ' | ' so they fit one line."""
+def tail(text: str, lines: int = 5, width: int = 160) -> str:
+    """The last few non-empty lines of `text`, each cut to `width`, joined with ' | '."""
     kept = [ln.strip() for ln in (text or "").splitlines() if ln.strip()][-lines:]
-    out = " | ".join(kept)
-    return out if len(out) <= width else "…" + out[-width:]
+    return " | ".join(ln if len(ln) <= width else ln[: width - 1] + "…" for ln in kept)

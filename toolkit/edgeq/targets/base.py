@@ -137,7 +137,7 @@ class Target(ABC):
         pidfile = None
         if killable:
             pidfile = f"{self.workdir}/.pid"
-            command = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
+            command = _killable(command, pidfile)
         try:
             res = self._exec(command, timeout)
         except CommandTimeout:
@@ -163,8 +163,9 @@ class Target(ABC):
         """Terminate the process whose pid is in `pidfile` (then kill it if it lingers)."""
         q = shlex.quote(pidfile)
         script = (
-            f'p=$(cat {q} 2>/dev/null) && [ -n "$p" ] && '
-            f'{{ kill -TERM "$p" 2>/dev/null; sleep 1; kill -KILL "$p" 2>/dev/null; }}; true'
+            f'p=$(cat {q} 2>/dev/null) && [ -n "$p" ] && {{ '
+            f'kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; sleep 1; '
+            f'kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null; }}; true'
         )
         try:
             self._exec(script, 15)
@@ -277,6 +278,19 @@ class Target(ABC):
                 f"{self.name}: the runner's --probe did not answer with JSON "
                 f"(exit {res.exit_code}): {tail(res.stderr or res.stdout)}"
             ) from None
+
+
+def _killable(command: str, pidfile: str) -> str:
+    """Run `command` as a child in its own session, recording its pid in `pidfile`.
+
+    The shell waits for it, so a death by signal comes back as exit status 128+N (SSH
+    servers would otherwise report a signal that paramiko drops), and `_kill` can stop the
+    whole process group.
+    """
+    return (
+        f"if command -v setsid >/dev/null 2>&1; then setsid {command} & else {command} & fi; "
+        f"p=$!; echo $p > {shlex.quote(pidfile)}; wait $p"
+    )
 
 
 def _short(command: str, width: int = 160) -> str:
