@@ -22,7 +22,7 @@ class LocalTarget(Target):
         return str(Path(tempfile.gettempdir()) / "edgeq-local")
 
     def describe(self) -> str:
-        return f"local ({self.config.get('python')})"
+        return str(self.config.get("python"))
 
     def _connect(self) -> None:
         if not shutil.which("sh"):
