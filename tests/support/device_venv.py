@@ -23,14 +23,29 @@ def cache_root() -> Path:
     return Path(os.environ.get("EDGEQ_TEST_CACHE", Path.home() / ".cache" / "edgeq-tests"))
 
 
+def find_python(version: str) -> str | None:
+    """A working `python<version>` (PATH, pyenv's versions, /usr/bin), or None."""
+    import glob
+
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(glob.glob(str(Path.home() / f".pyenv/versions/{version}.*/bin/python3")))
+    candidates += [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    for c in candidates:
+        if c and Path(c).exists():
+            ok = subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0
+            if ok:
+                return c
+    return None
+
+
 def base_python() -> str:
     """Python 3.11 (tflite-runtime 2.14's newest wheels) if present, else this python."""
     return shutil.which("python3.11") or sys.executable
 
 
-def ensure_venv(packages: tuple[str, ...], label: str) -> Path:
+def ensure_venv(packages: tuple[str, ...], label: str, python: str | None = None) -> Path:
     """A venv with `packages`; returns its python. Built once (locked), reused afterwards."""
-    py = base_python()
+    py = python or base_python()
     version = subprocess.run(
         [py, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
     ).stdout.strip()

@@ -1,0 +1,173 @@
+"""The device runner as a program: JSON out for every outcome, on old and new stacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeq import stage
+from edgeq_device import edgeq_runner as runner
+from tests.support.device_venv import ensure_venv, find_python
+
+RUNNER = str(stage.runner_path())
+QUICK = ["--runs", "5", "--min-s", "0", "--warmup-runs", "1", "--warmup-min-s", "0"]
+
+
+def _run(python: str, *args: str) -> tuple[int, dict, str]:
+    proc = subprocess.run(
+        [python, RUNNER, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def eval_npz(data_dir):
+    return stage.eval_data("mnist", data_dir)
+
+
+def test_success_document(artifacts, eval_npz):
+    code, doc, _ = _run(
+        sys.executable, artifacts[0] / "model_int8.tflite", "--data", eval_npz, *QUICK
+    )
+    assert code == 0 and doc["ok"] is True and doc["schema"] == "edgeq.run/1"
+    assert doc["latency_ms"]["invoke"]["count"] >= 5
+    assert doc["model"]["inputs"][0]["dtype"] == "int8"
+    assert doc["accuracy"]["samples"] == 1000 and doc["memory"]["peak_rss_kb"] > 0
+
+
+def test_out_file_instead_of_stdout(artifacts, tmp_path):
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, RUNNER, artifacts[0] / "model_float32.tflite", "--out", out, *QUICK],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert json.loads(out.read_text())["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "args, code, kind",
+    [
+        (["--runs", "0", "m.tflite"], 2, "Usage"),
+        ([], 2, "Usage"),
+        (["/nonexistent.tflite"], 3, "BadModel"),
+    ],
+)
+def test_errors_are_json(args, code, kind):
+    rc, doc, err = _run(sys.executable, *args)
+    assert rc == code and doc["ok"] is False and doc["error"]["type"] == kind
+    assert err.startswith("edgeq_runner:")
+
+
+def test_not_a_model(tmp_path):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"not a flatbuffer" * 10)
+    rc, doc, _ = _run(sys.executable, bad, *QUICK)
+    assert rc == 3 and doc["error"]["type"] == "BadModel"
+
+
+def test_bad_data(artifacts, tmp_path):
+    f = tmp_path / "d.npz"
+    np.savez(f, images=np.zeros((2, 28, 28), np.uint8))
+    rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
+    assert rc == 4 and "must hold images under 'x'" in doc["error"]["message"]
+    np.savez(f, x=np.zeros((2, 28, 28), np.float32), y=np.zeros(2, np.uint8))
+    rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
+    assert rc == 4 and "must be uint8" in doc["error"]["message"]
+
+
+def test_probe_works_without_numpy():
+    bare = ensure_venv((), "bare-venv")
+    rc, doc, _ = _run(str(bare), "--probe")
+    env = doc["environment"]
+    assert rc == 0 and env["numpy"] is None and env["runtime"] is None
+    assert "no TFLite interpreter" in env["runtime_error"]
+
+
+def test_missing_numpy_is_explained(artifacts):
+    bare = ensure_venv((), "bare-venv")
+    rc, doc, _ = _run(str(bare), artifacts[0] / "model_int8.tflite")
+    assert rc == 5 and doc["error"]["type"] == "NoNumpy"
+    assert "pip install numpy" in doc["error"]["hint"]
+
+
+@pytest.mark.skipif(
+    not find_python("3.8"), reason="no python3.8 here (pyenv install 3.8, or apt) to run this check"
+)
+def test_python38_numpy1_tflite_runtime(artifacts, eval_npz):
+    """An old Pi: Python 3.8, numpy 1.24, tflite-runtime 2.14 — same answers as the host."""
+    import os
+
+    py38 = ensure_venv(
+        ("tflite-runtime==2.14.0", "numpy<1.25"), "py38-venv", python=find_python("3.8")
+    )
+    rc, doc, err = _run(str(py38), artifacts[0] / "model_int8.tflite", "--data", eval_npz, *QUICK)
+    assert rc == 0, err
+    env = doc["environment"]
+    assert env["python"].startswith("3.8.") and env["numpy"].startswith("1.24")
+    assert env["runtime"] == "tflite-runtime"
+    _, host, _ = _run(
+        sys.executable, artifacts[0] / "model_int8.tflite", "--data", eval_npz, *QUICK
+    )
+    assert abs(doc["accuracy"]["top1"] - host["accuracy"]["top1"]) <= 0.001 + 1e-12
+    assert os.path.exists(py38)
+
+
+# --------------------------------------------------------------------------- pieces
+
+X86 = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse sse2 avx\n"
+PI4 = (
+    "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd\nCPU part\t: 0xd08\n\n"
+    "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+)
+
+
+def test_emulation_detection(monkeypatch):
+    monkeypatch.delenv("EDGEQ_EMULATED", raising=False)
+    assert runner.detect_emulation("aarch64", X86)[0] is True
+    assert runner.detect_emulation("x86_64", X86)[0] is False
+    assert runner.detect_emulation("aarch64", PI4)[0] is False
+    assert runner.detect_emulation("aarch64", PI4.replace("1.4", "1.4 (QEMU)"))[0] is True
+    monkeypatch.setenv("EDGEQ_EMULATED", "1")
+    assert runner.detect_emulation("x86_64", X86) == (True, "EDGEQ_EMULATED=1")
+    assert runner._cpu_model(PI4) == "Raspberry Pi 4 Model B Rev 1.4"
+
+
+def test_latency_stats_match_numpy():
+    ns = np.random.RandomState(0).lognormal(11, 0.3, 1000)
+    st = runner.latency_stats(ns.astype(np.int64))
+    ms = ns.astype(np.int64) / 1e6
+    assert st["count"] == 1000
+    for k, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+        assert st[k] == pytest.approx(np.percentile(ms, q))
+    assert st["min"] == pytest.approx(ms.min()) and st["std"] == pytest.approx(ms.std(ddof=1))
+
+
+def test_loop_is_bounded_by_count_and_time():
+    calls = []
+    n, _ = runner._loop(lambda: calls.append(1), runs=7, min_s=0.0, max_s=10)
+    assert n == 7 == len(calls)
+    n, elapsed = runner._loop(lambda: None, runs=1, min_s=0.05, max_s=10)
+    assert n > 1 and elapsed >= 0.05e9
+    n, elapsed = runner._loop(
+        lambda: __import__("time").sleep(0.02), runs=10**6, min_s=0, max_s=0.1
+    )
+    assert n < 10 and elapsed >= 0.1e9
+
+
+def test_benchmark_counts(artifacts):
+    cls, _, _ = runner.find_interpreter()
+    it = runner.make_interpreter(cls, str(artifacts[0] / "model_int8.tflite"))
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    sample = runner.quantize_input(np.zeros(inp["shape"], np.float32), inp)
+    args = argparse.Namespace(warmup_runs=3, warmup_min_s=0, runs=25, min_s=0, max_s=10)
+    b = runner.benchmark(it, sample, args)
+    assert b["warmup"]["count"] == 3
+    assert b["latency_ms"]["invoke"]["count"] == b["latency_ms"]["end_to_end"]["count"] == 25
