@@ -12,9 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
+AMBIENT_DATA_DIR = os.environ.get("EDGEQ_DATA_DIR")  # read before tests hide it
+
+
 def full_data_dir() -> Path | None:
     """Where the full mnist.npz lives, if anywhere on this machine."""
-    env = os.environ.get("EDGEQ_DATA_DIR")
+    env = AMBIENT_DATA_DIR
     for c in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
         if (c / "mnist.npz").is_file():
             return c

@@ -1,0 +1,135 @@
+"""Benchmark: the book's MNIST recipe on the full dataset, side by side with the book, and
+recipes that improve accuracy without growing the model.
+
+    .venv/bin/python bench/quality.py --data ../shared/data            # book + improved
+    .venv/bin/python bench/quality.py --data ../shared/data --recipes book --epochs 15
+    .venv/bin/python bench/quality.py --data ../shared/data --dataset fashion_mnist
+
+For each recipe: train, convert to float32 and int8 (500 calibration images from the
+training split), evaluate both on the full test split with the batched evaluator, and time
+the batched evaluation against a one-image-per-call loop on the same artifact.
+Targets (issue 3): int8 ≤ 50 KB, int8 accuracy ≥ 99.0 % with drop ≤ 0.1 pp; stretch
+≥ 99.3 % at ≤ 40 KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeq import convert, data, evaluate, train
+from edgeq_device import edgeq_runner as runner
+
+BOOK = {"float32_kb": 138.71, "float32_acc": 0.9862, "int8_kb": 39.65, "int8_acc": 0.9861}
+
+RECIPES = {
+    "book": {},
+    "aug-cosine": {"augment": True, "lr_schedule": "cosine", "learning_rate": 2e-3},
+    "w0.9-aug-cosine": {
+        "augment": True,
+        "lr_schedule": "cosine",
+        "learning_rate": 2e-3,
+        "width": 0.9,
+    },
+}
+
+
+def per_image_seconds(path: Path, x: np.ndarray) -> float:
+    """Time a one-image-per-call loop over the test split (the naive evaluation)."""
+    cls, _, _ = runner.find_interpreter()
+    it = runner.make_interpreter(cls, str(path))
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    xf = runner.prepare_images(x)
+    t0 = time.perf_counter()
+    for i in range(len(xf)):
+        it.set_tensor(inp["index"], runner.quantize_input(xf[i : i + 1], inp))
+        it.invoke()
+        it.get_tensor(out["index"])
+    return time.perf_counter() - t0
+
+
+def run_recipe(name: str, overrides: dict, args) -> dict:
+    out = Path(args.out) / args.dataset / name
+    recipe = train.Recipe(
+        dataset=args.dataset, epochs=args.epochs, seed=args.seed, **overrides
+    ).validate()
+    print(f"[{name}] training {recipe}", file=sys.stderr, flush=True)
+    res = train.train(recipe, out, args.data)
+    convert.convert(res.model_path, ["float32", "int8"], out, 500, args.dataset, args.data)
+    rep = evaluate.evaluate(
+        [out / "model_float32.tflite", out / "model_int8.tflite"],
+        args.dataset,
+        args.data,
+        latency_runs=300,
+    )
+    f32, i8 = rep.rows
+    ds = data.load(args.dataset, args.data)
+    loop_s = per_image_seconds(out / "model_int8.tflite", ds.x_test)
+    return {
+        "recipe": name,
+        "params": res.metrics["params"],
+        "epochs": args.epochs,
+        "train_s": res.metrics["train_seconds"],
+        "float32_kb": f32.kb,
+        "float32_acc": f32.top1,
+        "int8_kb": i8.kb,
+        "int8_acc": i8.top1,
+        "drop_pp": i8.drop_pp,
+        "book_shortcut_int8_acc": i8.book_shortcut_top1,
+        "eval_batched_s": i8.eval_seconds,
+        "eval_loop_s": loop_s,
+        "int8_p50_ms": i8.latency_p50_ms,
+        "float32_p50_ms": f32.latency_p50_ms,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, help="folder with mnist.npz (or EDGEQ_DATA_DIR)")
+    ap.add_argument("--dataset", default="mnist", choices=data.DATASETS)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--out", default="out/bench-quality")
+    args = ap.parse_args()
+    rows = [run_recipe(n, RECIPES[n], args) for n in args.recipes.split(",")]
+
+    hdr = (
+        f"{'recipe':<18}{'params':>8}{'f32 KB':>9}{'f32 acc':>9}{'int8 KB':>9}"
+        f"{'int8 acc':>10}{'drop pp':>9}{'train s':>9}{'eval 10k s':>11}{'loop s':>8}"
+        f"{'ratio':>7}"
+    )
+    print(f"\n{args.dataset}, {args.epochs} epochs, seed {args.seed}")
+    print(hdr)
+    print("-" * len(hdr))
+    if args.dataset == "mnist":
+        b = BOOK
+        print(
+            f"{'the book':<18}{35210:>8}{b['float32_kb']:>9.2f}{b['float32_acc']:>9.2%}"
+            f"{b['int8_kb']:>9.2f}{b['int8_acc']:>10.2%}"
+            f"{(b['float32_acc'] - b['int8_acc']) * 100:>9.2f}{'':>9}{'':>11}{'':>8}{'':>7}"
+        )
+    for r in rows:
+        print(
+            f"{r['recipe']:<18}{r['params']:>8}{r['float32_kb']:>9.2f}{r['float32_acc']:>9.2%}"
+            f"{r['int8_kb']:>9.2f}{r['int8_acc']:>10.2%}{r['drop_pp']:>9.2f}"
+            f"{r['train_s']:>9.0f}{r['eval_batched_s']:>11.2f}{r['eval_loop_s']:>8.2f}"
+            f"{r['eval_loop_s'] / r['eval_batched_s']:>6.1f}x"
+        )
+    print(
+        "\nint8 accuracy if inputs were quantized the book's way, (x*127).astype(int8): "
+        + ", ".join(f"{r['recipe']} {r['book_shortcut_int8_acc']:.2%}" for r in rows)
+    )
+    print("reproduce: .venv/bin/python bench/quality.py " + " ".join(sys.argv[1:]))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"{args.dataset}.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
