@@ -3,10 +3,16 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 EDGEQ  := $(BIN)/edgeq
+# Local datasets if this machine has them (no network needed): $EDGEQ_DATA_DIR, ../shared/data.
+DATA   ?= $(patsubst %/mnist.npz,%,$(firstword $(wildcard $(EDGEQ_DATA_DIR)/mnist.npz ../shared/data/mnist.npz)))
+DATA_OPT = $(if $(DATA),--data $(DATA))
+PI_EMU_STATE ?= .pi-emu
+PI_EMU_PORT  ?= 2222
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-arm test-all lint format demo clean
+.PHONY: help setup test test-slow test-arm test-all lint format demo bench-pi pi-emu \
+	pi-emu-stop bench-pi-emu clean bench-android
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,9 +45,30 @@ format: setup ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: setup ## the chapter's quantization exercises
+demo: setup ## train, quantize and deploy to the local target (no hardware), then the demos
+	$(EDGEQ) deploy --target local $(DATA_OPT)
 	$(EDGEQ) demo layer
 	$(EDGEQ) demo rover --out out/rover
+
+bench-pi: setup ## deploy to the `pi` target of edgeq.toml and print the verdict
+	$(EDGEQ) deploy --target pi $(DATA_OPT)
+
+pi-emu: ## build the emulated Pi (arm64 root, cached) and start its sshd on 127.0.0.1 (root)
+	device_scripts/pi_emu/build_root.sh
+	@mkdir -p $(PI_EMU_STATE)
+	@test -f $(PI_EMU_STATE)/id_ed25519 || \
+		ssh-keygen -q -t ed25519 -N '' -C edgeq-pi-emu -f $(PI_EMU_STATE)/id_ed25519
+	device_scripts/pi_emu/start_sshd.sh start --port $(PI_EMU_PORT) \
+		--authorized-keys $(PI_EMU_STATE)/id_ed25519.pub --state $(abspath $(PI_EMU_STATE))
+
+pi-emu-stop: ## stop the emulated Pi's sshd and unmount its root
+	device_scripts/pi_emu/start_sshd.sh stop --state $(abspath $(PI_EMU_STATE))
+
+bench-pi-emu: setup pi-emu ## deploy to the emulated Pi (`pi-emu` target of edgeq.toml)
+	$(EDGEQ) deploy --target pi-emu $(DATA_OPT) --runs 20 --min-s 0 --warmup-runs 2
+
+bench-android: setup ## the Android path: deploy --target android (edgeq.toml) and print the verdict
+	$(EDGEQ) deploy --target android $(DATA_OPT) $(BENCH_ANDROID_ARGS)
 
 clean: ## remove build and run outputs (keeps .venv)
 	rm -rf build dist out results .pytest_cache .ruff_cache

@@ -101,7 +101,7 @@ def test_runner_crash_shows_remote_stderr_tail(run_deploy, tmp_path, pi_python, 
     )
     res = run_deploy(python=crash)
     line = _error_line(res.stderr)
-    assert res.exit_code == 3 and "Segmentation fault" in line
+    assert res.exit_code == 3 and "Segmentation fault" in line and "killed by SIGSEGV" in line
     assert _leftovers(pi_workdir) == []
 
 

@@ -76,10 +76,17 @@ TRANSPORT_FIELDS: dict[str, dict[str, Field]] = {
         "adb_host": _f(str, "", "host of the adb server (default: localhost)"),
         "adb_port": _f(int, 0, "port of the adb server (default: $ANDROID_ADB_SERVER_PORT/5037)"),
         "adb_path": _f(str, "adb", "the adb client executable"),
-        "benchmark_binary": _f(str, "", "path on this host of the native benchmark_model"),
+        "benchmark_binary": _f(
+            str, "", "path on this host of the native benchmark_model (android_aarch64 build)"
+        ),
         "taskset": _f(str, "", "CPU mask for benchmark_model, e.g. f0 for the big cores"),
         "use_python_runner": _f(
-            bool, False, "also run the Python runner on the device (e.g. Termux python)"
+            (bool, str),
+            "auto",
+            "accuracy on the device with `python` + the edgeq runner: true, false (host), "
+            "or auto (when that python has numpy and an interpreter)",
+            False,
+            (True, False, "auto"),
         ),
     },
 }
@@ -123,6 +130,9 @@ MODEL_FIELDS: dict[str, Field] = {
 }
 
 SECTIONS = {"targets", "budget", "model", "lab"}
+
+#: Host-side file keys: `~` expanded, relative paths taken from the config file's folder.
+PATH_KEYS = ("key_file", "known_hosts", "benchmark_binary")
 
 
 @dataclass(frozen=True)
@@ -209,6 +219,13 @@ def validate_target(name: str, raw: dict[str, Any], source: str) -> TargetConfig
         raise ConfigError(f"{where}: missing required key 'transport' (local, ssh or adb)")
     _check_value(where, "transport", COMMON_FIELDS["transport"], transport)
     values = validate_section(where, raw, target_fields(transport))
+    base = Path(source).parent if source not in ("built-in", "test") else None
+    for key in PATH_KEYS:
+        if values.get(key):
+            p = Path(values[key]).expanduser()
+            if base is not None and not p.is_absolute():
+                p = base / p
+            values[key] = str(p)
     if transport == "ssh":
         if not 0 < values["port"] < 65536:
             raise ConfigError(f"{where}: key 'port' must be in 1..65535, got {values['port']}")

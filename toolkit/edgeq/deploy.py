@@ -38,6 +38,11 @@ class RunSettings:
     batch_size: int = 256
     eval_limit: int | None = None
     timeout: float = 900.0
+    #: Android: the host's native benchmark_model (else $EDGEQ_BENCHMARK_MODEL or the
+    #: target's `benchmark_binary`); adb targets with one run it instead of the runner.
+    benchmark_binary: str | None = None
+    #: benchmark_model switches: use_xnnpack, use_gpu, use_nnapi, op_profiling, taskset
+    benchmark_options: dict[str, Any] | None = None
 
     def validate(self) -> RunSettings:
         for name in ("threads", "runs", "batch_size"):
@@ -123,6 +128,12 @@ def prepare_artifact(
     return artifact
 
 
+def dataset_of(artifact: Path, default: str = "mnist") -> str:
+    """The dataset an artifact was made for, from its manifest (else `default`)."""
+    entry = convert.manifest_entry(Path(artifact)) if Path(artifact).is_file() else None
+    return (entry or {}).get("dataset") or default
+
+
 def resolve_artifact(path: Path) -> Path:
     p = Path(path)
     if not p.is_file():
@@ -193,8 +204,15 @@ def measure(
     """Push what is missing, run the device runner, pull and validate its JSON.
 
     Returns (run document, transfer/timing facts). The target is opened and closed here
-    (its per-run workdir removed unless the target keeps it).
+    (its per-run workdir removed unless the target keeps it). An adb target with a
+    benchmark_model binary is measured by that tool instead (`edgeq_android.driver`).
     """
+    if target.transport == "adb":
+        from edgeq_android import driver as android
+
+        binary = android.resolve_binary(settings.benchmark_binary, target.config)
+        if binary is not None:
+            return android.measure(target, artifact, eval_npz, settings, binary, progress)
     t0 = time.perf_counter()
     with target:
         _say(progress, f"connected to {target.name} ({target.describe()})")
@@ -268,6 +286,13 @@ def _interpret(target: Target, res: Any, text: str | None) -> dict[str, Any]:
             pass
         stderr_tail = tail(res.stderr, 3)
         detail = msg or "no result document"
+        if res.exit_code > 128 and not msg:
+            import signal
+
+            try:
+                detail = f"killed by {signal.Signals(res.exit_code - 128).name}, {detail}"
+            except ValueError:
+                pass
         raise RunnerError(
             f"{origin}: the runner failed (exit {res.exit_code}): {detail}"
             + (f" — device stderr: {stderr_tail}" if stderr_tail and not msg else ""),

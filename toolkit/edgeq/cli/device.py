@@ -15,9 +15,17 @@ from ..budget import Budget
 from ..errors import EXIT_FAILED
 from ..results import DeployResult
 from .common import JsonOpt, emit_json, err, out, use_json
-from .pipeline import DataOpt, DatasetOpt
+from .pipeline import DataOpt
 from .progress import training_bar
 
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="mnist or fashion_mnist (default: the artifact's, from its "
+        "manifest, else [model] dataset).",
+    ),
+]
 TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Target name from edgeq.toml.")]
 ConfigOpt = Annotated[
     Path | None,
@@ -33,6 +41,61 @@ TimeoutOpt = Annotated[
 KeepOpt = Annotated[
     bool, typer.Option("--keep", help="Keep the per-run folder on the device (for debugging).")
 ]
+BinaryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--benchmark-binary",
+        help="adb targets: run this native benchmark_model (else $EDGEQ_BENCHMARK_MODEL or "
+        "benchmark_binary of the target).",
+    ),
+]
+XnnpackOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--use-xnnpack/--no-xnnpack", help="benchmark_model: XNNPACK on/off (default: its own)."
+    ),
+]
+GpuOpt = Annotated[bool, typer.Option("--use-gpu", help="benchmark_model: the GPU delegate.")]
+NnapiOpt = Annotated[bool, typer.Option("--use-nnapi", help="benchmark_model: the NNAPI delegate.")]
+ProfilingOpt = Annotated[
+    bool, typer.Option("--op-profiling", help="benchmark_model: per-operator profile.")
+]
+TasksetOpt = Annotated[
+    str | None,
+    typer.Option("--taskset", help="benchmark_model: CPU mask to pin it to, e.g. f0 (big cores)."),
+]
+
+
+def _settings(
+    runs: int,
+    threads: int,
+    min_s: float,
+    warmup_runs: int,
+    timeout: float,
+    limit: int | None,
+    binary: Path | None,
+    xnnpack: bool | None,
+    gpu: bool,
+    nnapi: bool,
+    profiling: bool,
+    taskset: str | None,
+) -> deploy_mod.RunSettings:
+    """RunSettings from the measuring options `deploy` and `bench` share."""
+    opts: dict = {"use_gpu": gpu, "use_nnapi": nnapi, "op_profiling": profiling}
+    if xnnpack is not None:
+        opts["use_xnnpack"] = xnnpack
+    if taskset:
+        opts["taskset"] = taskset
+    return deploy_mod.RunSettings(
+        threads=threads,
+        runs=runs,
+        min_s=min_s,
+        warmup_runs=warmup_runs,
+        eval_limit=limit,
+        timeout=timeout,
+        benchmark_binary=str(binary) if binary else None,
+        benchmark_options=opts,
+    ).validate()
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +118,7 @@ def deploy(
         Path | None,
         typer.Option("--model", help="A .tflite artifact. Default: train + convert per [model]."),
     ] = None,
-    dataset: DatasetOpt = "mnist",
+    dataset: DatasetOpt = None,
     data: DataOpt = None,
     config: ConfigOpt = None,
     budget: Annotated[
@@ -73,6 +136,12 @@ def deploy(
         Path, typer.Option("--results", help="Folder for the saved result JSON.")
     ] = Path("results"),
     keep: KeepOpt = False,
+    benchmark_binary: BinaryOpt = None,
+    use_xnnpack: XnnpackOpt = None,
+    use_gpu: GpuOpt = False,
+    use_nnapi: NnapiOpt = False,
+    op_profiling: ProfilingOpt = False,
+    taskset: TasksetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Take a model to a verdict on a device: push, run, pull, judge against the budget."""
@@ -80,23 +149,26 @@ def deploy(
     cfg = config_mod.load(config)
     tcfg = cfg.target(target)
     bud = Budget.load(budget, cfg.budget)
-    settings = deploy_mod.RunSettings(
-        threads=threads,
-        runs=runs,
-        min_s=min_s,
-        warmup_runs=warmup_runs,
-        eval_limit=limit,
-        timeout=timeout,
-    ).validate()
+    settings = _settings(
+        runs,
+        threads,
+        min_s,
+        warmup_runs,
+        timeout,
+        limit,
+        benchmark_binary,
+        use_xnnpack,
+        use_gpu,
+        use_nnapi,
+        op_profiling,
+        taskset,
+    )
     say = _progress(json_out)
     if model is None:
-        model_cfg = {
-            **cfg.model,
-            "dataset": dataset if dataset != "mnist" else cfg.model["dataset"],
-        }
+        model_cfg = {**cfg.model, "dataset": dataset or cfg.model["dataset"]}
         with training_bar() as bar:
             model = deploy_mod.prepare_artifact(model_cfg, data, say, bar)
-        dataset = model_cfg["dataset"]
+    dataset = dataset or deploy_mod.dataset_of(model, cfg.model["dataset"])
     res = deploy_mod.deploy(tcfg, model, dataset, data, bud, settings, keep, results_dir, say)
     if json_out:
         emit_json({"ok": res.verdict.passed, **res.to_dict()})
@@ -109,7 +181,7 @@ def deploy(
 def bench(
     model: Annotated[Path, typer.Argument(help="The .tflite artifact to measure.")],
     target: TargetOpt = "local",
-    dataset: DatasetOpt = "mnist",
+    dataset: DatasetOpt = None,
     data: DataOpt = None,
     no_data: Annotated[
         bool, typer.Option("--no-data", help="Latency only: skip the accuracy run.")
@@ -121,18 +193,35 @@ def bench(
     warmup_runs: WarmupOpt = 10,
     timeout: TimeoutOpt = 900.0,
     keep: KeepOpt = False,
+    benchmark_binary: BinaryOpt = None,
+    use_xnnpack: XnnpackOpt = None,
+    use_gpu: GpuOpt = False,
+    use_nnapi: NnapiOpt = False,
+    op_profiling: ProfilingOpt = False,
+    taskset: TasksetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure a model on a device (latency, accuracy, memory) without judging it."""
     use_json(json_out)
     cfg = config_mod.load(config)
-    settings = deploy_mod.RunSettings(
-        threads=threads, runs=runs, min_s=min_s, warmup_runs=warmup_runs, timeout=timeout
-    ).validate()
+    settings = _settings(
+        runs,
+        threads,
+        min_s,
+        warmup_runs,
+        timeout,
+        None,
+        benchmark_binary,
+        use_xnnpack,
+        use_gpu,
+        use_nnapi,
+        op_profiling,
+        taskset,
+    )
     res = deploy_mod.deploy(
         cfg.target(target),
         model,
-        dataset,
+        dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
         data,
         None,
         settings,
@@ -211,8 +300,9 @@ def print_result(res: DeployResult) -> None:
     env = run.get("environment", {})
     out.print(
         f"[bold]{res.target['name']}[/] ({res.target['address']}): {env.get('machine')} "
-        f"{env.get('cpu_model') or ''} · {env.get('os')} · python {env.get('python')} · "
-        f"{env.get('runtime')} {env.get('runtime_version') or ''}"
+        f"{env.get('cpu_model') or ''} · {env.get('os')} · "
+        + (f"python {env.get('python')} · " if env.get("python") else "")
+        + f"{env.get('runtime')} {env.get('runtime_version') or ''}"
         + (" · [yellow]emulated[/]" if env.get("emulated") else "")
     )
     out.print(
@@ -242,6 +332,12 @@ def print_result(res: DeployResult) -> None:
     mem = (run.get("memory") or {}).get("peak_rss_kb")
     if mem:
         out.print(f"peak RSS: {mem / 1024:.1f} MiB")
+    by_type = (run.get("op_profile") or {}).get("by_node_type") or []
+    if by_type:
+        out.print(
+            "op profile (avg ms by node type): "
+            + ", ".join(f"{r.get('type')} {_fmt(r.get('avg_ms'))}" for r in by_type[:5])
+        )
     if res.verdict is not None:
         v = Table(title=f"verdict: {'PASS' if res.verdict.passed else 'FAIL'}")
         for col in ("check", "measured", "limit", "result", "source"):
@@ -258,9 +354,11 @@ def print_result(res: DeployResult) -> None:
                 )
             )
             limit = f"{c.limit:.2%}" if c.metric == "accuracy" else f"{c.limit:g} {c.unit}"
-            src = c.source + (f" — {c.note}" if c.note else "")
-            v.add_row(c.metric, measured, f"{c.op} {limit}", result, src)
+            v.add_row(c.metric, measured, f"{c.op} {limit}", result, c.source)
         out.print(v)
+        for c in res.verdict.checks:
+            if c.note:
+                out.print(f"note: {c.metric}: {c.note}")
     if res.host.get("saved_to"):
         out.print(f"saved {res.host['saved_to']}")
 
