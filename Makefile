@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow test-arm test-all lint format demo bench-pi pi-emu \
-	pi-emu-stop bench-pi-emu clean bench-android
+	pi-emu-stop bench-pi-emu clean bench-android lab
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,16 @@ bench-pi-emu: setup pi-emu ## deploy to the emulated Pi (`pi-emu` target of edge
 
 bench-android: setup ## the Android path: deploy --target android (edgeq.toml) and print the verdict
 	$(EDGEQ) deploy --target android $(DATA_OPT) $(BENCH_ANDROID_ARGS)
+
+lab: setup ## nightly lab: `edgeq lab run` on lab.toml (LAB_INVENTORY=...), reports in out/lab/
+	@mkdir -p out/lab
+	$(EDGEQ) lab run --inventory $(or $(LAB_INVENTORY),lab.toml) $(DATA_OPT) $(LAB_ARGS); \
+	rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
+	for f in html md junit json; do \
+		$(EDGEQ) lab report --inventory $(or $(LAB_INVENTORY),lab.toml) --format $$f \
+			--out out/lab/ || exit $$?; \
+	done; \
+	exit $$rc
 
 clean: ## remove build and run outputs (keeps .venv)
 	rm -rf build dist out results .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ import typer
 
 from .. import __version__
 from . import common, demo, device, pipeline
+from . import lab as lab_cli
 
 app = typer.Typer(
     name="edgeq",
@@ -45,6 +46,7 @@ def root(
 
 
 app.add_typer(demo.app, name="demo")
+app.add_typer(lab_cli.app, name="lab")
 pipeline.register(app)
 device.register(app)
 

@@ -1,0 +1,141 @@
+"""Lab fixtures: inventories written as TOML, "Pis" (real sshd + the device venv), and a
+way to kill a Pi the hard way (its sshd and every session under it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+#: Light runner settings: the lab's orchestration is under test, not the model's speed.
+LIGHT_RUN = {"runs": 20, "min_s": 0.0, "warmup_runs": 2, "warmup_min_s": 0.0}
+#: A budget every working device passes with the 1-epoch test model.
+GENEROUS = {
+    "max_model_kb": 200,
+    "max_latency_ms": 100,
+    "min_accuracy": 0.3,
+    "max_accuracy_drop_pp": 20,
+}
+#: The test sshd serves root, whose ~/.bashrc on this host runs `pyenv init` (~0.2 s of CPU
+#: per command). A Pi's shell does not; SHLVL=1 makes bash skip the rc file, as on a Pi.
+PI_SSHD = "SetEnv SHLVL=1"
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
+    return json.dumps(str(v))
+
+
+def write_inventory(path: Path, sections: dict[str, dict], devices: dict[str, dict]) -> Path:
+    """lab.toml from {section: {key: value}} and {device: {key: value}}."""
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    for name, values in devices.items():
+        lines.append(f"[devices.{json.dumps(name)}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (by parent pid, from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def kill_device(server) -> None:
+    """Pull the plug: SIGKILL the sshd, its sessions and whatever runs in them."""
+    for p in descendants(server.proc.pid):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    server.proc.wait(timeout=10)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention `text` (to prove nothing was left)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmd and state != "Z":
+            found.append(cmd)
+    return found
+
+
+def wait_until(cond, timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+@pytest.fixture(scope="session")
+def pi_factory(sshd_factory, pi_python, tmp_path_factory):
+    """Start a "Pi" (real sshd + the device venv); returns (server, [devices.NAME] keys)."""
+
+    def make(**over):
+        server = sshd_factory(extra_config=PI_SSHD)
+        workdir = tmp_path_factory.mktemp("pi-wd")
+        values = server.target_values(python=pi_python, workdir=str(workdir))
+        values.update(over)
+        return server, values
+
+    return make
+
+
+@pytest.fixture()
+def lab_sections(tmp_path, data_dir):
+    """[lab] / [run] / [budget] for a fast test lab with a private lock folder and DB."""
+    return {
+        "lab": {
+            "data": str(data_dir),
+            "eval_limit": 200,
+            "parallel": 5,
+            "db": str(tmp_path / "history.sqlite"),
+            "lock_dir": str(tmp_path / "locks"),
+            "timeout_s": 120,
+            "retries": 2,
+            "backoff_s": 0.2,
+            "lock_timeout_s": 120,
+        },
+        "run": LIGHT_RUN,
+        "budget": GENEROUS,
+    }

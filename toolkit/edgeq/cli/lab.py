@@ -1,0 +1,234 @@
+"""`edgeq lab run` and `edgeq lab report`: the nightly hardware lab."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..lab import report as report_mod
+from ..lab import runner as runner_mod
+from ..lab.history import History
+from ..lab.inventory import INVENTORY_NAME, load_inventory
+from .common import JsonOpt, emit_json, err, out, use_json
+from .pipeline import DataOpt
+
+app = typer.Typer(
+    help="The hardware lab: run an inventory of devices in parallel, keep every result in "
+    "a history, flag regressions, write reports.",
+    no_args_is_help=True,
+)
+
+InventoryOpt = Annotated[
+    Path,
+    typer.Option("--inventory", "-i", help=f"The lab inventory (default: ./{INVENTORY_NAME})."),
+]
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="The SQLite history (default: db in the inventory)."),
+]
+
+STYLE = {
+    "pass": "green",
+    "fail": "red",
+    "error": "red",
+    "quarantined": "magenta",
+    "skipped": "yellow",
+}
+
+
+class LiveProgress:
+    """Per-device progress on stderr: a rich live display on a terminal, one line per
+    event otherwise (cron mails, CI logs)."""
+
+    def __init__(self) -> None:
+        self.live = err.is_terminal
+        self.tasks: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<18}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=err,
+            transient=False,
+        )
+
+    def __enter__(self) -> LiveProgress:
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def say(self, msg: str) -> None:
+        err.print(f"[dim]·[/] {escape(msg)}")
+
+    def __call__(self, ev: runner_mod.Event) -> None:
+        with self.lock:
+            if ev.device not in self.tasks:
+                self.tasks[ev.device] = self.progress.add_task(
+                    ev.device, total=max(ev.total, 1), info="queued"
+                )
+            task = self.tasks[ev.device]
+            message = escape(ev.message[:160])
+            info = message
+            if ev.status:
+                style = STYLE.get(ev.status, "white")
+                info = f"[{style}]{ev.status.upper()}[/] {message}".strip()
+            elif ev.phase in ("waiting", "retry"):
+                info = f"[yellow]{ev.phase}[/] {message}"
+            kw = {"info": info}
+            if ev.total:
+                kw["total"] = ev.total
+            if ev.phase == "running" and ev.total:
+                kw["completed"] = ev.done
+            if ev.phase in ("done", "quarantined"):
+                total = self.progress.tasks[task].total or 1
+                kw["completed"] = total
+            self.progress.update(task, **kw)
+            if not self.live and ev.phase in ("quarantined", "retry", "done", "waiting"):
+                err.print(f"{ev.device}: {info}")
+            elif not self.live and ev.phase == "running" and ": " in ev.message and ev.done:
+                err.print(f"{ev.device}: {ev.message}")
+
+
+@app.command("run")
+def run(
+    inventory: InventoryOpt = Path(INVENTORY_NAME),
+    models: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--models",
+            "-m",
+            help="Artifact(s) to run instead of the inventory's models (repeat, or commas).",
+        ),
+    ] = None,
+    data: DataOpt = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Only devices with this name, tag or feature.")
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option("--parallel", "-j", help="Devices at once (default: the inventory's)."),
+    ] = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Health-check, quarantine, benchmark in parallel, record, flag regressions.
+
+    Exit codes: 0 every selected device ran and every result passed;
+    1 a device was quarantined or errored, or a result failed its budget or a regression;
+    2 a bad inventory or bad arguments.
+    """
+    use_json(json_out)
+    inv = load_inventory(inventory)
+    paths = [Path(p) for m in models or [] for p in str(m).split(",") if p] or None
+    with LiveProgress() as live:
+        result = runner_mod.run_lab(
+            inv,
+            models=paths,
+            data_path=data,
+            only=only,
+            parallel=parallel,
+            db=db,
+            on_event=live,
+            say=live.say,
+            command=" ".join(["edgeq", *sys.argv[1:]]),
+        )
+    if json_out:
+        emit_json(result.to_dict())
+    else:
+        print_run(result)
+    raise typer.Exit(result.exit_code)
+
+
+def print_run(run: runner_mod.LabRun) -> None:
+    t = Table(title=f"lab run {run.run_id}: {'PASS' if run.ok else 'FAIL'}")
+    for col in ("device", "model", "status", "p50 ms", "p90 ms", "accuracy", "size KB"):
+        t.add_column(col, justify="left" if col in ("device", "model", "status") else "right")
+    for r in run.results:
+        m = r.metrics
+        style = STYLE.get(r.status, "white")
+        t.add_row(
+            escape(r.device),
+            escape(r.model),
+            f"[{style}]{r.status}[/]",
+            f"{m['latency_p50']:.3f}" if "latency_p50" in m else "-",
+            f"{m['latency_p90']:.3f}" if "latency_p90" in m else "-",
+            f"{m['accuracy']:.2%}" if "accuracy" in m else "-",
+            f"{m['model_bytes'] / 1024:.1f}" if "model_bytes" in m else "-",
+        )
+    out.print(t)
+    for d in run.devices:
+        if d.status == "skipped":
+            out.print(f"[yellow]skipped[/] {escape(d.name)}: {escape(d.reason)}")
+    for f in run.findings:
+        style = "green" if f.kind == "recovery" else "red"
+        out.print(f"[{style}]{f.kind}[/] {escape(f.message)}")
+    c = run.counts()
+    out.print(
+        f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, "
+        f"{c['quarantined']} quarantined in {run.wall_s:.1f} s · history {escape(run.db)}"
+    )
+
+
+@app.command("report")
+def report(
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="File to write (a folder: lab-report.<ext>).")
+    ],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="html, md, junit or json.")] = "html",
+    db: DbOpt = None,
+    inventory: Annotated[
+        Path | None,
+        typer.Option("--inventory", "-i", help="Find the history through this inventory."),
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Run id (default: the latest run).")
+    ] = None,
+    trend_runs: Annotated[
+        int, typer.Option("--trend-runs", help="Runs shown in the trend plots.")
+    ] = 30,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a report of a lab run: HTML with plots, Markdown, JUnit XML or JSON."""
+    use_json(json_out)
+    from ..errors import UsageError
+
+    if fmt not in report_mod.FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(report_mod.FORMATS)}, got {fmt!r}")
+    if db is None:
+        inv_path = inventory or Path(INVENTORY_NAME)
+        if not inv_path.is_file() and inventory is None:
+            raise UsageError(f"give --db PATH (or --inventory; no ./{INVENTORY_NAME} here)")
+        db = load_inventory(inv_path).db_path
+    if not Path(db).is_file():
+        raise UsageError(f"no lab history at {db}; run `edgeq lab run` first or fix --db")
+    with History(db) as history:
+        doc = report_mod.build(history, run_id, trend_runs)
+    path = report_mod.write(doc, fmt, out_path)
+    if json_out:
+        emit_json(
+            {
+                "ok": True,
+                "format": fmt,
+                "path": str(path),
+                "run_id": doc["run"]["run_id"],
+                "run_status": doc["run"]["status"],
+                "counts": doc["counts"],
+            }
+        )
+    else:
+        out.print(
+            f"wrote {escape(str(path))} ({fmt}, run {doc['run']['run_id']}: {doc['run']['status']})"
+        )

@@ -1,0 +1,478 @@
+"""The lab's memory: every run and every device × model result, in one SQLite file.
+
+Why SQLite: one file, stdlib `sqlite3`, transactions, and safe concurrent writers from
+several processes on one host. The database runs in WAL mode (readers never block the
+writer) with a busy timeout, and each result — its row, its metrics and its checks — is
+written in ONE `BEGIN IMMEDIATE` transaction: a crash leaves either the whole result or
+nothing.
+
+The schema is versioned with `PRAGMA user_version` (and a `schema_migrations` log);
+`MIGRATIONS[n]` takes a database from version n-1 to n, applied in order inside one
+transaction when the file is opened. A file written by a newer edgeq is refused.
+
+Tables (version 1):
+    runs(run_id PK, started_utc, finished_utc, status, exit_code, edgeq_version, git_sha,
+         host, inventory, inventory_sha256, command, settings_json)
+    results(id PK, run_id → runs, device, transport, address, identity, tags_json,
+            features_json, model, artifact_path, artifact_sha256, mode, status, reason,
+            error_type, error_text, attempts, started_utc, finished_utc, bench_start,
+            bench_end, environment_json, result_json)
+    metrics(result_id → results, name, value)            one row per numeric metric
+    checks(result_id → results, name, kind, passed, measured, limit_value, op, unit, message)
+    findings(result_id → results, kind, check_name, message, since_utc, since_run_id,
+             last_pass_run_id)                        "failing since …", recoveries
+    schema_migrations(version PK, applied_utc, edgeq_version)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ConfigError, UsageError
+
+STATUSES = ("pass", "fail", "error", "quarantined")
+RESULT_COLUMNS = (
+    "run_id",
+    "device",
+    "transport",
+    "address",
+    "identity",
+    "model",
+    "artifact_path",
+    "artifact_sha256",
+    "mode",
+    "status",
+    "reason",
+    "error_type",
+    "error_text",
+    "attempts",
+    "started_utc",
+    "finished_utc",
+    "bench_start",
+    "bench_end",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            started_utc TEXT NOT NULL,
+            finished_utc TEXT,
+            status TEXT NOT NULL,
+            exit_code INTEGER,
+            edgeq_version TEXT NOT NULL,
+            git_sha TEXT,
+            host TEXT NOT NULL,
+            inventory TEXT,
+            inventory_sha256 TEXT,
+            command TEXT,
+            settings_json TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE results (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            device TEXT NOT NULL,
+            transport TEXT NOT NULL,
+            address TEXT NOT NULL DEFAULT '',
+            identity TEXT NOT NULL DEFAULT '',
+            tags_json TEXT NOT NULL DEFAULT '[]',
+            features_json TEXT NOT NULL DEFAULT '[]',
+            model TEXT NOT NULL,
+            artifact_path TEXT,
+            artifact_sha256 TEXT,
+            mode TEXT,
+            status TEXT NOT NULL CHECK (status IN ('pass', 'fail', 'error', 'quarantined')),
+            reason TEXT NOT NULL DEFAULT '',
+            error_type TEXT,
+            error_text TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            started_utc TEXT NOT NULL,
+            finished_utc TEXT NOT NULL,
+            bench_start REAL,
+            bench_end REAL,
+            environment_json TEXT,
+            result_json TEXT
+        )""",
+        "CREATE INDEX results_series ON results(device, model, started_utc)",
+        "CREATE INDEX results_run ON results(run_id)",
+        """CREATE TABLE metrics (
+            result_id INTEGER NOT NULL REFERENCES results(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY (result_id, name)
+        )""",
+        """CREATE TABLE checks (
+            result_id INTEGER NOT NULL REFERENCES results(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            passed INTEGER,
+            measured REAL,
+            limit_value REAL,
+            op TEXT NOT NULL DEFAULT '',
+            unit TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (result_id, name)
+        )""",
+        """CREATE TABLE findings (
+            result_id INTEGER NOT NULL REFERENCES results(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            message TEXT NOT NULL,
+            since_utc TEXT,
+            since_run_id TEXT,
+            last_pass_run_id TEXT
+        )""",
+        "CREATE INDEX findings_result ON findings(result_id)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def git_sha() -> str | None:
+    """The commit of the edgeq source tree in use, when it is a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = res.stdout.strip()
+    return sha if res.returncode == 0 and len(sha) == 40 else None
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a run: edgeq version, git sha when available, host."""
+    return {"edgeq_version": __version__, "git_sha": git_sha(), "host": socket.gethostname()}
+
+
+class History:
+    """The SQLite history. Thread-safe (one connection behind a lock); many processes may
+    open the same file at once. Close it (or use `with`)."""
+
+    def __init__(self, path: Path, timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise UsageError(
+                f"cannot open the lab history {self.path}: {exc}; choose a writable --db"
+            ) from None
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(
+                f"{self.path}: not a usable edgeq lab history ({exc}); point --db elsewhere"
+            ) from None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any error): all or nothing."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self, target: int | None = None) -> int:
+        """Bring the file to `target` (default: the newest schema); returns the version."""
+        target = SCHEMA_VERSION if target is None else target
+        with self.transaction() as db:
+            current = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if current > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path}: history schema v{current} is newer than this edgeq "
+                    f"understands (v{SCHEMA_VERSION}); upgrade edgeq"
+                )
+            if current < target:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                    " applied_utc TEXT NOT NULL, edgeq_version TEXT NOT NULL)"
+                )
+            for version in range(current + 1, target + 1):
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    (version, utc_now(), __version__),
+                )
+                db.execute(f"PRAGMA user_version = {version}")
+            return max(current, target)
+
+    # ------------------------------------------------------------------ writing
+
+    def start_run(
+        self,
+        run_id: str,
+        started_utc: str,
+        inventory: str = "",
+        inventory_sha256: str = "",
+        command: str = "",
+        settings: dict[str, Any] | None = None,
+        origin: dict[str, Any] | None = None,
+    ) -> None:
+        origin = origin or provenance()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, started_utc, status, edgeq_version, git_sha, host, "
+                "inventory, inventory_sha256, command, settings_json) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    started_utc,
+                    origin.get("edgeq_version", __version__),
+                    origin.get("git_sha"),
+                    origin.get("host", ""),
+                    inventory,
+                    inventory_sha256,
+                    command,
+                    json.dumps(settings or {}),
+                ),
+            )
+
+    def finish_run(self, run_id: str, status: str, exit_code: int | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished_utc = ?, status = ?, exit_code = ? WHERE run_id = ?",
+                (utc_now(), status, exit_code, run_id),
+            )
+
+    def record(self, row: dict[str, Any]) -> int:
+        """Write one result with its metrics and checks in one transaction; returns its id.
+
+        `row` holds the `results` columns plus `metrics` ({name: value}) and `checks`
+        (dicts with name, kind, passed, measured, limit, op, unit, message).
+        """
+        if row["status"] not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {row['status']!r}")
+        cols = list(RESULT_COLUMNS)
+        values = [row.get(c) for c in cols]
+        values[cols.index("reason")] = row.get("reason") or ""
+        values[cols.index("address")] = row.get("address") or ""
+        values[cols.index("identity")] = row.get("identity") or ""
+        values[cols.index("attempts")] = row.get("attempts") or 0
+        jcols = {
+            "tags_json": row.get("tags") or [],
+            "features_json": row.get("features") or [],
+            "environment_json": row.get("environment"),
+            "result_json": row.get("result"),
+        }
+        sql = (
+            f"INSERT INTO results ({', '.join(cols + list(jcols))}) "
+            f"VALUES ({', '.join('?' * (len(cols) + len(jcols)))})"
+        )
+        jvals = [None if v is None else json.dumps(v) for v in jcols.values()]
+        with self.transaction() as db:
+            cur = db.execute(sql, values + jvals)
+            rid = int(cur.lastrowid)
+            db.executemany(
+                "INSERT INTO metrics (result_id, name, value) VALUES (?, ?, ?)",
+                [(rid, k, float(v)) for k, v in (row.get("metrics") or {}).items()],
+            )
+            db.executemany(
+                "INSERT INTO checks (result_id, name, kind, passed, measured, limit_value, op, "
+                "unit, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        rid,
+                        c["name"],
+                        c["kind"],
+                        None if c.get("passed") is None else int(bool(c["passed"])),
+                        c.get("measured"),
+                        c.get("limit"),
+                        c.get("op") or "",
+                        c.get("unit") or "",
+                        c.get("message") or "",
+                    )
+                    for c in row.get("checks") or []
+                ],
+            )
+            db.executemany(
+                "INSERT INTO findings (result_id, kind, check_name, message, since_utc, "
+                "since_run_id, last_pass_run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        rid,
+                        f["kind"],
+                        f["check"],
+                        f["message"],
+                        f.get("since_utc"),
+                        f.get("since_run_id"),
+                        f.get("last_pass_run_id"),
+                    )
+                    for f in row.get("findings") or []
+                ],
+            )
+        return rid
+
+    # ------------------------------------------------------------------ reading
+
+    def _all(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first."""
+        sql = "SELECT * FROM runs ORDER BY started_utc DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [dict(r) for r in self._all(sql)]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return dict(rows[0]) if rows else None
+
+    def latest_run_id(self) -> str | None:
+        rows = self.runs(limit=1)
+        return rows[0]["run_id"] if rows else None
+
+    def results(
+        self,
+        run_id: str | None = None,
+        device: str | None = None,
+        model: str | None = None,
+        full: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Results (oldest first) with their metrics and checks, filtered as asked."""
+        where, args = [], []
+        for col, val in (("run_id", run_id), ("device", device), ("model", model)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "SELECT * FROM results"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_utc, id"
+        rows = [dict(r) for r in self._all(sql, tuple(args))]
+        if not rows:
+            return rows
+        ids = [r["id"] for r in rows]
+        metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+        checks: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        marks = ",".join("?" * len(ids))
+        for m in self._all(f"SELECT * FROM metrics WHERE result_id IN ({marks})", tuple(ids)):
+            metrics[m["result_id"]][m["name"]] = m["value"]
+        for c in self._all(
+            f"SELECT * FROM checks WHERE result_id IN ({marks}) ORDER BY rowid", tuple(ids)
+        ):
+            checks[c["result_id"]].append(
+                {
+                    "name": c["name"],
+                    "kind": c["kind"],
+                    "passed": None if c["passed"] is None else bool(c["passed"]),
+                    "measured": c["measured"],
+                    "limit": c["limit_value"],
+                    "op": c["op"],
+                    "unit": c["unit"],
+                    "message": c["message"],
+                }
+            )
+        findings: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        for f in self._all(
+            f"SELECT * FROM findings WHERE result_id IN ({marks}) ORDER BY rowid", tuple(ids)
+        ):
+            findings[f["result_id"]].append(
+                {
+                    "device": None,
+                    "model": None,
+                    "kind": f["kind"],
+                    "check": f["check_name"],
+                    "message": f["message"],
+                    "since_utc": f["since_utc"],
+                    "since_run_id": f["since_run_id"],
+                    "last_pass_run_id": f["last_pass_run_id"],
+                }
+            )
+        for r in rows:
+            for f in findings[r["id"]]:
+                f["device"], f["model"] = r["device"], r["model"]
+            r["findings"] = findings[r["id"]]
+            for key in ("tags_json", "features_json", "environment_json", "result_json"):
+                text = r.pop(key)
+                if full or key in ("tags_json", "features_json"):
+                    r[key[:-5]] = None if text is None else json.loads(text)
+            r["metrics"] = metrics[r["id"]]
+            r["checks"] = checks[r["id"]]
+        return rows
+
+    def series(self, device: str, model: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Earlier results of one device × model, newest first, with the check outcomes:
+        [{id, run_id, started_utc, status, checks: {name: passed}}]."""
+        rows = self._all(
+            "SELECT id, run_id, started_utc, status FROM results WHERE device = ? AND model = ?"
+            " ORDER BY started_utc DESC, id DESC LIMIT ?",
+            (device, model, limit),
+        )
+        out = [dict(r) | {"checks": {}} for r in rows]
+        if out:
+            by_id = {r["id"]: r for r in out}
+            marks = ",".join("?" * len(by_id))
+            for c in self._all(
+                f"SELECT result_id, name, passed FROM checks WHERE result_id IN ({marks})",
+                tuple(by_id),
+            ):
+                by_id[c["result_id"]]["checks"][c["name"]] = (
+                    None if c["passed"] is None else bool(c["passed"])
+                )
+        return out
+
+    def passing_values(self, device: str, model: str, metric: str, limit: int) -> list[float]:
+        """`metric` in the last `limit` passing results of device × model, newest first."""
+        rows = self._all(
+            "SELECT m.value FROM results r JOIN metrics m ON m.result_id = r.id AND m.name = ?"
+            " WHERE r.device = ? AND r.model = ? AND r.status = 'pass'"
+            " ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
+            (metric, device, model, limit),
+        )
+        return [float(r[0]) for r in rows]
+
+    def integrity(self) -> str:
+        """`PRAGMA integrity_check` ('ok' when the file is sound)."""
+        return str(self._all("PRAGMA integrity_check")[0][0])

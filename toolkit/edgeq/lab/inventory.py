@@ -1,0 +1,381 @@
+"""`lab.toml`: which devices the lab has, how to reach them, what to run and how to judge it.
+
+    [lab]                  defaults: models/modes, data, parallelism, history DB, timeouts
+    [run]                  device-runner settings (the `edgeq deploy` flags)
+    [budget]               the budget (keys of edgeq.toml's [budget])
+    [regression]           the noise band: K passing runs, k·MAD, tight accuracy/size
+    [model]                the recipe used when the lab trains its own model
+    [devices.NAME]         the keys of edgeq.toml's [targets.NAME] (transport local/ssh/adb)
+                           plus lab-only keys: features, enabled, modes, timeout_s, retries,
+                           password_env, lock_key, and override tables
+                           [devices.NAME.budget], [devices.NAME.run], [devices.NAME.regression]
+
+Everything is validated on load; an error names the file, the section (the device) and the
+key. Secrets never live in the inventory: `key_file` points at a key, `password_env` names
+an environment variable holding a password (a plain `password` is refused).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import convert
+from ..budget import Budget
+from ..config import (
+    BUDGET_FIELDS,
+    MODEL_FIELDS,
+    Field,
+    TargetConfig,
+    read_toml,
+    target_fields,
+    validate_section,
+    validate_target,
+)
+from ..errors import ConfigError
+
+INVENTORY_NAME = "lab.toml"
+
+NUM = (int, float)
+
+LAB_FIELDS: dict[str, Field] = {
+    "models": Field(
+        (list,), [], "artifacts (.tflite) to run, relative to this file; [] = train per [model]"
+    ),
+    "modes": Field((list,), ["int8"], "conversion modes run when the lab trains per [model]"),
+    "dataset": Field((str,), "mnist", "evaluation dataset", False, ("mnist", "fashion_mnist")),
+    "data": Field((str,), "", "dataset .npz or folder ('' = $EDGEQ_DATA_DIR, then download)"),
+    "accuracy": Field((bool,), True, "measure accuracy on the device (false: latency only)"),
+    "eval_limit": Field((int,), 1000, "evaluate on this many test images (0 = all)"),
+    "parallel": Field((int,), 4, "devices benchmarked at the same time"),
+    "db": Field((str,), "lab-data/history.sqlite", "the SQLite history, relative to this file"),
+    "lock_dir": Field((str,), "", "folder of the per-device lock files ('' = $TMPDIR)"),
+    "lock_timeout_s": Field(NUM, 3600, "give up waiting for a busy device after this long"),
+    "timeout_s": Field(NUM, 900, "per-device budget for all its benchmarks, in seconds"),
+    "retries": Field((int,), 2, "extra attempts after a transient transport error"),
+    "backoff_s": Field(NUM, 5, "first retry delay; doubles on each further retry"),
+}
+
+RUN_FIELDS: dict[str, Field] = {
+    "threads": Field((int,), 1, "interpreter threads on the device"),
+    "runs": Field((int,), 100, "timed inferences (at least)"),
+    "min_s": Field(NUM, 1.0, "time the steady state for at least this many seconds"),
+    "warmup_runs": Field((int,), 10, "untimed warm-up inferences"),
+    "warmup_min_s": Field(NUM, 0.5, "warm up for at least this many seconds"),
+    "max_s": Field(NUM, 60.0, "stop timing a phase after this many seconds"),
+    "batch_size": Field((int,), 256, "accuracy batch size"),
+}
+POSITIVE_RUN_KEYS = ("threads", "runs", "batch_size")
+
+#: Metrics the regression check can watch (see regress.METRICS for direction and kind).
+REGRESSION_METRICS = (
+    "latency_p50",
+    "latency_p90",
+    "latency_p99",
+    "latency_mean",
+    "e2e_latency_p50",
+    "e2e_latency_p90",
+    "peak_rss_kb",
+    "accuracy",
+    "model_bytes",
+)
+
+REGRESSION_FIELDS: dict[str, Field] = {
+    "window": Field((int,), 10, "K: compare with the last K passing runs of device × model"),
+    "k": Field(NUM, 3.0, "noise band half-width in scaled MADs (median ± k·1.4826·MAD)"),
+    "min_history": Field((int,), 3, "passing runs needed before a metric is judged"),
+    "min_rel": Field(NUM, 0.07, "smallest band, relative to the median (0.07 = ±7 %)"),
+    "accuracy_tolerance_pp": Field(NUM, 0.1, "accuracy drop vs the median allowed, in pp"),
+    "size_tolerance_bytes": Field((int,), 0, "model growth vs the median allowed, in bytes"),
+    "metrics": Field(
+        (list,),
+        ["latency_p50", "latency_p90", "peak_rss_kb", "accuracy", "model_bytes"],
+        "metrics watched for regressions",
+    ),
+}
+
+DEVICE_FIELDS: dict[str, Field] = {
+    "features": Field((list,), [], "capabilities (recorded; `--only` matches them too)"),
+    "enabled": Field((bool,), True, "false: keep the entry but never run it"),
+    "modes": Field((list,), [], "run only artifacts of these conversion modes ([] = all)"),
+    "timeout_s": Field(NUM, None, "per-device budget in seconds (default: [lab] timeout_s)"),
+    "retries": Field((int,), None, "transient-error retries (default: [lab] retries)"),
+    "password_env": Field((str,), "", "environment variable holding the SSH password"),
+    "lock_key": Field((str,), "", "device identity for the lock (default: from the address)"),
+    "budget": Field((dict,), {}, "budget keys overriding [budget] for this device"),
+    "run": Field((dict,), {}, "[run] keys overriding the runner settings for this device"),
+    "regression": Field((dict,), {}, "[regression] keys overriding the policy for this device"),
+}
+
+SECTIONS = ("lab", "run", "budget", "regression", "model", "devices")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One inventory entry: how to reach it (a TargetConfig) and the lab's view of it."""
+
+    name: str
+    target: TargetConfig
+    tags: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    enabled: bool = True
+    modes: tuple[str, ...] = ()
+    timeout_s: float = 900.0
+    retries: int = 2
+    password_env: str = ""
+    lock_key: str = ""
+    budget: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    regression: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def transport(self) -> str:
+        return self.target.transport
+
+    @property
+    def identity(self) -> str:
+        """What the lock is keyed by: the physical device, whatever the entry is called."""
+        if self.lock_key:
+            return self.lock_key
+        t = self.target
+        if t.transport == "ssh":
+            user = t.get("user") or getpass.getuser()
+            return f"ssh://{user}@{t.get('host')}:{t.get('port')}"
+        if t.transport == "adb":
+            server = f"{t.get('adb_host') or 'localhost'}:{t.get('adb_port') or 5037}"
+            return f"adb://{server}/{t.get('serial') or '(only device)'}"
+        return f"local://{socket.gethostname()}"
+
+    @property
+    def address(self) -> str:
+        t = self.target
+        if t.transport == "ssh":
+            return f"{t.get('user') or getpass.getuser()}@{t.get('host')}:{t.get('port')}"
+        if t.transport == "adb":
+            return t.get("serial") or "(only attached device)"
+        return f"local ({t.get('python')})"
+
+    def matches(self, selector: str | None) -> bool:
+        """`--only` selects by device name, tag or feature."""
+        return selector is None or selector in (self.name, *self.tags, *self.features)
+
+    def resolved_target(self) -> TargetConfig:
+        """The TargetConfig with credentials filled in from the environment.
+
+        Raises ConfigError (the device is quarantined, the lab goes on) when the variable
+        named by `password_env` is not set.
+        """
+        if not self.password_env:
+            return self.target
+        secret = os.environ.get(self.password_env)
+        if secret is None:
+            raise ConfigError(
+                f"device {self.name!r}: environment variable {self.password_env} "
+                f"(password_env) is not set; export it before `edgeq lab run`"
+            )
+        return replace(self.target, values={**self.target.values, "password": secret})
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated `lab.toml` (paths resolved relative to its folder)."""
+
+    path: Path
+    lab: dict[str, Any]
+    run: dict[str, Any]
+    budget: dict[str, Any]
+    regression: dict[str, Any]
+    model: dict[str, Any]
+    devices: dict[str, Device]
+    sha256: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.folder / p
+
+    @property
+    def db_path(self) -> Path:
+        return self.resolve(self.lab["db"])
+
+    @property
+    def lock_dir(self) -> Path:
+        import tempfile
+
+        if self.lab["lock_dir"]:
+            return self.resolve(self.lab["lock_dir"])
+        return Path(tempfile.gettempdir()) / "edgeq-locks"
+
+    @property
+    def model_paths(self) -> list[Path]:
+        return [self.resolve(m) for m in self.lab["models"]]
+
+    @property
+    def data_path(self) -> Path | None:
+        return self.resolve(self.lab["data"]) if self.lab["data"] else None
+
+    def budget_for(self, device: Device) -> Budget:
+        return Budget.from_dict({**self.budget, **device.budget})
+
+    def run_for(self, device: Device) -> dict[str, Any]:
+        return {**self.run, **device.run}
+
+    def regression_for(self, device: Device) -> dict[str, Any]:
+        return {**self.regression, **device.regression}
+
+    def select(self, only: str | None = None) -> list[Device]:
+        """Enabled devices matching `--only` (name, tag or feature), in inventory order."""
+        return [d for d in self.devices.values() if d.enabled and d.matches(only)]
+
+
+def _partial(where: str, raw: dict[str, Any], fields: dict[str, Field]) -> dict[str, Any]:
+    """Validate an override table: only the keys it sets come back."""
+    full = validate_section(where, raw, fields)
+    return {k: full[k] for k in raw}
+
+
+def _strings(where: str, key: str, value: list[Any], choices: tuple[str, ...] | None = None):
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}: key {key!r} must be a list of strings, got {item!r}")
+        if choices and item not in choices:
+            raise ConfigError(f"{where}: key {key!r}: {item!r} is not one of {', '.join(choices)}")
+    return tuple(value)
+
+
+def _check_run(where: str, run: dict[str, Any]) -> dict[str, Any]:
+    for key in POSITIVE_RUN_KEYS:
+        if key in run and run[key] < 1:
+            raise ConfigError(f"{where}: key {key!r} must be >= 1, got {run[key]}")
+    for key in ("warmup_runs",):
+        if key in run and run[key] < 0:
+            raise ConfigError(f"{where}: key {key!r} must be >= 0, got {run[key]}")
+    return run
+
+
+def _check_regression(where: str, regression: dict[str, Any]) -> None:
+    if "metrics" in regression:
+        _strings(where, "metrics", regression["metrics"], REGRESSION_METRICS)
+    for key in ("window", "min_history"):
+        if key in regression and regression[key] < 1:
+            raise ConfigError(f"{where}: key {key!r} must be >= 1")
+
+
+def _device(name: str, raw: Any, src: str, lab: dict[str, Any]) -> Device:
+    # The device is named in words too: the CLI's error line renders rich markup, in which
+    # a bare [devices.NAME] would vanish.
+    where = f"{src}, device {name!r} [devices.{name}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table of keys")
+    transport = raw.get("transport")
+    if transport not in ("local", "ssh", "adb"):
+        raise ConfigError(
+            f"{where}: key 'transport' must be one of local, ssh, adb, got {transport!r}"
+        )
+    if "password" in raw:
+        raise ConfigError(
+            f"{where}: key 'password': do not put passwords in an inventory; export it in an "
+            f'environment variable and set password_env = "VARIABLE"'
+        )
+    allowed = {**target_fields(transport), **DEVICE_FIELDS}
+    allowed.pop("password", None)
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(allowed))}"
+        )
+    lab_raw = {k: v for k, v in raw.items() if k in DEVICE_FIELDS}
+    target_raw = {k: v for k, v in raw.items() if k not in DEVICE_FIELDS}
+    try:
+        target = validate_target(name, target_raw, src)
+    except ConfigError as exc:
+        # Same keys and rules as [targets.NAME]; the message names the inventory's section.
+        raise ConfigError(exc.message.replace(f"{src} [targets.{name}]", where)) from None
+    if transport == "local" and target.values["python"] == "python3":
+        import sys
+
+        target.values["python"] = sys.executable
+    extra = validate_section(where, lab_raw, DEVICE_FIELDS)
+    if extra["password_env"] and transport != "ssh":
+        raise ConfigError(f"{where}: key 'password_env' only applies to transport = \"ssh\"")
+    _strings(where, "tags", target.values["tags"])
+    sub = f"{src}, device {name!r} [devices.{name}"
+    budget = _partial(f"{sub}.budget]", extra["budget"], BUDGET_FIELDS)
+    run = _check_run(f"{sub}.run]", _partial(f"{sub}.run]", extra["run"], RUN_FIELDS))
+    regression = _partial(f"{sub}.regression]", extra["regression"], REGRESSION_FIELDS)
+    _check_regression(f"{sub}.regression]", regression)
+    timeout = extra["timeout_s"] if extra["timeout_s"] is not None else lab["timeout_s"]
+    retries = extra["retries"] if extra["retries"] is not None else lab["retries"]
+    if timeout <= 0:
+        raise ConfigError(f"{where}: key 'timeout_s' must be > 0")
+    if retries < 0:
+        raise ConfigError(f"{where}: key 'retries' must be >= 0")
+    return Device(
+        name=name,
+        target=target,
+        tags=tuple(target.values["tags"]),
+        features=_strings(where, "features", extra["features"]),
+        enabled=extra["enabled"],
+        modes=_strings(where, "modes", extra["modes"], convert.MODES),
+        timeout_s=float(timeout),
+        retries=int(retries),
+        password_env=extra["password_env"],
+        lock_key=extra["lock_key"],
+        budget=budget,
+        run=run,
+        regression=regression,
+    )
+
+
+def parse_inventory(raw: dict[str, Any], path: Path) -> Inventory:
+    """Validate a parsed `lab.toml` (see the module docstring for the layout)."""
+    src = str(path)
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{src}: unknown section [{unknown[0]}]; allowed: {', '.join(SECTIONS)}")
+    lab = validate_section(f"{src} [lab]", raw.get("lab", {}), LAB_FIELDS)
+    where = f"{src} [lab]"
+    _strings(where, "models", lab["models"])
+    _strings(where, "modes", lab["modes"], convert.MODES)
+    if lab["parallel"] < 1:
+        raise ConfigError(f"{where}: key 'parallel' must be >= 1")
+    if lab["retries"] < 0 or lab["eval_limit"] < 0:
+        raise ConfigError(f"{where}: keys 'retries' and 'eval_limit' must be >= 0")
+    if lab["timeout_s"] <= 0:
+        raise ConfigError(f"{where}: key 'timeout_s' must be > 0")
+    run = _check_run(
+        f"{src} [run]", validate_section(f"{src} [run]", raw.get("run", {}), RUN_FIELDS)
+    )
+    budget = validate_section(f"{src} [budget]", raw.get("budget", {}), BUDGET_FIELDS)
+    regression = validate_section(
+        f"{src} [regression]", raw.get("regression", {}), REGRESSION_FIELDS
+    )
+    _check_regression(f"{src} [regression]", regression)
+    model = validate_section(f"{src} [model]", raw.get("model", {}), MODEL_FIELDS)
+    raw_devices = raw.get("devices", {})
+    if not isinstance(raw_devices, dict) or not raw_devices:
+        raise ConfigError(
+            f'{src}: no devices; add at least one [devices.NAME] table (transport = "local" '
+            f"for this machine)"
+        )
+    devices = {name: _device(name, d, src, lab) for name, d in raw_devices.items()}
+    return Inventory(path, lab, run, budget, regression, model, devices)
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read and validate a lab inventory; ConfigError (exit 2) names file, device and key."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(
+            f"inventory not found: {p}; copy the example lab.toml from the edgeq repository"
+        )
+    inv = parse_inventory(read_toml(p), p.resolve())
+    return replace(inv, sha256=hashlib.sha256(p.read_bytes()).hexdigest())

@@ -1,0 +1,127 @@
+"""A per-device lock, so two lab runs never benchmark one device at the same time.
+
+The lock is `flock(2)` on a file named after the device's identity (e.g.
+`ssh://pi@10.0.0.7:22`), in a folder every lab process on this host shares. flock locks
+belong to an open file description, so they exclude other processes and other threads of
+this process alike, and the kernel drops them when the holder dies (no stale locks after a
+crash or `kill -9`). The holder writes who it is into the file, so a waiter can say whom it
+waits for. Scope: one lab host (see docs/lab-multi-host.md for several).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import DeviceError, UsageError
+
+
+class DeviceBusy(DeviceError):
+    """Another run held the device longer than we were willing to wait."""
+
+
+def lock_file(lock_dir: Path, identity: str) -> Path:
+    """`<slug>-<hash>.lock`: readable, and unique per identity."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", identity).strip("_")[:60]
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return Path(lock_dir) / f"{slug}-{digest}.lock"
+
+
+class DeviceLock:
+    """Exclusive use of one device. `with DeviceLock(...):` waits up to `timeout_s`."""
+
+    def __init__(
+        self,
+        identity: str,
+        lock_dir: Path,
+        timeout_s: float = 3600.0,
+        owner: dict[str, Any] | None = None,
+        poll_s: float = 0.1,
+    ) -> None:
+        self.identity = identity
+        self.path = lock_file(lock_dir, identity)
+        self.timeout_s = timeout_s
+        self.owner = owner or {}
+        self.poll_s = poll_s
+        self._fh = None
+        self.waited_s = 0.0
+
+    def holder(self) -> dict[str, Any]:
+        """Who holds (or last held) the lock, as written in the file."""
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self, on_wait: Callable[[str], None] | None = None) -> DeviceLock:
+        """Take the lock, waiting (and telling `on_wait` whom for) while another run holds it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the device lock {self.path}: {exc.strerror or exc}; set "
+                f"lock_dir in [lab] to a writable folder"
+            ) from None
+        t0 = time.monotonic()
+        told = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - t0
+                if waited >= self.timeout_s:
+                    fh.close()
+                    h = self.holder()
+                    raise DeviceBusy(
+                        f"{self.identity} is busy: held by pid {h.get('pid', '?')} on "
+                        f"{h.get('host', '?')} (run {h.get('run_id', '?')}) since "
+                        f"{h.get('since', '?')}; waited {waited:.0f} s — raise lock_timeout_s "
+                        f"in [lab] or try again later"
+                    ) from None
+                if on_wait and not told:
+                    h = self.holder()
+                    on_wait(f"waiting for run {h.get('run_id', '?')} (pid {h.get('pid', '?')})")
+                    told = True
+                time.sleep(self.poll_s)
+        self.waited_s = time.monotonic() - t0
+        self._fh = fh
+        info = {
+            **self.owner,
+            "identity": self.identity,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(info) + "\n")
+        fh.flush()
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            try:
+                fcntl.flock(self._fh, fcntl.LOCK_UN)
+            finally:
+                self._fh.close()
+                self._fh = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def __enter__(self) -> DeviceLock:
+        return self if self.held else self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

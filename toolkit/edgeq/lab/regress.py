@@ -1,0 +1,303 @@
+"""Regressions: is tonight's figure worse than this device × model's recent past?
+
+Per device × model × metric the baseline is the last K (`window`, default 10) PASSING
+results in the history. Noisy metrics (latencies, peak RSS) get a noise band around the
+baseline median:
+
+    half = max(k · 1.4826 · MAD, min_rel · |median|)      defaults k = 3, min_rel = 7 %
+
+1.4826·MAD estimates the standard deviation robustly, so k is "how many sigmas" and a
+noisy device gets a wider band by itself. The `min_rel` floor keeps a quiet device from
+flagging ordinary jitter: with ±3 % noise two nights differ by at most ~6.2 %, so ±3 %
+never trips it while a 20 % slowdown always does (even at −3 % noise it is +16 %). Worse
+than median + half is a regression; better than median − half is noted as an improvement.
+Deterministic metrics are compared tightly: accuracy may not drop more than
+`accuracy_tolerance_pp` (0.1 pp) below the median, the model may not grow more than
+`size_tolerance_bytes` (0). A noisy metric is judged once `min_history` (3) passing runs
+exist; a tight one from the first.
+
+Because only passing runs form the baseline, a regression stays flagged night after night
+— "failing since <date> (last pass <run id>)" — until the figure is back in the band, which
+is reported as a recovery.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .history import History
+
+MAD_TO_SIGMA = 1.4826
+#: Checks about reaching the device, not about the model (reported as the result's error).
+INFRA = ("health", "run")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    worse: str  # "higher" or "lower"
+    kind: str  # "band" (noisy), "accuracy" or "size" (tight)
+    unit: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    m.name: m
+    for m in (
+        MetricSpec("latency_p50", "higher", "band", "ms"),
+        MetricSpec("latency_p90", "higher", "band", "ms"),
+        MetricSpec("latency_p99", "higher", "band", "ms"),
+        MetricSpec("latency_mean", "higher", "band", "ms"),
+        MetricSpec("e2e_latency_p50", "higher", "band", "ms"),
+        MetricSpec("e2e_latency_p90", "higher", "band", "ms"),
+        MetricSpec("peak_rss_kb", "higher", "band", "KB"),
+        MetricSpec("accuracy", "lower", "accuracy", ""),
+        MetricSpec("model_bytes", "higher", "size", "B"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The [regression] table of lab.toml."""
+
+    window: int = 10
+    k: float = 3.0
+    min_history: int = 3
+    min_rel: float = 0.07
+    accuracy_tolerance_pp: float = 0.1
+    size_tolerance_bytes: int = 0
+    metrics: tuple[str, ...] = (
+        "latency_p50",
+        "latency_p90",
+        "peak_rss_kb",
+        "accuracy",
+        "model_bytes",
+    )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Policy:
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "metrics" in kw:
+            kw["metrics"] = tuple(kw["metrics"])
+        return cls(**kw)
+
+
+def mad(values: list[float]) -> float:
+    """Median absolute deviation from the median."""
+    m = statistics.median(values)
+    return statistics.median(abs(v - m) for v in values)
+
+
+def _fmt(value: float, spec: MetricSpec) -> str:
+    if spec.kind == "accuracy":
+        return f"{value:.2%}"
+    if spec.kind == "size" or spec.unit == "KB":
+        return f"{value:,.0f} {spec.unit}"
+    return f"{value:.4g} {spec.unit}"
+
+
+def judge_metric(name: str, value: float, baseline: list[float], policy: Policy) -> dict[str, Any]:
+    """One regression check (a `checks` row): value vs the baseline of passing runs."""
+    spec = METRICS[name]
+    check = {"name": f"regression:{name}", "kind": "regression", "measured": value, "unit": ""}
+    check["unit"] = spec.unit
+    need = policy.min_history if spec.kind == "band" else 1
+    if len(baseline) < need:
+        return {
+            **check,
+            "passed": None,
+            "limit": None,
+            "op": "<=" if spec.worse == "higher" else ">=",
+            "message": f"not judged: {len(baseline)} of {need} passing runs in the history",
+        }
+    median = statistics.median(baseline)
+    n = len(baseline)
+    if spec.kind == "band":
+        half = max(policy.k * MAD_TO_SIGMA * mad(baseline), policy.min_rel * abs(median))
+        band = f"median {_fmt(median, spec)} ± {_fmt(half, spec)} of the last {n} passes"
+    elif spec.kind == "accuracy":
+        half = policy.accuracy_tolerance_pp / 100
+        band = f"median {_fmt(median, spec)} − {policy.accuracy_tolerance_pp:g} pp (last {n})"
+    else:
+        half = float(policy.size_tolerance_bytes)
+        band = f"median {_fmt(median, spec)} + {half:,.0f} B (last {n} passes)"
+    eps = 1e-12 * max(1.0, abs(median))
+    if spec.worse == "higher":
+        limit, op = median + half, "<="
+        passed = value <= limit + eps
+        better = value < median - half
+    else:
+        limit, op = median - half, ">="
+        passed = value >= limit - eps
+        better = value > median + half
+    if not passed:
+        change = (value - median) / median if median else float("inf")
+        msg = f"{name} regressed: {_fmt(value, spec)} ({change:+.1%}) vs {band}"
+    elif better:
+        msg = f"{name} improved: {_fmt(value, spec)} vs {band}"
+    else:
+        msg = f"{name} within {band}"
+    return {**check, "passed": passed, "limit": limit, "op": op, "message": msg}
+
+
+def evaluate(
+    history: History, device: str, model: str, metrics: dict[str, float], policy: Policy
+) -> list[dict[str, Any]]:
+    """Regression checks for a new result (computed before it is written)."""
+    checks = []
+    for name in policy.metrics:
+        if name not in metrics or metrics[name] is None:
+            continue
+        baseline = history.passing_values(device, model, name, policy.window)
+        checks.append(judge_metric(name, float(metrics[name]), baseline, policy))
+    return checks
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A failure with its streak ("failing since …") or a recovery, for the reports."""
+
+    device: str
+    model: str
+    kind: str  # "regression" | "failure" | "error" | "recovery"
+    check: str
+    message: str
+    since_utc: str | None = None
+    since_run_id: str | None = None
+    last_pass_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def since_text(since_utc: str | None, last_pass: str | None) -> str:
+    day = (since_utc or "")[:10] or "?"
+    tail = f"last pass {last_pass}" if last_pass else "never passed"
+    return f"failing since {day} ({tail})"
+
+
+def _streak(
+    earlier: list[dict[str, Any]], failed_here: Any, now: tuple[str, str]
+) -> tuple[str, str]:
+    """Walk back over earlier results while `failed_here(row)` is True (None: no verdict on
+    that row, keep walking); return (since_utc, since_run_id) of the earliest failure."""
+    since = now
+    for row in earlier:
+        verdict = failed_here(row)
+        if verdict is None:
+            continue
+        if not verdict:
+            break
+        since = (row["started_utc"], row["run_id"])
+    return since
+
+
+def annotate(
+    history: History,
+    device: str,
+    model: str,
+    run_id: str,
+    started_utc: str,
+    status: str,
+    checks: list[dict[str, Any]],
+) -> tuple[list[Finding], str | None, str | None]:
+    """Findings for a new result (before it is written): each failing check with its
+    streak, the device error/quarantine streak, and recoveries. Returns
+    (findings, since_utc of the result's failure streak, last pass run id)."""
+    earlier = history.series(device, model)
+    last_pass = next((r["run_id"] for r in earlier if r["status"] == "pass"), None)
+    now = (started_utc, run_id)
+    findings: list[Finding] = []
+
+    def row_failed(row: dict[str, Any]) -> bool | None:
+        return row["status"] != "pass"
+
+    since_utc = None
+    if status != "pass":
+        since_utc, since_run = _streak(earlier, row_failed, now)
+        if status in ("error", "quarantined"):
+            why = "; ".join(
+                c.get("message") or c["name"]
+                for c in checks
+                if c["kind"] in INFRA and c.get("passed") is False
+            )
+            findings.append(
+                Finding(
+                    device,
+                    model,
+                    "error",
+                    status,
+                    f"{device} × {model}: {status}: {why or status}; "
+                    f"{since_text(since_utc, last_pass)}",
+                    since_utc,
+                    since_run,
+                    last_pass,
+                )
+            )
+    for c in checks:
+        name = c["name"]
+        if c.get("passed") is False and c["kind"] not in INFRA:
+
+            def check_failed(row: dict[str, Any], name: str = name) -> bool | None:
+                if row["status"] == "pass":
+                    return False
+                got = row["checks"].get(name)
+                return None if got is None else not got
+
+            s_utc, s_run = _streak(earlier, check_failed, now)
+            kind = "regression" if c["kind"] == "regression" else "failure"
+            findings.append(
+                Finding(
+                    device,
+                    model,
+                    kind,
+                    name,
+                    f"{device} × {model}: {c.get('message') or name}; "
+                    f"{since_text(s_utc, last_pass)}",
+                    s_utc,
+                    s_run,
+                    last_pass,
+                )
+            )
+        elif c.get("passed") is True:
+            prev = next((r for r in earlier if r["checks"].get(name) is not None), None)
+            if prev is not None and prev["checks"][name] is False:
+
+                def was_failed(row: dict[str, Any], name: str = name) -> bool | None:
+                    got = row["checks"].get(name)
+                    return None if got is None else not got
+
+                s_utc, s_run = _streak(earlier, was_failed, (prev["started_utc"], prev["run_id"]))
+                findings.append(
+                    Finding(
+                        device,
+                        model,
+                        "recovery",
+                        name,
+                        f"{device} × {model}: {name.split(':', 1)[-1]} recovered "
+                        f"({c.get('message') or 'passes again'}); had been failing since "
+                        f"{s_utc[:10]}",
+                        s_utc,
+                        s_run,
+                        last_pass,
+                    )
+                )
+    if status == "pass" and earlier and earlier[0]["status"] != "pass":
+        prev = (earlier[0]["started_utc"], earlier[0]["run_id"])
+        s_utc, s_run = _streak(earlier, row_failed, prev)
+        findings.append(
+            Finding(
+                device,
+                model,
+                "recovery",
+                "result",
+                f"{device} × {model}: passes again; had been failing since {s_utc[:10]} "
+                f"(last pass {last_pass or 'never'})",
+                s_utc,
+                s_run,
+                last_pass,
+            )
+        )
+    return findings, since_utc, last_pass
