@@ -79,6 +79,8 @@ Subsystem sftp internal-sftp
 MaxStartups 64:30:128
 MaxSessions 64
 LogLevel ERROR
+# bash skips ~/.bashrc for this sshd's commands (as on a Pi, where it does nothing slow)
+SetEnv SHLVL=1
 {self.extra_config}
 """
         )

@@ -54,6 +54,7 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
         ("[budget]\nmax_model_kb = -1\n", "[budget]: key 'max_model_kb' must be >= 0"),
         ('[budget]\nlatency_percentile = "p42"\n', "key 'latency_percentile' must be one of"),
         ("[budegt]\n", "unknown section [budegt]"),
+        ('[lab]\ninventry = "lab.toml"\n', "[lab]: unknown key 'inventry'"),
         ("[targets\n", "not valid TOML"),
         (
             '[targets.pi]\ntransport = "ssh"\nhost = "h"\naccept_new_host_key = 1\n',
@@ -189,3 +190,10 @@ def test_truncated_and_error_documents():
     }
     with pytest.raises(RunnerError, match="runner failed: no TFLite interpreter; pip install x"):
         parse_run(json.dumps(err))
+
+
+def test_cli_error_line_keeps_brackets(cli, tmp_path):
+    """Rich markup must not eat `[targets.pi]` out of error messages."""
+    p = _write(tmp_path, '[targets.pi]\ntransport = "ssh"\n')
+    res = cli("targets", "--config", p)
+    assert f"{p} [targets.pi]: missing required key 'host'" in res.stderr

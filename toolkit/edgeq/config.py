@@ -129,6 +129,10 @@ MODEL_FIELDS: dict[str, Field] = {
     "calibration_samples": _f(int, 500, "representative images from the training split"),
 }
 
+LAB_FIELDS: dict[str, Field] = {
+    "inventory": _f(str, "lab.toml", "the lab inventory `edgeq lab` uses without --inventory"),
+}
+
 SECTIONS = {"targets", "budget", "model", "lab"}
 
 #: Host-side file keys: `~` expanded, relative paths taken from the config file's folder.
@@ -283,7 +287,9 @@ def load(path: Path | None = None) -> Config:
             targets[name].values["python"] = sys.executable
     budget = validate_section(f"{src} [budget]", raw.get("budget", {}), BUDGET_FIELDS)
     model = validate_section(f"{src} [model]", raw.get("model", {}), MODEL_FIELDS)
-    lab = raw.get("lab", {})
+    lab = validate_section(f"{src} [lab]", raw.get("lab", {}), LAB_FIELDS)
+    if found and not Path(lab["inventory"]).expanduser().is_absolute():
+        lab["inventory"] = str(found.parent / lab["inventory"])
     return Config(found, targets, budget, model, lab)
 
 

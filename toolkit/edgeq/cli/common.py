@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from ..errors import EXIT_INTERRUPTED, EdgeqError
@@ -66,7 +67,7 @@ def emit_json(obj: Any) -> None:
 
 def report_error(exc: EdgeqError) -> int:
     """One line on stderr (plus a JSON document on stdout under --json); returns the exit code."""
-    err.print(f"[bold red]edgeq: error:[/] {exc.message}", markup=True)
+    err.print(f"[bold red]edgeq: error:[/] {escape(exc.message)}", markup=True)
     if state.json:
         emit_json({"ok": False, "exit_code": exc.exit_code, "error": exc.to_dict()})
     return exc.exit_code

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .. import demos
@@ -29,7 +30,7 @@ def layer(json_out: JsonOpt = False) -> None:
 
     out.print("[bold]Fully-connected layer, 8-bit weights[/] (np.random.seed(10007))")
     out.print("quantized weights:")
-    out.print(str(np.array(res.weights_quantized)))
+    out.print(escape(str(np.array(res.weights_quantized))))
     out.print(f"weights RMSE: {res.weights_rmse!r}")
     out.print(f"output RMSE:  {res.output_rmse!r}")
     out.print(
@@ -92,4 +93,4 @@ def rover(
         psnr = "inf" if math.isinf(r.psnr_db) else f"{r.psnr_db:.2f}"
         table.add_row(str(r.bits), f"{r.bytes:,}", f"{r.saving:.1%}", f"{r.rmse:.3f}", psnr)
     out.print(table)
-    out.print(f"wrote {res.grid_png} and {res.sizes_png}")
+    out.print(escape(f"wrote {res.grid_png} and {res.sizes_png}"))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .. import config as config_mod
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
 
 def _progress(json_out: bool):
     def say(msg: str) -> None:
-        err.print(f"[dim]·[/] {msg}")
+        err.print(f"[dim]·[/] {escape(msg)}")
 
     return say
 
@@ -298,16 +299,21 @@ def doctor(
 def print_result(res: DeployResult) -> None:
     run = res.run
     env = run.get("environment", {})
-    out.print(
-        f"[bold]{res.target['name']}[/] ({res.target['address']}): {env.get('machine')} "
-        f"{env.get('cpu_model') or ''} · {env.get('os')} · "
+    where = (
+        f" ({res.target['address']}): {env.get('machine')} {env.get('cpu_model') or ''} · "
+        f"{env.get('os')} · "
         + (f"python {env.get('python')} · " if env.get("python") else "")
         + f"{env.get('runtime')} {env.get('runtime_version') or ''}"
+    )
+    out.print(
+        f"[bold]{escape(res.target['name'])}[/]{escape(where)}"
         + (" · [yellow]emulated[/]" if env.get("emulated") else "")
     )
     out.print(
-        f"model {Path(res.artifact['path']).name} ({res.artifact['bytes']:,} B, "
-        f"sha256 {res.artifact['sha256'][:12]}) · sent {res.bytes_sent:,} bytes"
+        escape(
+            f"model {Path(res.artifact['path']).name} ({res.artifact['bytes']:,} B, "
+            f"sha256 {res.artifact['sha256'][:12]}) · sent {res.bytes_sent:,} bytes"
+        )
     )
     t = Table(title="latency (ms), steady state")
     for col in ("", "count", "min", "p50", "p90", "p99", "max", "mean", "std"):
@@ -358,9 +364,9 @@ def print_result(res: DeployResult) -> None:
         out.print(v)
         for c in res.verdict.checks:
             if c.note:
-                out.print(f"note: {c.metric}: {c.note}")
+                out.print(f"note: {c.metric}: {escape(c.note)}")
     if res.host.get("saved_to"):
-        out.print(f"saved {res.host['saved_to']}")
+        out.print(f"saved {escape(res.host['saved_to'])}")
 
 
 def _fmt(v) -> str:

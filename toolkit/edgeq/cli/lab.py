@@ -26,8 +26,12 @@ app = typer.Typer(
 )
 
 InventoryOpt = Annotated[
-    Path,
-    typer.Option("--inventory", "-i", help=f"The lab inventory (default: ./{INVENTORY_NAME})."),
+    Path | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="The lab inventory (default: [lab] inventory of ./edgeq.toml, else ./lab.toml).",
+    ),
 ]
 DbOpt = Annotated[
     Path | None,
@@ -97,14 +101,21 @@ class LiveProgress:
                 kw["completed"] = total
             self.progress.update(task, **kw)
             if not self.live and ev.phase in ("quarantined", "retry", "done", "waiting"):
-                err.print(f"{ev.device}: {info}")
+                err.print(escape(f"{ev.device}: {info}"))
             elif not self.live and ev.phase == "running" and ": " in ev.message and ev.done:
-                err.print(f"{ev.device}: {ev.message}")
+                err.print(escape(f"{ev.device}: {ev.message}"))
+
+
+def default_inventory() -> Path:
+    """[lab] inventory of ./edgeq.toml if there is one, else ./lab.toml."""
+    from .. import config
+
+    return Path(config.load().lab["inventory"]) if config.find_config() else Path(INVENTORY_NAME)
 
 
 @app.command("run")
 def run(
-    inventory: InventoryOpt = Path(INVENTORY_NAME),
+    inventory: InventoryOpt = None,
     models: Annotated[
         list[Path] | None,
         typer.Option(
@@ -131,7 +142,7 @@ def run(
     2 a bad inventory or bad arguments.
     """
     use_json(json_out)
-    inv = load_inventory(inventory)
+    inv = load_inventory(inventory or default_inventory())
     paths = [Path(p) for m in models or [] for p in str(m).split(",") if p] or None
     with LiveProgress() as live:
         result = runner_mod.run_lab(
@@ -208,9 +219,9 @@ def report(
     if fmt not in report_mod.FORMATS:
         raise UsageError(f"--format must be one of {', '.join(report_mod.FORMATS)}, got {fmt!r}")
     if db is None:
-        inv_path = inventory or Path(INVENTORY_NAME)
+        inv_path = inventory or default_inventory()
         if not inv_path.is_file() and inventory is None:
-            raise UsageError(f"give --db PATH (or --inventory; no ./{INVENTORY_NAME} here)")
+            raise UsageError(f"give --db PATH (or --inventory; no {inv_path} here)")
         db = load_inventory(inv_path).db_path
     if not Path(db).is_file():
         raise UsageError(f"no lab history at {db}; run `edgeq lab run` first or fix --db")

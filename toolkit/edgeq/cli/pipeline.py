@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .. import convert as convert_mod
@@ -78,7 +79,9 @@ def train(
         f"trained {m['params']:,} parameters on {m['train_samples']:,} {m['dataset']} images "
         f"in {m['train_seconds']:.1f} s: test accuracy {m['test_accuracy']:.2%}"
     )
-    out.print(f"wrote {res.model_path}, history.json, metrics.json, accuracy.png in {res.out_dir}")
+    out.print(
+        escape(f"wrote {res.model_path}, history.json, metrics.json, accuracy.png in {res.out_dir}")
+    )
 
 
 def convert(
@@ -177,7 +180,7 @@ def evaluate(
     for r in rep.rows:
         if r.book_shortcut_top1 is not None:
             out.print(
-                f"{Path(r.artifact).name}: inputs quantized with the tensor's scale/zero point "
-                f"({r.top1:.2%}); the book's (x*127).astype(int8) shortcut would give "
+                f"{escape(Path(r.artifact).name)}: inputs quantized with the tensor's scale/zero "
+                f"point ({r.top1:.2%}); the book's (x*127).astype(int8) shortcut would give "
                 f"{r.book_shortcut_top1:.2%}"
             )
