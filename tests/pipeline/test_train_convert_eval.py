@@ -189,3 +189,29 @@ def test_describe_matches_interpreter(artifacts):
     out, manifest = artifacts
     for a in manifest["artifacts"]:
         assert convert.describe_tflite(out / a["file"])["input"] == a["input"]
+
+
+def test_drop_is_measured_against_the_same_source_model(artifacts, trained, tmp_path, data_dir):
+    """Two model folders evaluated together: each int8 is compared with its own float32."""
+    from edgeq import train as train_mod
+
+    other = train_mod.train(
+        train_mod.Recipe(epochs=1, batch_size=64, seed=1, limit=1000),
+        tmp_path / "other",
+        data_dir / "mnist.npz",
+    )
+    convert.convert(
+        other.model_path, ["float32", "int8"], tmp_path / "other", 100, data_path=data_dir
+    )
+    out, _ = artifacts
+    rep = evaluate.evaluate(
+        [out / "model_int8.tflite", tmp_path / "other" / "model_int8.tflite"],
+        data_path=data_dir,
+        latency_runs=5,
+    )
+    rows = {(r.artifact, r.mode): r for r in rep.rows}
+    assert sum(r.reference for r in rep.rows) == 2
+    for folder in (out, tmp_path / "other"):
+        f32 = rows[(str(folder / "model_float32.tflite"), "float32")]
+        i8 = rows[(str(folder / "model_int8.tflite"), "int8")]
+        assert i8.drop_pp == pytest.approx((f32.top1 - i8.top1) * 100)

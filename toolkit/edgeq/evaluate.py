@@ -39,6 +39,7 @@ class EvalRow:
     input_dtype: str
     book_shortcut_top1: float | None = None
     reference: bool = False
+    source_model_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,10 +98,10 @@ def evaluate(
     """Evaluate each artifact on the test split (all of it unless `limit`)."""
     files = collect(paths)
     entries = {f: convert.manifest_entry(f) for f in files}
-    reference = _float_reference(files, entries)
-    if reference is not None:
-        files.append(reference)
-        entries[reference] = convert.manifest_entry(reference)
+    references = _float_references(entries)
+    for ref in references:
+        files.append(ref)
+        entries[ref] = convert.manifest_entry(ref)
     if dataset is None:
         dataset = next((e["dataset"] for e in entries.values() if e and e.get("dataset")), None)
     ds = data.load(dataset or "mnist", data_path)
@@ -116,27 +117,37 @@ def evaluate(
         rows.append(
             _evaluate_one(f, entries[f], interp_cls, x_test, y_test, latency_runs, batch_size)
         )
-        rows[-1].reference = f == reference
+        rows[-1].reference = f in references
     if progress:
         progress(len(files), len(files), "")
-    ref = next((r for r in rows if r.mode == "float32"), None)
-    for r in rows:
-        r.drop_pp = None if ref is None else (ref.top1 - r.top1) * 100
+    _set_drops(rows)
     return EvalReport(ds.name, ds.source, rt_name, rt_version, rows)
 
 
-def _float_reference(files: list[Path], entries: dict[Path, Any]) -> Path | None:
-    """The float32 sibling (same source model) to measure the drop against, if not given."""
-    if any(e and e.get("mode") == "float32" for e in entries.values()):
-        return None
+def _set_drops(rows: list[EvalRow]) -> None:
+    """Drop of each row vs the float32 row of the SAME source model (manifest); artifacts
+    without a manifest are compared with the only float32 row, if there is exactly one."""
+    floats = [r for r in rows if r.mode == "float32"]
+    by_source = {r.source_model_sha256: r for r in floats if r.source_model_sha256}
+    lone = floats[0] if len(floats) == 1 else None
+    for r in rows:
+        ref = by_source.get(r.source_model_sha256) if r.source_model_sha256 else lone
+        r.drop_pp = None if ref is None else (ref.top1 - r.top1) * 100
+
+
+def _float_references(entries: dict[Path, Any]) -> list[Path]:
+    """float32 siblings (same source model) of listed artifacts whose float32 is not listed."""
+    have = {e["source_model_sha256"] for e in entries.values() if e and e["mode"] == "float32"}
+    found = []
     for f, e in entries.items():
-        if not e:
+        if not e or e["source_model_sha256"] in have:
             continue
         sibling = f.with_name(convert.artifact_name("float32"))
         se = convert.manifest_entry(sibling) if sibling.is_file() else None
-        if se and se.get("source_model_sha256") == e.get("source_model_sha256"):
-            return sibling
-    return None
+        if se and se.get("source_model_sha256") == e["source_model_sha256"]:
+            found.append(sibling)
+            have.add(e["source_model_sha256"])
+    return found
 
 
 def _evaluate_one(
@@ -191,6 +202,7 @@ def _evaluate_one(
         batch_size=acc["batch_size"],
         input_dtype=np.dtype(inp["dtype"]).name,
         book_shortcut_top1=shortcut,
+        source_model_sha256=entry.get("source_model_sha256") if entry else None,
     )
 
 
