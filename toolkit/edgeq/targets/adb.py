@@ -22,7 +22,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -38,6 +37,7 @@ from ..errors import (
     DeviceError,
     tail,
 )
+from ._process import kill_group
 from .base import CommandResult, Target
 
 DEFAULT_SERVER_PORT = 5037
@@ -166,14 +166,14 @@ class AdbTarget(Target):
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             raise CommandTimeout(
                 f"{self.name}: {what or 'adb ' + args[0]} did not finish within {timeout:g} s "
                 f"on {self.serial or 'the device'} and was stopped; raise --timeout or lower "
                 f"--runs/--min-s"
             ) from None
         except BaseException:
-            _kill_group(proc)
+            kill_group(proc)
             raise
         return _Proc(
             proc.returncode,
@@ -406,20 +406,3 @@ class AdbTarget(Target):
             if "does not exist" in text or "No such file" in text:
                 raise CommandError(f"{self.name}: no such file on the device: {remote}")
             raise self._transfer_failed(res, f"adb pull of {remote}")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=2)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:
-        proc.communicate(timeout=2)
-    except (subprocess.TimeoutExpired, ValueError):
-        pass

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from ..errors import CommandTimeout, ConnectError
+from ._process import kill_group
 from .base import CommandResult, Target
 
 
@@ -45,13 +45,13 @@ class LocalTarget(Target):
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             raise CommandTimeout(
                 f"local: command did not finish within {timeout:g} s and was stopped; "
                 f"raise the timeout (--timeout) or lower --runs/--min-s"
             ) from None
         except BaseException:
-            _kill_group(proc)
+            kill_group(proc)
             raise
         return CommandResult(
             command,
@@ -71,20 +71,3 @@ class LocalTarget(Target):
             from ..errors import CommandError
 
             raise CommandError(f"local: no such file {remote}") from None
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=2)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:
-        proc.communicate(timeout=2)
-    except (subprocess.TimeoutExpired, ValueError):
-        pass
