@@ -40,9 +40,10 @@ RECIPES = {
 
 
 def per_image_seconds(path: Path, x: np.ndarray) -> float:
-    """Time a one-image-per-call loop over the test split (the naive evaluation)."""
+    """Time a one-image-per-call loop over the test split (the naive evaluation), with the
+    same thread count as the batched evaluation so that only batching differs."""
     cls, _, _ = runner.find_interpreter()
-    it = runner.make_interpreter(cls, str(path))
+    it = runner.make_interpreter(cls, str(path), threads=evaluate.eval_threads())
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     xf = runner.prepare_images(x)
@@ -59,9 +60,14 @@ def run_recipe(name: str, overrides: dict, args) -> dict:
     recipe = train.Recipe(
         dataset=args.dataset, epochs=args.epochs, seed=args.seed, **overrides
     ).validate()
-    print(f"[{name}] training {recipe}", file=sys.stderr, flush=True)
-    res = train.train(recipe, out, args.data)
-    convert.convert(res.model_path, ["float32", "int8"], out, 500, args.dataset, args.data)
+    if args.reuse and (out / "metrics.json").is_file() and (out / "model_int8.tflite").is_file():
+        print(f"[{name}] reusing {out}", file=sys.stderr, flush=True)
+        metrics = json.loads((out / "metrics.json").read_text())
+    else:
+        print(f"[{name}] training {recipe}", file=sys.stderr, flush=True)
+        res = train.train(recipe, out, args.data)
+        metrics = res.metrics
+        convert.convert(res.model_path, ["float32", "int8"], out, 500, args.dataset, args.data)
     rep = evaluate.evaluate(
         [out / "model_float32.tflite", out / "model_int8.tflite"],
         args.dataset,
@@ -73,9 +79,9 @@ def run_recipe(name: str, overrides: dict, args) -> dict:
     loop_s = per_image_seconds(out / "model_int8.tflite", ds.x_test)
     return {
         "recipe": name,
-        "params": res.metrics["params"],
+        "params": metrics["params"],
         "epochs": args.epochs,
-        "train_s": res.metrics["train_seconds"],
+        "train_s": metrics["train_seconds"],
         "float32_kb": f32.kb,
         "float32_acc": f32.top1,
         "int8_kb": i8.kb,
@@ -97,6 +103,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--out", default="out/bench-quality")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse models already trained in --out (evaluate only)"
+    )
     args = ap.parse_args()
     rows = [run_recipe(n, RECIPES[n], args) for n in args.recipes.split(",")]
 

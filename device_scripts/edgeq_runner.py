@@ -195,7 +195,7 @@ def dequantize_output(y, detail: dict):
 # --------------------------------------------------------------------------- evaluation
 
 
-def predict(interpreter, x_float, batch_size: int = 256):
+def predict(interpreter, x_float, batch_size: int = 64):
     """Class predictions for float inputs [N, ...], batched through the interpreter.
 
     The input tensor is resized to `batch_size` (the last batch to what is left) so the test
@@ -245,7 +245,7 @@ def evaluate_accuracy(
     labels,
     scale: float = DEFAULT_INPUT_SCALE,
     offset: float = DEFAULT_INPUT_OFFSET,
-    batch_size: int = 256,
+    batch_size: int = 64,
 ) -> dict:
     """Top-1 accuracy of the model on uint8 images + integer labels."""
     import numpy as np
@@ -565,7 +565,7 @@ def parse_args(argv):
     p.add_argument("--probe", action="store_true", help="print the environment and exit")
     p.add_argument("--data", help=".npz with uint8 images x and labels y, for accuracy")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
-    p.add_argument("--batch-size", type=int, default=256, help="accuracy batch size")
+    p.add_argument("--batch-size", type=int, default=64, help="accuracy batch size")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--warmup-runs", type=int, default=10)
     p.add_argument("--warmup-min-s", type=float, default=0.5)

@@ -35,7 +35,7 @@ class RunSettings:
     warmup_runs: int = 10
     warmup_min_s: float = 0.5
     max_s: float = 60.0
-    batch_size: int = 256
+    batch_size: int = 64
     eval_limit: int | None = None
     timeout: float = 900.0
     #: Android: the host's native benchmark_model (else $EDGEQ_BENCHMARK_MODEL or the
