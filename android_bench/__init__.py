@@ -1,14 +1,14 @@
-"""edgeq's Android path: the native `benchmark_model` on a phone over adb.
+"""edgeq's Android notes and the reader of TFLite's native `benchmark_model` log.
 
-Installed as `edgeq_android`. `driver.measure` is what `edgeq deploy --target android`
-runs when the adb target has a benchmark binary; `parser.parse_output` reads the tool's
-log; `accuracy` decides whether accuracy is measured on the device or on the host.
-See README.md in this folder for setup, where the binary comes from, and limits.
+Installed as `edgeq_android`. `parser.parse_output` turns the tool's log into a
+`BenchmarkLog`; it depends on nothing but the standard library. The runner that drives the
+binary on a device is `edgeq.runners.benchmark_model` (the core imports this package, never
+the other way round). See README.md in this folder for setup, where the binary comes from,
+and limits.
 """
 
 from __future__ import annotations
 
-from .driver import BenchmarkOptions, measure, resolve_binary
-from .parser import BenchmarkLog, parse_output
+from .parser import BenchmarkLog, Stat, parse_output, parse_stat
 
-__all__ = ["BenchmarkLog", "BenchmarkOptions", "measure", "parse_output", "resolve_binary"]
+__all__ = ["BenchmarkLog", "Stat", "parse_output", "parse_stat"]

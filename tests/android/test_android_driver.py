@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 
 from edgeq import config
-from edgeq.deploy import RunSettings
 from edgeq.errors import UsageError
-from edgeq_android.driver import (
+from edgeq.runners.benchmark_model import (
     BINARY_ENV,
-    BenchmarkOptions,
+    BenchmarkModelRunner,
+    argv,
     check_binary,
     detect_emulation,
     elf_info,
     resolve_binary,
 )
+from edgeq.settings import RunSettings
 
 from .conftest import STANDIN, adb_values
 
@@ -35,45 +36,48 @@ def test_argv_carries_every_option_in_the_tools_spelling():
         warmup_runs=3,
         warmup_min_s=0.25,
         max_s=30,
-        benchmark_options={
-            "use_xnnpack": False,
-            "use_gpu": True,
-            "use_nnapi": True,
-            "op_profiling": True,
-            "taskset": "f0",
-        },
+        use_xnnpack=False,
+        use_gpu=True,
+        use_nnapi=True,
+        op_profiling=True,
+        taskset="f0",
     )
-    opts = BenchmarkOptions.from_settings(settings, _cfg(taskset="0f"))
-    assert opts.argv("/d/bm", "/d/m 1.tflite") == [
+    opts = BenchmarkModelRunner(_cfg(taskset="0f"), settings).effective
+    got = argv(opts, "/d/bm", "/d/m 1.tflite")
+    assert got[:4] == [
         "taskset",
         "f0",  # the command line wins over the target's taskset
         "/d/bm",
         "--graph=/d/m 1.tflite",
-        "--num_threads=4",
-        "--warmup_runs=3",
-        "--warmup_min_secs=0.25",
-        "--num_runs=50",
-        "--min_secs=2",
-        "--max_secs=30",
-        "--use_xnnpack=false",
-        "--use_gpu=true",
-        "--use_nnapi=true",
-        "--enable_op_profiling=true",
     ]
+    assert sorted(got[4:]) == sorted(
+        [
+            "--num_threads=4",
+            "--warmup_runs=3",
+            "--warmup_min_secs=0.25",
+            "--num_runs=50",
+            "--min_secs=2",
+            "--max_secs=30",
+            "--use_xnnpack=false",
+            "--use_gpu=true",
+            "--use_nnapi=true",
+            "--enable_op_profiling=true",
+        ]
+    )
     assert opts.delegates_requested() == ["GPU", "NNAPI"]
 
 
 def test_defaults_leave_the_tools_own_choices():
-    opts = BenchmarkOptions.from_settings(RunSettings(), _cfg())
-    argv = opts.argv("bm", "m")
-    assert argv[0] == "bm" and not any(a.startswith(("--use_", "--enable_")) for a in argv)
-    assert BenchmarkOptions.from_settings(RunSettings(), _cfg(taskset="f0")).taskset == "f0"
+    opts = BenchmarkModelRunner(_cfg(), RunSettings()).effective
+    got = argv(opts, "bm", "m")
+    assert got[0] == "bm" and not any(a.startswith(("--use_", "--enable_")) for a in got)
+    assert BenchmarkModelRunner(_cfg(taskset="f0"), RunSettings()).effective.taskset == "f0"
 
 
 @pytest.mark.parametrize("mask", ["zz", "f0; reboot", "0"])
 def test_bad_taskset_mask_is_a_usage_error(mask):
     with pytest.raises(UsageError, match="taskset mask"):
-        BenchmarkOptions(taskset=mask).validate()
+        RunSettings(taskset=mask).validate()
 
 
 def test_binary_precedence_flag_then_env_then_config(tmp_path, monkeypatch):
@@ -82,13 +86,13 @@ def test_binary_precedence_flag_then_env_then_config(tmp_path, monkeypatch):
         f.write_text("#!/bin/sh\n")
     cfg = _cfg(benchmark_binary=str(c))
     monkeypatch.delenv(BINARY_ENV, raising=False)
-    assert resolve_binary(None, _cfg()) is None  # nothing given: the Python runner path
-    assert resolve_binary(None, cfg) == c
+    assert resolve_binary(RunSettings(), _cfg()) is None  # nothing given: the Python runner path
+    assert resolve_binary(RunSettings(), cfg) == c
     monkeypatch.setenv(BINARY_ENV, str(b))
-    assert resolve_binary(None, cfg) == b
-    assert resolve_binary(str(a), cfg) == a
+    assert resolve_binary(RunSettings(), cfg) == b
+    assert resolve_binary(RunSettings(benchmark_binary=str(a)), cfg) == a
     with pytest.raises(UsageError, match=r"not found: .*nope \(from --benchmark-binary\)"):
-        resolve_binary(str(tmp_path / "nope"), cfg)
+        resolve_binary(RunSettings(benchmark_binary=str(tmp_path / "nope")), cfg)
 
 
 def _elf(machine: int, interp: bytes | None, is64: bool = True) -> bytes:
@@ -104,7 +108,11 @@ def _elf(machine: int, interp: bytes | None, is64: bool = True) -> bytes:
     return head + ph + (interp or b"")
 
 
-ANDROID_ARM64 = {"cpu_abi": "arm64-v8a", "cpu_abilist": ["arm64-v8a", "armeabi-v7a"]}
+ANDROID_ARM64 = {
+    "os": "Android 14 (API 34)",
+    "cpu_abi": "arm64-v8a",
+    "cpu_abilist": ["arm64-v8a", "armeabi-v7a"],
+}
 
 
 def test_elf_checks(tmp_path):
@@ -117,15 +125,21 @@ def test_elf_checks(tmp_path):
     arm32.write_bytes(_elf(40, b"/system/bin/linker\0", is64=False))
     check_binary(arm32, ANDROID_ARM64, "android")  # a 64-bit phone also runs armeabi-v7a
     with pytest.raises(UsageError, match="is built for arm but android runs x86_64"):
-        check_binary(arm32, {"cpu_abilist": ["x86_64"]}, "android")
+        check_binary(arm32, {"os": "Android 14", "cpu_abilist": ["x86_64"]}, "android")
 
     with pytest.raises(UsageError, match="android_arm_benchmark_model"):
-        check_binary(android64, {"cpu_abilist": ["armeabi-v7a", "armeabi"]}, "android")
+        check_binary(
+            android64, {"os": "Android 7", "cpu_abilist": ["armeabi-v7a", "armeabi"]}, "android"
+        )
 
     linux = tmp_path / "linux_aarch64_benchmark_model"
     linux.write_bytes(_elf(183, b"/lib/ld-linux-aarch64.so.1\0"))
     with pytest.raises(UsageError, match="not an Android build .*ld-linux-aarch64"):
         check_binary(linux, ANDROID_ARM64, "android")
+
+    with pytest.raises(UsageError, match="is an Android build .* use a Linux build"):
+        check_binary(android64, {"os": "Debian GNU/Linux 12", "machine": "aarch64"}, "pi")
+    check_binary(linux, {"os": "Debian GNU/Linux 12", "machine": "aarch64"}, "pi")
 
     assert elf_info(STANDIN) is None  # a script: nothing to check
     check_binary(Path(STANDIN), ANDROID_ARM64, "android")

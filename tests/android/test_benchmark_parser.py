@@ -9,7 +9,8 @@ import pytest
 from edgeq.budget import Budget, judge
 from edgeq.errors import RunnerError
 from edgeq.results import validate_run
-from edgeq_android.driver import BenchmarkOptions, to_run_document
+from edgeq.runners.benchmark_model import to_run_document
+from edgeq.settings import RunSettings
 from edgeq_android.parser import parse_output, parse_stat
 
 from .conftest import SAMPLES
@@ -24,7 +25,7 @@ def _doc(log, text="", accuracy=None):
         log,
         model={"path": "/data/local/tmp/m.tflite", "bytes": 1000, "sha256": "ab" * 32},
         env={"machine": "aarch64", "emulated": False},
-        opts=BenchmarkOptions(),
+        settings=RunSettings(),
         accuracy=accuracy,
         binary={"binary": "benchmark_model", "binary_sha256": "cd" * 32, "argv": []},
         log_text=text,

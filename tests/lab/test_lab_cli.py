@@ -23,6 +23,7 @@ def test_local_lab_through_the_cli(cli, tmp_path, artifacts, lab_sections):
         "fail": 0,
         "error": 0,
         "quarantined": 0,
+        "busy": 0,
     }
     assert [m["mode"] for m in doc["models"]] == ["int8", "float16"]
     assert {r["model"] for r in doc["results"]} == {"model_int8.tflite", "model_float16.tflite"}

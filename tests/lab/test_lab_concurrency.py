@@ -47,7 +47,8 @@ def test_two_processes_take_turns_on_one_device(tmp_path, pi_factory, artifacts,
     assert all(len(r["checks"]) >= 6 and r["metrics"]["latency_p90"] > 0 for r in rows)
     a, b = sorted(rows, key=lambda r: r["bench_start"])
     assert a["bench_end"] <= b["bench_start"], (a["bench_end"], b["bench_start"])
-    # ...and they did contend: one waited for the other (at its health check or benchmark).
-    waits = [r["metrics"]["lock_wait_s"] + r["metrics"]["health_lock_wait_s"] for r in rows]
+    # ...and they did contend: one waited for the other (one lease covers the health check
+    # and the benchmarks, so the wait is counted once).
+    waits = [r["metrics"]["lock_wait_s"] for r in rows]
     assert max(waits) > 1.0, waits
     assert all(r["bench_end"] - r["bench_start"] >= 1.5 for r in rows)

@@ -13,8 +13,8 @@ import pytest
 
 from edgeq.errors import ConfigError
 from edgeq.lab import history as history_mod
+from edgeq.lab.backends.flock import DeviceBusy, DeviceLock, lock_file
 from edgeq.lab.history import SCHEMA_VERSION, History
-from edgeq.lab.lock import DeviceBusy, DeviceLock, lock_file
 
 
 def _row(run_id="r1", **over):
@@ -123,7 +123,7 @@ def test_lock_works_across_processes_and_dies_with_its_holder(tmp_path):
             textwrap.dedent(
                 f"""
                 import sys, time
-                from edgeq.lab.lock import DeviceLock
+                from edgeq.lab.backends.flock import DeviceLock
                 held = DeviceLock("adb://localhost:5037/SERIAL1", {str(tmp_path)!r},
                                   owner={{"run_id": "other-process"}}).acquire()
                 print("held", flush=True)

@@ -13,7 +13,8 @@ import pytest
 from edgeq.lab import regress, report
 from edgeq.lab.history import History
 from edgeq.lab.inventory import REGRESSION_FIELDS
-from edgeq.lab.runner import ResultRecord, judge_and_record
+from edgeq.lab.records import ResultRecord
+from edgeq.lab.scheduler import judge_and_record
 
 BASE_MS = 2.0
 

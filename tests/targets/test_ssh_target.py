@@ -125,8 +125,10 @@ def test_unresolvable_host(pi_server):
 
 
 def test_probe_reports_the_device_python(pi_server, pi_python, pi_workdir):
+    from edgeq.runners.python import probe
+
     with _target(pi_server, python=pi_python, workdir=str(pi_workdir)) as t:
-        env = t.probe()
+        env = probe(t)
     assert env["runtime"] == "tflite-runtime" and env["runtime_version"] == "2.14.0"
     assert env["numpy"].startswith("1.") and env["machine"] == "x86_64"
     assert env["emulated"] is False

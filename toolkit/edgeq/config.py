@@ -16,6 +16,7 @@ section and the key. A `local` target always exists.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,73 +28,48 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
+from .fields import Field, TargetConfig, check_value, f, validate_section
+
+__all__ = [
+    "BUDGET_FIELDS",
+    "CONFIG_NAME",
+    "LAB_FIELDS",
+    "MODEL_FIELDS",
+    "Config",
+    "Field",
+    "TargetConfig",
+    "check_value",
+    "load",
+    "load_budget_file",
+    "local_target",
+    "read_toml",
+    "target_fields",
+    "validate_section",
+    "validate_target",
+]
 
 CONFIG_NAME = "edgeq.toml"
 
 
-@dataclass(frozen=True)
-class Field:
-    """A config key: its type(s), default, and what it means."""
-
-    types: tuple[type, ...]
-    default: Any
-    doc: str
-    required: bool = False
-    choices: tuple[Any, ...] | None = None
+_f = f  # the shorthand for declaring a Field
 
 
-def _f(types, default, doc, required=False, choices=None) -> Field:
-    if not isinstance(types, tuple):
-        types = (types,)
-    return Field(types, default, doc, required, choices)
+def target_fields(transport: str) -> dict[str, Field]:
+    """Every key a `[targets.NAME]` table of this transport may hold: the common keys,
+    the transport's own (from its module in edgeq.targets) and the runners' (edgeq.runners)."""
+    from .runners import runner_fields
+    from .targets import transport_fields
 
+    return {**transport_fields(transport), **runner_fields()}
 
-COMMON_FIELDS: dict[str, Field] = {
-    "transport": _f(str, "local", "how to reach the device", True, ("local", "ssh", "adb")),
-    "python": _f(str, "python3", "the python that runs the device runner"),
-    "workdir": _f(str, "", "base folder on the device for edgeq's cache and per-run folders"),
-    "description": _f(str, "", "free text shown by `edgeq targets`"),
-    "tags": _f(list, [], "labels for lab selection (`--only TAG`)"),
-    "env": _f(dict, {}, "environment variables set for the runner on the device"),
-}
-
-TRANSPORT_FIELDS: dict[str, dict[str, Field]] = {
-    "local": {},
-    "ssh": {
-        "host": _f(str, "", "device hostname or IP address", True),
-        "port": _f(int, 22, "SSH port"),
-        "user": _f(str, "", "login user (default: your local user name)"),
-        "key_file": _f(str, "", "private key file (default: ssh-agent and ~/.ssh keys)"),
-        "known_hosts": _f(str, "~/.ssh/known_hosts", "known_hosts file used to verify the host"),
-        "accept_new_host_key": _f(
-            bool, False, "trust and record a host key seen for the first time"
-        ),
-        "connect_timeout": _f((int, float), 10, "seconds to wait for the SSH connection"),
-        "password": _f(str, "", "password login (prefer keys)"),
-    },
-    "adb": {
-        "serial": _f(str, "", "device serial (default: $ANDROID_SERIAL, or the only device)"),
-        "adb_host": _f(str, "", "host of the adb server (default: localhost)"),
-        "adb_port": _f(int, 0, "port of the adb server (default: $ANDROID_ADB_SERVER_PORT/5037)"),
-        "adb_path": _f(str, "adb", "the adb client executable"),
-        "benchmark_binary": _f(
-            str, "", "path on this host of the native benchmark_model (android_aarch64 build)"
-        ),
-        "taskset": _f(str, "", "CPU mask for benchmark_model, e.g. f0 for the big cores"),
-        "use_python_runner": _f(
-            (bool, str),
-            "auto",
-            "accuracy on the device with `python` + the edgeq runner: true, false (host), "
-            "or auto (when that python has numpy and an interpreter)",
-            False,
-            (True, False, "auto"),
-        ),
-    },
-}
 
 BUDGET_FIELDS: dict[str, Field] = {
-    "max_model_kb": _f((int, float), 50.0, "largest model file allowed, in KB (1024 bytes)"),
-    "max_latency_ms": _f((int, float), 1.0, "slowest steady-state latency allowed, in ms"),
+    "max_model_kb": _f(
+        (int, float), 50.0, "largest model file allowed, in KB (1024 bytes)", minimum=0
+    ),
+    "max_latency_ms": _f(
+        (int, float), 1.0, "slowest steady-state latency allowed, in ms", minimum=0
+    ),
     "latency_percentile": _f(
         str,
         "p90",
@@ -104,9 +80,19 @@ BUDGET_FIELDS: dict[str, Field] = {
     "latency_kind": _f(
         str, "invoke", "invoke() alone, or the end_to_end call", False, ("invoke", "end_to_end")
     ),
-    "min_accuracy": _f((int, float), 0.98, "accuracy floor on the evaluation data (0..1)"),
+    "min_accuracy": _f(
+        (int, float),
+        0.98,
+        "accuracy floor on the evaluation data, a fraction: 0.98 = 98 %",
+        minimum=0,
+        maximum=1,
+    ),
     "max_accuracy_drop_pp": _f(
-        (int, float), 0.5, "largest drop vs the float32 model on the host, in percentage points"
+        (int, float),
+        0.5,
+        "largest drop vs the float32 model on the host, in percentage points",
+        minimum=0,
+        maximum=100,
     ),
 }
 
@@ -135,23 +121,6 @@ LAB_FIELDS: dict[str, Field] = {
 
 SECTIONS = {"targets", "budget", "model", "lab"}
 
-#: Host-side file keys: `~` expanded, relative paths taken from the config file's folder.
-PATH_KEYS = ("key_file", "known_hosts", "benchmark_binary")
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    name: str
-    transport: str
-    values: dict[str, Any]
-    source: str = "built-in"
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
 
 @dataclass(frozen=True)
 class Config:
@@ -172,70 +141,51 @@ class Config:
         return self.targets[name]
 
 
-def _check_value(where: str, key: str, spec: Field, value: Any) -> Any:
-    ok = isinstance(value, spec.types) and not (isinstance(value, bool) and bool not in spec.types)
-    if not ok:
-        names = " or ".join(t.__name__ for t in spec.types)
-        raise ConfigError(
-            f"{where}: key {key!r} must be {names} ({spec.doc}), got {type(value).__name__} "
-            f"{value!r}"
-        )
-    if spec.choices and value not in spec.choices:
-        raise ConfigError(
-            f"{where}: key {key!r} must be one of {', '.join(map(str, spec.choices))}, "
-            f"got {value!r}"
-        )
-    if float in spec.types and isinstance(value, (int, float)) and value < 0:
-        raise ConfigError(f"{where}: key {key!r} must be >= 0, got {value!r}")
-    return value
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def validate_section(where: str, raw: dict[str, Any], fields: dict[str, Field]) -> dict[str, Any]:
-    """Defaults filled in, unknown keys and wrong types refused (the error names the key)."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(fields))}"
-        )
-    out: dict[str, Any] = {}
-    for key, spec in fields.items():
-        if key in raw:
-            out[key] = _check_value(where, key, spec, raw[key])
-        elif spec.required:
-            raise ConfigError(f"{where}: missing required key {key!r} ({spec.doc})")
-        else:
-            out[key] = spec.default
-    return out
+def validate_target(
+    name: str,
+    raw: dict[str, Any],
+    source: str,
+    section: str = "",
+    extra_fields: dict[str, Field] | None = None,
+    where: str = "",
+) -> TargetConfig:
+    """A `[targets.NAME]` table (or a lab's `[devices.NAME]`, with `section`) validated
+    against the keys its transport and the runners declare."""
+    from .runners import runner_class, runner_path_fields
+    from .targets import TRANSPORTS, transport_class
 
-
-def target_fields(transport: str) -> dict[str, Field]:
-    return {**COMMON_FIELDS, **TRANSPORT_FIELDS[transport]}
-
-
-def validate_target(name: str, raw: dict[str, Any], source: str) -> TargetConfig:
-    where = f"{source} [targets.{name}]"
+    section = section or f"targets.{name}"
+    where = where or f"{source} [{section}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table")
     transport = raw.get("transport")
     if transport is None:
-        raise ConfigError(f"{where}: missing required key 'transport' (local, ssh or adb)")
-    _check_value(where, "transport", COMMON_FIELDS["transport"], transport)
-    values = validate_section(where, raw, target_fields(transport))
+        raise ConfigError(f"{where}: missing required key 'transport' ({', '.join(TRANSPORTS)})")
+    if not isinstance(transport, str) or transport not in TRANSPORTS:
+        raise ConfigError(
+            f"{where}: key 'transport' must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
+        )
+    cls = transport_class(transport)
+    fields = {**target_fields(transport), **(extra_fields or {})}
+    values = validate_section(where, raw, fields)
+    bad = [k for k in values.get("env") or {} if not _ENV_NAME.fullmatch(str(k))]
+    if bad:
+        raise ConfigError(
+            f"{where}: key 'env': {bad[0]!r} is not a shell variable name (letters, digits, _)"
+        )
+    runner_class(values["runner"], where)
     base = Path(source).parent if source not in ("built-in", "test") else None
-    for key in PATH_KEYS:
+    for key in (*cls.path_fields, *runner_path_fields()):
         if values.get(key):
             p = Path(values[key]).expanduser()
             if base is not None and not p.is_absolute():
                 p = base / p
             values[key] = str(p)
-    if transport == "ssh":
-        if not 0 < values["port"] < 65536:
-            raise ConfigError(f"{where}: key 'port' must be in 1..65535, got {values['port']}")
-        if values["connect_timeout"] <= 0:
-            raise ConfigError(f"{where}: key 'connect_timeout' must be > 0")
-    return TargetConfig(name, transport, values, source)
+    cls.check_config(values, where)
+    return TargetConfig(name, transport, values, source, section)
 
 
 def local_target(python: str | None = None) -> TargetConfig:

@@ -18,9 +18,15 @@ EXIT_INTERRUPTED = 130
 
 
 class EdgeqError(Exception):
-    """A known failure: the CLI prints the message on one line and exits with `exit_code`."""
+    """A known failure: the CLI prints the message on one line and exits with `exit_code`.
+
+    The object is kept until it is rendered (the lab's records hold it): its type, its
+    message (which names the fix), whether retrying may help (`transient`) and, for device
+    errors, the evidence (command, exit status, output tails) in `details`."""
 
     exit_code = EXIT_USAGE
+    #: worth another attempt after a pause (the device may come back)
+    transient = False
 
     def __init__(self, message: str, *, details: dict | None = None) -> None:
         super().__init__(message)
@@ -28,7 +34,12 @@ class EdgeqError(Exception):
         self.details = details or {}
 
     def to_dict(self) -> dict:
-        return {"type": type(self).__name__, "message": self.message, **self.details}
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "transient": self.transient,
+            **self.details,
+        }
 
 
 class UsageError(EdgeqError):
@@ -54,13 +65,42 @@ class BudgetFailed(EdgeqError):
 
 
 class DeviceError(EdgeqError):
-    """Anything between the host and the device went wrong."""
+    """Anything between the host and the device went wrong. Carries the evidence when there
+    is a device command behind it: the command, its exit status and the output tails."""
 
     exit_code = EXIT_DEVICE
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict | None = None,
+        command: str = "",
+        exit_code: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        evidence: dict = {}
+        if command:
+            evidence["command"] = command
+        if exit_code is not None:
+            evidence["exit_status"] = exit_code
+        if stdout.strip():
+            evidence["stdout_tail"] = tail(stdout)
+        if stderr.strip():
+            evidence["stderr_tail"] = tail(stderr)
+        super().__init__(message, details={**evidence, **(details or {})})
+        self.command = command
+        self.status = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
 
 class ConnectError(DeviceError):
-    """The device cannot be reached (refused, unresolvable, timed out, no device attached)."""
+    """The device cannot be reached (refused, unresolvable, timed out, no device attached,
+    connection lost): the states a rebooting or flaky device passes through."""
+
+    transient = True
 
 
 class AuthError(DeviceError):
@@ -73,24 +113,6 @@ class HostKeyError(AuthError):
 
 class CommandError(DeviceError):
     """A command on the device exited non-zero. Carries the command, exit code and output."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        command: str = "",
-        exit_code: int | None = None,
-        stdout: str = "",
-        stderr: str = "",
-    ) -> None:
-        super().__init__(
-            message,
-            details={"command": command, "exit_status": exit_code, "stderr_tail": tail(stderr)},
-        )
-        self.command = command
-        self.status = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
 
 
 class CommandTimeout(DeviceError):

@@ -14,7 +14,9 @@ from .. import demos
 from .common import JsonOpt, emit_json, out, use_json
 
 app = typer.Typer(
-    help="The chapter's quantization exercises (FC layer, rover image).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="The chapter's quantization exercises (FC layer, rover image).",
+    no_args_is_help=True,
 )
 
 

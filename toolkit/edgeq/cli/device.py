@@ -15,9 +15,12 @@ from .. import doctor as doctor_mod
 from ..budget import Budget
 from ..errors import EXIT_FAILED
 from ..results import DeployResult
-from .common import JsonOpt, emit_json, err, out, use_json
+from ..settings import RunSettings
+from ..targets import make_target
+from .common import JsonOpt, emit_json, out, use_json
+from .options import run_settings_options
 from .pipeline import DataOpt
-from .progress import training_bar
+from .progress import progress_printer, training_bar
 
 DatasetOpt = Annotated[
     str | None,
@@ -32,71 +35,12 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="edgeq.toml to use (default: ./edgeq.toml if present)."),
 ]
-RunsOpt = Annotated[int, typer.Option("--runs", help="Timed inferences (at least).")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="Interpreter threads on the device.")]
-MinSOpt = Annotated[float, typer.Option("--min-s", help="Time the steady state at least this.")]
-WarmupOpt = Annotated[int, typer.Option("--warmup-runs", help="Untimed warm-up inferences.")]
-TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", help="Give up on the device run after this many seconds.")
-]
 KeepOpt = Annotated[
     bool, typer.Option("--keep", help="Keep the per-run folder on the device (for debugging).")
 ]
-BinaryOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--benchmark-binary",
-        help="adb targets: run this native benchmark_model (else $EDGEQ_BENCHMARK_MODEL or "
-        "benchmark_binary of the target).",
-    ),
+NoDataOpt = Annotated[
+    bool, typer.Option("--no-data", help="Latency and size only: skip the accuracy run.")
 ]
-XnnpackOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--use-xnnpack/--no-xnnpack", help="benchmark_model: XNNPACK on/off (default: its own)."
-    ),
-]
-GpuOpt = Annotated[bool, typer.Option("--use-gpu", help="benchmark_model: the GPU delegate.")]
-NnapiOpt = Annotated[bool, typer.Option("--use-nnapi", help="benchmark_model: the NNAPI delegate.")]
-ProfilingOpt = Annotated[
-    bool, typer.Option("--op-profiling", help="benchmark_model: per-operator profile.")
-]
-TasksetOpt = Annotated[
-    str | None,
-    typer.Option("--taskset", help="benchmark_model: CPU mask to pin it to, e.g. f0 (big cores)."),
-]
-
-
-def _settings(
-    runs: int,
-    threads: int,
-    min_s: float,
-    warmup_runs: int,
-    timeout: float,
-    limit: int | None,
-    binary: Path | None,
-    xnnpack: bool | None,
-    gpu: bool,
-    nnapi: bool,
-    profiling: bool,
-    taskset: str | None,
-) -> deploy_mod.RunSettings:
-    """RunSettings from the measuring options `deploy` and `bench` share."""
-    opts: dict = {"use_gpu": gpu, "use_nnapi": nnapi, "op_profiling": profiling}
-    if xnnpack is not None:
-        opts["use_xnnpack"] = xnnpack
-    if taskset:
-        opts["taskset"] = taskset
-    return deploy_mod.RunSettings(
-        threads=threads,
-        runs=runs,
-        min_s=min_s,
-        warmup_runs=warmup_runs,
-        eval_limit=limit,
-        timeout=timeout,
-        benchmark_binary=str(binary) if binary else None,
-        benchmark_options=opts,
-    ).validate()
 
 
 def register(app: typer.Typer) -> None:
@@ -107,12 +51,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _progress(json_out: bool):
-    def say(msg: str) -> None:
-        err.print(f"[dim]·[/] {escape(msg)}")
-
-    return say
+    return progress_printer()
 
 
+@run_settings_options
 def deploy(
     target: TargetOpt = "local",
     model: Annotated[
@@ -121,56 +63,34 @@ def deploy(
     ] = None,
     dataset: DatasetOpt = None,
     data: DataOpt = None,
+    no_data: NoDataOpt = False,
     config: ConfigOpt = None,
     budget: Annotated[
-        Path | None, typer.Option("--budget", help="Budget TOML (default: [budget] of the config).")
+        Path | None,
+        typer.Option("--budget", help="Budget TOML (default: the [budget] table of the config)."),
     ] = None,
-    runs: RunsOpt = 100,
-    threads: ThreadsOpt = 1,
-    min_s: MinSOpt = 1.0,
-    warmup_runs: WarmupOpt = 10,
-    limit: Annotated[
-        int | None, typer.Option("--limit", help="Evaluate on a subset of the test split.")
-    ] = None,
-    timeout: TimeoutOpt = 900.0,
     results_dir: Annotated[
         Path, typer.Option("--results", help="Folder for the saved result JSON.")
     ] = Path("results"),
     keep: KeepOpt = False,
-    benchmark_binary: BinaryOpt = None,
-    use_xnnpack: XnnpackOpt = None,
-    use_gpu: GpuOpt = False,
-    use_nnapi: NnapiOpt = False,
-    op_profiling: ProfilingOpt = False,
-    taskset: TasksetOpt = None,
     json_out: JsonOpt = False,
+    *,
+    settings: RunSettings,
 ) -> None:
     """Take a model to a verdict on a device: push, run, pull, judge against the budget."""
     use_json(json_out)
     cfg = config_mod.load(config)
     tcfg = cfg.target(target)
     bud = Budget.load(budget, cfg.budget)
-    settings = _settings(
-        runs,
-        threads,
-        min_s,
-        warmup_runs,
-        timeout,
-        limit,
-        benchmark_binary,
-        use_xnnpack,
-        use_gpu,
-        use_nnapi,
-        op_profiling,
-        taskset,
-    )
     say = _progress(json_out)
     if model is None:
         model_cfg = {**cfg.model, "dataset": dataset or cfg.model["dataset"]}
         with training_bar() as bar:
             model = deploy_mod.prepare_artifact(model_cfg, data, say, bar)
     dataset = dataset or deploy_mod.dataset_of(model, cfg.model["dataset"])
-    res = deploy_mod.deploy(tcfg, model, dataset, data, bud, settings, keep, results_dir, say)
+    res = deploy_mod.deploy(
+        tcfg, model, dataset, data, bud, settings, keep, results_dir, say, with_data=not no_data
+    )
     if json_out:
         emit_json({"ok": res.verdict.passed, **res.to_dict()})
     else:
@@ -179,46 +99,22 @@ def deploy(
         raise typer.Exit(EXIT_FAILED)
 
 
+@run_settings_options
 def bench(
     model: Annotated[Path, typer.Argument(help="The .tflite artifact to measure.")],
     target: TargetOpt = "local",
     dataset: DatasetOpt = None,
     data: DataOpt = None,
-    no_data: Annotated[
-        bool, typer.Option("--no-data", help="Latency only: skip the accuracy run.")
-    ] = False,
+    no_data: NoDataOpt = False,
     config: ConfigOpt = None,
-    runs: RunsOpt = 100,
-    threads: ThreadsOpt = 1,
-    min_s: MinSOpt = 1.0,
-    warmup_runs: WarmupOpt = 10,
-    timeout: TimeoutOpt = 900.0,
     keep: KeepOpt = False,
-    benchmark_binary: BinaryOpt = None,
-    use_xnnpack: XnnpackOpt = None,
-    use_gpu: GpuOpt = False,
-    use_nnapi: NnapiOpt = False,
-    op_profiling: ProfilingOpt = False,
-    taskset: TasksetOpt = None,
     json_out: JsonOpt = False,
+    *,
+    settings: RunSettings,
 ) -> None:
     """Measure a model on a device (latency, accuracy, memory) without judging it."""
     use_json(json_out)
     cfg = config_mod.load(config)
-    settings = _settings(
-        runs,
-        threads,
-        min_s,
-        warmup_runs,
-        timeout,
-        None,
-        benchmark_binary,
-        use_xnnpack,
-        use_gpu,
-        use_nnapi,
-        op_profiling,
-        taskset,
-    )
     res = deploy_mod.deploy(
         cfg.target(target),
         model,
@@ -243,16 +139,12 @@ def targets(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     cfg = config_mod.load(config)
     rows = []
     for name, t in sorted(cfg.targets.items()):
-        where = {
-            "local": t.get("python"),
-            "ssh": f"{t.get('user') or '(you)'}@{t.get('host')}:{t.get('port')}",
-            "adb": t.get("serial") or "(the only attached device)",
-        }[t.transport]
         rows.append(
             {
                 "name": name,
                 "transport": t.transport,
-                "address": where,
+                "address": make_target(t).describe(),
+                "runner": t.get("runner") or "auto",
                 "python": t.get("python"),
                 "workdir": t.get("workdir") or "(default)",
                 "tags": t.get("tags") or [],
@@ -263,25 +155,30 @@ def targets(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json({"config": str(cfg.path) if cfg.path else None, "targets": rows})
         return
-    table = Table(title=f"targets ({cfg.path or 'no edgeq.toml: built-in only'})")
-    for col in ("name", "transport", "address", "python", "description"):
+    table = Table(title=escape(f"targets ({cfg.path or 'no edgeq.toml: built-in only'})"))
+    for col in ("name", "transport", "address", "runner", "python", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["transport"], r["address"], r["python"], r["description"])
+        table.add_row(*(escape(str(r[c])) for c in ("name", "transport", "address", "runner",
+                                                     "python", "description")))  # fmt: skip
     out.print(table)
 
 
 def doctor(
     target: TargetOpt = "local", config: ConfigOpt = None, json_out: JsonOpt = False
 ) -> None:
-    """Check a target: reachable? architecture, OS, python, numpy, interpreter — with fixes."""
+    """Check a target: reachable, a workdir, and what its runner needs (python, numpy and an
+    interpreter; or the benchmark_model binary) — each problem with its fix."""
     use_json(json_out)
     cfg = config_mod.load(config)
     rep = doctor_mod.diagnose(cfg.target(target))
     if json_out:
         emit_json(rep.to_dict())
     else:
-        table = Table(title=f"doctor: {rep.target} ({rep.address})", show_header=True)
+        table = Table(
+            title=escape(f"doctor: {rep.target} ({rep.address}), runner {rep.runner or '?'}"),
+            show_header=True,
+        )
         table.add_column("check")
         table.add_column("status")
         table.add_column("detail")
@@ -289,8 +186,8 @@ def doctor(
             mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[
                 c.status
             ]
-            detail = c.detail + (f"\n[dim]fix:[/] {c.fix}" if c.fix else "")
-            table.add_row(c.name, mark, detail)
+            detail = escape(c.detail) + (f"\n[dim]fix:[/] {escape(c.fix)}" if c.fix else "")
+            table.add_row(escape(c.name), mark, detail)
         out.print(table)
     if not rep.ok:
         raise typer.Exit(rep.exit_code)

@@ -12,25 +12,30 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .. import status as st
 from ..lab import report as report_mod
-from ..lab import runner as runner_mod
+from ..lab import scheduler
 from ..lab.history import History
 from ..lab.inventory import INVENTORY_NAME, load_inventory
+from ..lab.records import Event, LabRun
 from .common import JsonOpt, emit_json, err, out, use_json
 from .pipeline import DataOpt
+from .progress import plain, say_line
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="The hardware lab: run an inventory of devices in parallel, keep every result in "
     "a history, flag regressions, write reports.",
     no_args_is_help=True,
 )
 
 InventoryOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--inventory",
         "-i",
-        help="The lab inventory (default: [lab] inventory of ./edgeq.toml, else ./lab.toml).",
+        help="The lab inventory: a lab.toml, or labgrid://HOST:PORT?TAG=VALUE (default: "
+        "the inventory key of edgeq.toml's lab table, else ./lab.toml).",
     ),
 ]
 DbOpt = Annotated[
@@ -38,13 +43,7 @@ DbOpt = Annotated[
     typer.Option("--db", help="The SQLite history (default: db in the inventory)."),
 ]
 
-STYLE = {
-    "pass": "green",
-    "fail": "red",
-    "error": "red",
-    "quarantined": "magenta",
-    "skipped": "yellow",
-}
+STYLE = {s.value: look.rich for s, look in st.LOOKS.items()}
 
 
 class LiveProgress:
@@ -52,7 +51,7 @@ class LiveProgress:
     event otherwise (cron mails, CI logs)."""
 
     def __init__(self) -> None:
-        self.live = err.is_terminal
+        self.live = not plain()
         self.tasks: dict[str, int] = {}
         self.lock = threading.Lock()
         self.progress = Progress(
@@ -75,10 +74,13 @@ class LiveProgress:
             self.progress.stop()
 
     def say(self, msg: str) -> None:
-        err.print(f"[dim]·[/] {escape(msg)}")
+        say_line(msg)
 
-    def __call__(self, ev: runner_mod.Event) -> None:
+    def __call__(self, ev: Event) -> None:
         with self.lock:
+            if not self.live:
+                self._plain(ev)
+                return
             if ev.device not in self.tasks:
                 self.tasks[ev.device] = self.progress.add_task(
                     ev.device, total=max(ev.total, 1), info="queued"
@@ -100,17 +102,26 @@ class LiveProgress:
                 total = self.progress.tasks[task].total or 1
                 kw["completed"] = total
             self.progress.update(task, **kw)
-            if not self.live and ev.phase in ("quarantined", "retry", "done", "waiting"):
-                err.print(escape(f"{ev.device}: {info}"))
-            elif not self.live and ev.phase == "running" and ": " in ev.message and ev.done:
-                err.print(escape(f"{ev.device}: {ev.message}"))
+
+    @staticmethod
+    def _plain(ev: Event) -> None:
+        """Off a terminal: one plain line per event worth a line, no markup codes."""
+        if ev.status:
+            line = f"{ev.device}: {ev.status.upper()} {ev.message}".rstrip()
+        elif ev.phase in ("waiting", "retry"):
+            line = f"{ev.device}: {ev.phase} {ev.message}".rstrip()
+        elif ev.phase == "running" and ": " in ev.message and ev.done:
+            line = f"{ev.device}: {ev.message}"
+        else:
+            return
+        err.print(line, markup=False, highlight=False)
 
 
-def default_inventory() -> Path:
+def default_inventory() -> str:
     """[lab] inventory of ./edgeq.toml if there is one, else ./lab.toml."""
     from .. import config
 
-    return Path(config.load().lab["inventory"]) if config.find_config() else Path(INVENTORY_NAME)
+    return str(config.load().lab["inventory"]) if config.find_config() else INVENTORY_NAME
 
 
 @app.command("run")
@@ -133,6 +144,19 @@ def run(
         typer.Option("--parallel", "-j", help="Devices at once (default: the inventory's)."),
     ] = None,
     db: DbOpt = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label", help="A name for each --models artifact, in order (reports show it)."
+        ),
+    ] = None,
+    include_quarantined: Annotated[
+        bool,
+        typer.Option(
+            "--include-quarantined",
+            help="Also try devices an earlier run marked unhealthy (labgrid edgeq-health=bad).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Health-check, quarantine, benchmark in parallel, record, flag regressions.
@@ -143,9 +167,12 @@ def run(
     """
     use_json(json_out)
     inv = load_inventory(inventory or default_inventory())
+    if inv.backend is not None:
+        inv.backend.include_quarantined = include_quarantined
     paths = [Path(p) for m in models or [] for p in str(m).split(",") if p] or None
+    labels = [x for v in label or [] for x in v.split(",") if x] or None
     with LiveProgress() as live:
-        result = runner_mod.run_lab(
+        result = scheduler.run_lab(
             inv,
             models=paths,
             data_path=data,
@@ -155,6 +182,7 @@ def run(
             on_event=live,
             say=live.say,
             command=" ".join(["edgeq", *sys.argv[1:]]),
+            labels=labels,
         )
     if json_out:
         emit_json(result.to_dict())
@@ -163,7 +191,7 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
-def print_run(run: runner_mod.LabRun) -> None:
+def print_run(run: LabRun) -> None:
     t = Table(title=f"lab run {run.run_id}: {'PASS' if run.ok else 'FAIL'}")
     for col in ("device", "model", "status", "p50 ms", "p90 ms", "accuracy", "size KB"):
         t.add_column(col, justify="left" if col in ("device", "model", "status") else "right")
@@ -186,10 +214,13 @@ def print_run(run: runner_mod.LabRun) -> None:
     for f in run.findings:
         style = "green" if f.kind == "recovery" else "red"
         out.print(f"[{style}]{f.kind}[/] {escape(f.message)}")
+    for line in run.notices:
+        out.print(f"[yellow]note[/] {escape(line)}")
     c = run.counts()
     out.print(
         f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, "
-        f"{c['quarantined']} quarantined in {run.wall_s:.1f} s · history {escape(run.db)}"
+        f"{c['quarantined']} quarantined, {c['busy']} busy in {run.wall_s:.1f} s · "
+        f"history {escape(run.db)}"
     )
 
 
@@ -220,9 +251,9 @@ def report(
         raise UsageError(f"--format must be one of {', '.join(report_mod.FORMATS)}, got {fmt!r}")
     if db is None:
         inv_path = inventory or default_inventory()
-        if not inv_path.is_file() and inventory is None:
+        if inventory is None and not Path(inv_path).is_file():
             raise UsageError(f"give --db PATH (or --inventory; no {inv_path} here)")
-        db = load_inventory(inv_path).db_path
+        db = load_inventory(inv_path, discover=False).db_path
     if not Path(db).is_file():
         raise UsageError(f"no lab history at {db}; run `edgeq lab run` first or fix --db")
     with History(db) as history:

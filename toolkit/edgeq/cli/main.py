@@ -16,6 +16,7 @@ app = typer.Typer(
     help="Prove quantized TFLite models on real ARM hardware: train, convert, deploy, judge.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 pass, 1 budget/lab failure, 2 usage/config error, "

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -63,3 +64,22 @@ def steps_bar(label: str) -> Iterator[Any]:
             prog.update(task, completed=done, info=what)
 
         yield update
+
+
+def plain() -> bool:
+    """True when stderr is not a terminal (cron mail, CI logs): print words, no markup."""
+    return not err.is_terminal
+
+
+def say_line(msg: str, style: str = "dim", mark: str = "·") -> None:
+    """One progress line on stderr: styled on a terminal, plain text otherwise (user and
+    device text is never read as markup)."""
+    if plain():
+        err.print(f"{mark} {msg}" if mark else msg, markup=False, highlight=False)
+    else:
+        err.print(f"[{style}]{mark}[/] {escape(msg)}" if mark else escape(msg))
+
+
+def progress_printer() -> Callable[[str], None]:
+    """A `progress(msg)` function for deploy-like work."""
+    return say_line

@@ -10,7 +10,8 @@ The schema is versioned with `PRAGMA user_version` (and a `schema_migrations` lo
 `MIGRATIONS[n]` takes a database from version n-1 to n, applied in order inside one
 transaction when the file is opened. A file written by a newer edgeq is refused.
 
-Tables (version 1):
+Tables (version 2; v2 allowed the `busy` status, added `error_json` and keyed a model's
+series by its content: `series_key` = the artifact's sha256, else its name):
     runs(run_id PK, started_utc, finished_utc, status, exit_code, edgeq_version, git_sha,
          host, inventory, inventory_sha256, command, settings_json)
     results(id PK, run_id → runs, device, transport, address, identity, tags_json,
@@ -39,8 +40,19 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, UsageError
+from ..status import RECORDED
 
-STATUSES = ("pass", "fail", "error", "quarantined")
+STATUSES = RECORDED
+
+
+#: What a device × model series is keyed by: the model's content, else (rows written
+#: without an artifact hash) its name. A new model on a device starts a new series.
+def series_key(table: str = "") -> str:
+    """The SQL expression of a result's series key (`table`: an alias prefix like "r.")."""
+    return f"COALESCE(NULLIF({table}artifact_sha256, ''), {table}model)"
+
+
+SERIES_KEY = series_key()
 RESULT_COLUMNS = (
     "run_id",
     "device",
@@ -135,6 +147,42 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX findings_result ON findings(result_id)",
     ),
 }
+_V2_RESULTS = """CREATE TABLE results_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            device TEXT NOT NULL,
+            transport TEXT NOT NULL,
+            address TEXT NOT NULL DEFAULT '',
+            identity TEXT NOT NULL DEFAULT '',
+            tags_json TEXT NOT NULL DEFAULT '[]',
+            features_json TEXT NOT NULL DEFAULT '[]',
+            model TEXT NOT NULL,
+            artifact_path TEXT,
+            artifact_sha256 TEXT,
+            mode TEXT,
+            status TEXT NOT NULL CHECK (status IN (%s)),
+            reason TEXT NOT NULL DEFAULT '',
+            error_type TEXT,
+            error_text TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            started_utc TEXT NOT NULL,
+            finished_utc TEXT NOT NULL,
+            bench_start REAL,
+            bench_end REAL,
+            environment_json TEXT,
+            result_json TEXT,
+            error_json TEXT
+        )""".replace("%s", ", ".join(f"'{s}'" for s in RECORDED))
+
+MIGRATIONS[2] = (
+    _V2_RESULTS,
+    "INSERT INTO results_v2 SELECT *, NULL FROM results",
+    "DROP TABLE results",
+    "ALTER TABLE results_v2 RENAME TO results",
+    "CREATE INDEX results_series ON results(device, model, started_utc)",
+    "CREATE INDEX results_run ON results(run_id)",
+    f"CREATE INDEX results_key ON results(device, {SERIES_KEY}, started_utc)",
+)
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -184,8 +232,11 @@ class History:
             self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
+            # Migrations rebuild tables; foreign keys are switched on only afterwards (a
+            # rebuilt parent table must not cascade-delete its children).
+            self._db.execute("PRAGMA foreign_keys = OFF")
             self.migrate()
+            self._db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise ConfigError(
@@ -303,6 +354,7 @@ class History:
             "features_json": row.get("features") or [],
             "environment_json": row.get("environment"),
             "result_json": row.get("result"),
+            "error_json": row.get("error"),
         }
         sql = (
             f"INSERT INTO results ({', '.join(cols + list(jcols))}) "
@@ -434,7 +486,13 @@ class History:
             for f in findings[r["id"]]:
                 f["device"], f["model"] = r["device"], r["model"]
             r["findings"] = findings[r["id"]]
-            for key in ("tags_json", "features_json", "environment_json", "result_json"):
+            for key in (
+                "tags_json",
+                "features_json",
+                "environment_json",
+                "result_json",
+                "error_json",
+            ):
                 text = r.pop(key)
                 if full or key in ("tags_json", "features_json"):
                     r[key[:-5]] = None if text is None else json.loads(text)
@@ -442,13 +500,14 @@ class History:
             r["checks"] = checks[r["id"]]
         return rows
 
-    def series(self, device: str, model: str, limit: int = 500) -> list[dict[str, Any]]:
-        """Earlier results of one device × model, newest first, with the check outcomes:
+    def series(self, device: str, key: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Earlier results of one device × model (`key`: the model's sha256, or its name
+        for rows without one), newest first, with the check outcomes:
         [{id, run_id, started_utc, status, checks: {name: passed}}]."""
         rows = self._all(
-            "SELECT id, run_id, started_utc, status FROM results WHERE device = ? AND model = ?"
-            " ORDER BY started_utc DESC, id DESC LIMIT ?",
-            (device, model, limit),
+            f"SELECT id, run_id, started_utc, status FROM results WHERE device = ? AND "
+            f"{SERIES_KEY} = ? ORDER BY started_utc DESC, id DESC LIMIT ?",
+            (device, key, limit),
         )
         out = [dict(r) | {"checks": {}} for r in rows]
         if out:
@@ -463,13 +522,14 @@ class History:
                 )
         return out
 
-    def passing_values(self, device: str, model: str, metric: str, limit: int) -> list[float]:
-        """`metric` in the last `limit` passing results of device × model, newest first."""
+    def passing_values(self, device: str, key: str, metric: str, limit: int) -> list[float]:
+        """`metric` in the last `limit` passing results of device × model (`key` as for
+        `series`), newest first."""
         rows = self._all(
             "SELECT m.value FROM results r JOIN metrics m ON m.result_id = r.id AND m.name = ?"
-            " WHERE r.device = ? AND r.model = ? AND r.status = 'pass'"
-            " ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
-            (metric, device, model, limit),
+            f" WHERE r.device = ? AND {series_key('r.')} = ?"
+            " AND r.status = 'pass' ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
+            (metric, device, key, limit),
         )
         return [float(r[0]) for r in rows]
 

@@ -13,37 +13,41 @@
 Everything is validated on load; an error names the file, the section (the device) and the
 key. Secrets never live in the inventory: `key_file` points at a key, `password_env` names
 an environment variable holding a password (a plain `password` is refused).
+
+Where the devices come from is the inventory's backend (`edgeq.lab.backends`): the
+`[devices.NAME]` tables of this file (`file`), or the places of a labgrid coordinator
+(`[lab] inventory = "labgrid://HOST:PORT?TAG=VALUE"`, defaults in `[labgrid]`, and
+`[devices.PLACE]` then adds or overrides keys of the place named PLACE).
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
-import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import convert
+from .. import settings as settings_mod
 from ..budget import Budget
-from ..config import (
-    BUDGET_FIELDS,
-    MODEL_FIELDS,
-    Field,
-    TargetConfig,
-    read_toml,
-    target_fields,
-    validate_section,
-    validate_target,
-)
+from ..config import BUDGET_FIELDS, MODEL_FIELDS, read_toml, target_fields, validate_target
 from ..errors import ConfigError
+from ..fields import Field, TargetConfig, validate_partial, validate_section
+from ..targets import TRANSPORTS, make_target
+from .backends import Backend, backend_class, scheme_of
 
 INVENTORY_NAME = "lab.toml"
 
 NUM = (int, float)
 
 LAB_FIELDS: dict[str, Field] = {
+    "inventory": Field(
+        (str,),
+        "",
+        "where the devices come from: '' = the [devices.NAME] tables of this file, or "
+        "labgrid://HOST:PORT?TAG=VALUE (a labgrid coordinator's places)",
+    ),
     "models": Field(
         (list,), [], "artifacts (.tflite) to run, relative to this file; [] = train per [model]"
     ),
@@ -61,16 +65,8 @@ LAB_FIELDS: dict[str, Field] = {
     "backoff_s": Field(NUM, 5, "first retry delay; doubles on each further retry"),
 }
 
-RUN_FIELDS: dict[str, Field] = {
-    "threads": Field((int,), 1, "interpreter threads on the device"),
-    "runs": Field((int,), 100, "timed inferences (at least)"),
-    "min_s": Field(NUM, 1.0, "time the steady state for at least this many seconds"),
-    "warmup_runs": Field((int,), 10, "untimed warm-up inferences"),
-    "warmup_min_s": Field(NUM, 0.5, "warm up for at least this many seconds"),
-    "max_s": Field(NUM, 60.0, "stop timing a phase after this many seconds"),
-    "batch_size": Field((int,), 256, "accuracy batch size"),
-}
-POSITIVE_RUN_KEYS = ("threads", "runs", "batch_size")
+#: The runner settings: the same keys, defaults and bounds as `edgeq deploy`'s options.
+RUN_FIELDS: dict[str, Field] = settings_mod.LAB_FIELDS
 
 #: Metrics the regression check can watch (see regress.METRICS for direction and kind).
 REGRESSION_METRICS = (
@@ -115,6 +111,12 @@ DEVICE_FIELDS: dict[str, Field] = {
 SECTIONS = ("lab", "run", "budget", "regression", "model", "devices")
 
 
+def _backend_tables() -> dict[str, type[Backend]]:
+    from .backends import BACKENDS
+
+    return {cls.table: cls for cls in BACKENDS.values() if cls.table}
+
+
 @dataclass(frozen=True)
 class Device:
     """One inventory entry: how to reach it (a TargetConfig) and the lab's view of it."""
@@ -140,25 +142,11 @@ class Device:
     @property
     def identity(self) -> str:
         """What the lock is keyed by: the physical device, whatever the entry is called."""
-        if self.lock_key:
-            return self.lock_key
-        t = self.target
-        if t.transport == "ssh":
-            user = t.get("user") or getpass.getuser()
-            return f"ssh://{user}@{t.get('host')}:{t.get('port')}"
-        if t.transport == "adb":
-            server = f"{t.get('adb_host') or 'localhost'}:{t.get('adb_port') or 5037}"
-            return f"adb://{server}/{t.get('serial') or '(only device)'}"
-        return f"local://{socket.gethostname()}"
+        return self.lock_key or make_target(self.target).identity()
 
     @property
     def address(self) -> str:
-        t = self.target
-        if t.transport == "ssh":
-            return f"{t.get('user') or getpass.getuser()}@{t.get('host')}:{t.get('port')}"
-        if t.transport == "adb":
-            return t.get("serial") or "(only attached device)"
-        return f"local ({t.get('python')})"
+        return make_target(self.target).describe()
 
     def matches(self, selector: str | None) -> bool:
         """`--only` selects by device name, tag or feature."""
@@ -193,10 +181,17 @@ class Inventory:
     model: dict[str, Any]
     devices: dict[str, Device]
     sha256: str = ""
+    backend: Backend | None = field(default=None, compare=False)
+    base: Path | None = None
 
     @property
     def folder(self) -> Path:
-        return self.path.parent
+        return self.base or self.path.parent
+
+    @property
+    def source(self) -> str:
+        """Where the devices come from, for messages and the history (file or URL)."""
+        return self.backend.url if self.backend else str(self.path)
 
     def resolve(self, value: str) -> Path:
         p = Path(value).expanduser()
@@ -236,10 +231,7 @@ class Inventory:
         return [d for d in self.devices.values() if d.enabled and d.matches(only)]
 
 
-def _partial(where: str, raw: dict[str, Any], fields: dict[str, Field]) -> dict[str, Any]:
-    """Validate an override table: only the keys it sets come back."""
-    full = validate_section(where, raw, fields)
-    return {k: full[k] for k in raw}
+_partial = validate_partial
 
 
 def _strings(where: str, key: str, value: list[Any], choices: tuple[str, ...] | None = None):
@@ -252,12 +244,8 @@ def _strings(where: str, key: str, value: list[Any], choices: tuple[str, ...] | 
 
 
 def _check_run(where: str, run: dict[str, Any]) -> dict[str, Any]:
-    for key in POSITIVE_RUN_KEYS:
-        if key in run and run[key] < 1:
-            raise ConfigError(f"{where}: key {key!r} must be >= 1, got {run[key]}")
-    for key in ("warmup_runs",):
-        if key in run and run[key] < 0:
-            raise ConfigError(f"{where}: key {key!r} must be >= 0, got {run[key]}")
+    """Cross-key checks of a [run] table (bounds are the settings' own, checked on load)."""
+    settings_mod.RunSettings.from_dict(run)  # every key is a setting
     return run
 
 
@@ -276,9 +264,9 @@ def _device(name: str, raw: Any, src: str, lab: dict[str, Any]) -> Device:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table of keys")
     transport = raw.get("transport")
-    if transport not in ("local", "ssh", "adb"):
+    if transport not in TRANSPORTS:
         raise ConfigError(
-            f"{where}: key 'transport' must be one of local, ssh, adb, got {transport!r}"
+            f"{where}: key 'transport' must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
         )
     if "password" in raw:
         raise ConfigError(
@@ -294,11 +282,7 @@ def _device(name: str, raw: Any, src: str, lab: dict[str, Any]) -> Device:
         )
     lab_raw = {k: v for k, v in raw.items() if k in DEVICE_FIELDS}
     target_raw = {k: v for k, v in raw.items() if k not in DEVICE_FIELDS}
-    try:
-        target = validate_target(name, target_raw, src)
-    except ConfigError as exc:
-        # Same keys and rules as [targets.NAME]; the message names the inventory's section.
-        raise ConfigError(exc.message.replace(f"{src} [targets.{name}]", where)) from None
+    target = validate_target(name, target_raw, src, section=f"devices.{name}", where=where)
     if transport == "local" and target.values["python"] == "python3":
         import sys
 
@@ -335,12 +319,20 @@ def _device(name: str, raw: Any, src: str, lab: dict[str, Any]) -> Device:
     )
 
 
-def parse_inventory(raw: dict[str, Any], path: Path) -> Inventory:
-    """Validate a parsed `lab.toml` (see the module docstring for the layout)."""
-    src = str(path)
-    unknown = sorted(set(raw) - set(SECTIONS))
+def parse_inventory(
+    raw: dict[str, Any], path: Path, spec: str | None = None, discover: bool = True
+) -> Inventory:
+    """Validate a parsed `lab.toml` (see the module docstring for the layout).
+
+    `spec`: the inventory URL when it was given instead of a file (`--inventory
+    labgrid://…`). `discover=False` skips asking the backend for its devices (reports need
+    only the history's path)."""
+    src = spec if spec and not raw else str(path)
+    tables = _backend_tables()
+    unknown = sorted(set(raw) - set(SECTIONS) - set(tables))
     if unknown:
-        raise ConfigError(f"{src}: unknown section [{unknown[0]}]; allowed: {', '.join(SECTIONS)}")
+        allowed = ", ".join([*SECTIONS, *tables])
+        raise ConfigError(f"{src}: unknown section [{unknown[0]}]; allowed: {allowed}")
     lab = validate_section(f"{src} [lab]", raw.get("lab", {}), LAB_FIELDS)
     where = f"{src} [lab]"
     _strings(where, "models", lab["models"])
@@ -360,22 +352,51 @@ def parse_inventory(raw: dict[str, Any], path: Path) -> Inventory:
     )
     _check_regression(f"{src} [regression]", regression)
     model = validate_section(f"{src} [model]", raw.get("model", {}), MODEL_FIELDS)
+    source = spec or lab["inventory"] or str(path)
+    cls = backend_class(source)
+    backend_settings: dict[str, Any] = {}
+    for table, tcls in tables.items():
+        if table in raw or tcls is cls:
+            checked = validate_section(f"{src} [{table}]", raw.get(table, {}), tcls.fields)
+            if tcls is cls:
+                backend_settings = checked
+    folder = Path.cwd() if spec and not raw else Path(path).parent
+    backend = cls(source, backend_settings, lab, folder, f"{src} [{cls.table or 'devices'}]")
     raw_devices = raw.get("devices", {})
-    if not isinstance(raw_devices, dict) or not raw_devices:
-        raise ConfigError(
-            f'{src}: no devices; add at least one [devices.NAME] table (transport = "local" '
-            f"for this machine)"
-        )
-    devices = {name: _device(name, d, src, lab) for name, d in raw_devices.items()}
-    return Inventory(path, lab, run, budget, regression, model, devices)
+    if not isinstance(raw_devices, dict):
+        raise ConfigError(f"{src}: [devices] must hold [devices.NAME] tables")
+    if scheme_of(source) == "file":
+        if not raw_devices:
+            raise ConfigError(
+                f'{src}: no devices; add at least one [devices.NAME] table (transport = "local" '
+                f"for this machine)"
+            )
+        tables_by_name = raw_devices
+    else:
+        found = backend.discover() if discover else {}
+        tables_by_name = {}
+        for name, table in found.items():
+            override = raw_devices.get(name) or {}
+            if not isinstance(override, dict):
+                raise ConfigError(f"{src} [devices.{name}]: must be a table of keys")
+            tables_by_name[name] = {**table, **override}
+    devices = {name: _device(name, d, src, lab) for name, d in tables_by_name.items()}
+    return Inventory(
+        path, lab, run, budget, regression, model, devices, backend=backend, base=folder
+    )
 
 
-def load_inventory(path: Path) -> Inventory:
-    """Read and validate a lab inventory; ConfigError (exit 2) names file, device and key."""
-    p = Path(path).expanduser()
+def load_inventory(path: Path | str, discover: bool = True) -> Inventory:
+    """Read and validate a lab inventory (a lab.toml path, or a backend URL such as
+    `labgrid://HOST:PORT?TAG=VALUE`); ConfigError (exit 2) names file, device and key."""
+    spec = str(path)
+    if scheme_of(spec) != "file":
+        inv = parse_inventory({}, Path.cwd() / "lab.toml", spec=spec, discover=discover)
+        return replace(inv, sha256=hashlib.sha256(spec.encode()).hexdigest())
+    p = Path(spec).expanduser()
     if not p.is_file():
         raise ConfigError(
             f"inventory not found: {p}; copy the example lab.toml from the edgeq repository"
         )
-    inv = parse_inventory(read_toml(p), p.resolve())
+    inv = parse_inventory(read_toml(p), p.resolve(), discover=discover)
     return replace(inv, sha256=hashlib.sha256(p.read_bytes()).hexdigest())

@@ -31,7 +31,7 @@ from .history import History
 
 MAD_TO_SIGMA = 1.4826
 #: Checks about reaching the device, not about the model (reported as the result's error).
-INFRA = ("health", "run")
+INFRA = ("health", "run", "lock")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,9 @@ def judge_metric(name: str, value: float, baseline: list[float], policy: Policy)
 def evaluate(
     history: History, device: str, model: str, metrics: dict[str, float], policy: Policy
 ) -> list[dict[str, Any]]:
-    """Regression checks for a new result (computed before it is written)."""
+    """Regression checks for a new result (computed before it is written). `model` is the
+    series key: the model's sha256 (a different model is a new series, never a regression
+    of another one), or its name for histories written without one."""
     checks = []
     for name in policy.metrics:
         if name not in metrics or metrics[name] is None:
@@ -202,11 +204,15 @@ def annotate(
     started_utc: str,
     status: str,
     checks: list[dict[str, Any]],
+    label: str | None = None,
 ) -> tuple[list[Finding], str | None, str | None]:
     """Findings for a new result (before it is written): each failing check with its
-    streak, the device error/quarantine streak, and recoveries. Returns
+    streak, the device error/quarantine streak, and recoveries. `model` is the series key
+    (see `evaluate`), `label` the name messages show (default: the key). Returns
     (findings, since_utc of the result's failure streak, last pass run id)."""
-    earlier = history.series(device, model)
+    # A busy result (the device was somebody else's) says nothing: streaks skip it.
+    earlier = [r for r in history.series(device, model) if r["status"] != "busy"]
+    model = label or model
     last_pass = next((r["run_id"] for r in earlier if r["status"] == "pass"), None)
     now = (started_utc, run_id)
     findings: list[Finding] = []
@@ -215,7 +221,7 @@ def annotate(
         return row["status"] != "pass"
 
     since_utc = None
-    if status != "pass":
+    if status not in ("pass", "busy"):
         since_utc, since_run = _streak(earlier, row_failed, now)
         if status in ("error", "quarantined"):
             why = "; ".join(

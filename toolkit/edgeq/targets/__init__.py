@@ -1,30 +1,61 @@
-"""Targets: where the benchmark runs. `make_target` picks the transport from the config."""
+"""Targets: where the benchmark runs. One module per transport, each a `Target` subclass
+that declares its own config keys (`fields`) and registers itself with `@register`.
+
+To add a transport: a new module here with a registered `Target` subclass (the five
+primitives of `base.Target`, its `fields`, `describe()` and `identity()`), and its module
+name in `_MODULES`. `edgeq.toml` validation, the lab inventory and `edgeq targets` all
+derive from this registry.
+"""
 
 from __future__ import annotations
 
-from ..config import TargetConfig
-from ..errors import ConfigError
-from .base import CommandResult, Target, quote_argv
+import importlib
 
-__all__ = ["CommandResult", "Target", "make_target", "quote_argv"]
+from ..errors import ConfigError
+from ..fields import Field, TargetConfig
+from .base import COMMON_FIELDS, CommandResult, Target, quote_argv
+
+__all__ = [
+    "COMMON_FIELDS",
+    "TRANSPORTS",
+    "CommandResult",
+    "Target",
+    "make_target",
+    "quote_argv",
+    "register",
+    "transport_class",
+    "transport_fields",
+]
+
+TRANSPORTS: dict[str, type[Target]] = {}
+
+_MODULES = ("local", "ssh", "adb")
+
+
+def register(cls: type[Target]) -> type[Target]:
+    """Class decorator: make `cls` the implementation of its `transport`."""
+    TRANSPORTS[cls.transport] = cls
+    return cls
+
+
+def transport_class(name: str, where: str = "") -> type[Target]:
+    if name not in TRANSPORTS:
+        raise ConfigError(
+            f"{where + ': ' if where else ''}unknown transport {name!r}; choose one of "
+            f"{', '.join(TRANSPORTS)}"
+        )
+    return TRANSPORTS[name]
+
+
+def transport_fields(name: str) -> dict[str, Field]:
+    """The keys a `[targets.NAME]` table of this transport may hold (without the runner's)."""
+    return {**COMMON_FIELDS, **transport_class(name).fields}
 
 
 def make_target(config: TargetConfig, keep: bool = False) -> Target:
     """A Target for the config (nothing is opened yet)."""
-    if config.transport == "local":
-        from .local import LocalTarget
+    return transport_class(config.transport, config.where)(config, keep)
 
-        return LocalTarget(config, keep)
-    if config.transport == "ssh":
-        from .ssh import SshTarget
 
-        return SshTarget(config, keep)
-    if config.transport == "adb":
-        try:
-            from .adb import AdbTarget
-        except ImportError:
-            raise ConfigError(
-                f"target {config.name!r}: the adb transport is not available in this edgeq"
-            ) from None
-        return AdbTarget(config, keep)
-    raise ConfigError(f"target {config.name!r}: unknown transport {config.transport!r}")
+for _name in _MODULES:
+    importlib.import_module(f"{__name__}.{_name}")

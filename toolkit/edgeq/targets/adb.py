@@ -27,16 +27,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import (
     AuthError,
     CommandError,
     CommandTimeout,
-    ConfigError,
     ConnectError,
     DeviceError,
     tail,
 )
+from ..fields import Field, f
+from . import register
 from ._process import kill_group
 from .base import CommandResult, Target
 
@@ -64,9 +66,25 @@ class _Proc:
     seconds: float
 
 
+@register
 class AdbTarget(Target):
+    """An Android device through the real `adb` client."""
+
     transport = "adb"
+    platform = "android"
     default_workdir_base = "/data/local/tmp/edgeq"
+    fields: ClassVar[dict[str, Field]] = {
+        "serial": f(str, "", "device serial (default: $ANDROID_SERIAL, or the only device)"),
+        "adb_host": f(str, "", "host of the adb server (default: localhost)"),
+        "adb_port": f(
+            int,
+            0,
+            "port of the adb server (default: $ANDROID_ADB_SERVER_PORT/5037)",
+            minimum=0,
+            maximum=65535,
+        ),
+        "adb_path": f(str, "adb", "the adb client executable"),
+    }
 
     def __init__(self, config, keep: bool = False) -> None:
         super().__init__(config, keep)
@@ -119,6 +137,10 @@ class AdbTarget(Target):
         who = self.serial or "the only attached device"
         return f"{who} via adb server {self.server_address()}"
 
+    def identity(self) -> str:
+        server = f"{self.server_host or 'localhost'}:{self.config.get('adb_port') or 5037}"
+        return f"adb://{server}/{self.config.get('serial') or '(only device)'}"
+
     # ------------------------------------------------------------------ the adb client
 
     def _executable(self) -> str:
@@ -129,7 +151,7 @@ class AdbTarget(Target):
                 f"{self.name}: the adb client {path!r} was not found; install it "
                 f"(Debian/Ubuntu: sudo apt-get install adb; macOS: brew install "
                 f"android-platform-tools; or Android SDK Platform-Tools from "
-                f"{PLATFORM_TOOLS_URL}) or set adb_path in [targets.{self.name}]"
+                f"{PLATFORM_TOOLS_URL}) or set adb_path in {self.config.where}"
             )
         return found
 
@@ -161,7 +183,7 @@ class AdbTarget(Target):
         except OSError as exc:
             raise ConnectError(
                 f"{self.name}: cannot run the adb client {argv[0]} ({exc.strerror or exc}); "
-                f"reinstall it or fix adb_path in [targets.{self.name}]"
+                f"reinstall it or fix adb_path in {self.config.where}"
             ) from None
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -195,14 +217,14 @@ class AdbTarget(Target):
             return ConnectError(
                 f"{self.name}: cannot reach the adb server at {addr} ({why}); start it there "
                 f"(`adb -a -P {self.server_port} server nodaemon`) or fix adb_host/adb_port in "
-                f"[targets.{self.name}] (or $ANDROID_ADB_SERVER_PORT)"
+                f"{self.config.where} (or $ANDROID_ADB_SERVER_PORT)"
             )
         if "no devices/emulators found" in msg or "no devices found" in msg:
             return self._no_device_error()
         if "more than one device" in msg or "more than one emulator" in msg:
             return ConnectError(
                 f"{self.name}: more than one device is attached to the adb server at {addr}; "
-                f'choose one with serial = "..." in [targets.{self.name}] or $ANDROID_SERIAL '
+                f'choose one with serial = "..." in {self.config.where} or $ANDROID_SERIAL '
                 f"(see `adb devices`)"
             )
         if "device unauthorized" in msg:
@@ -214,7 +236,7 @@ class AdbTarget(Target):
             return ConnectError(
                 f"{self.name}: device {m.group(1)!r} is not attached to the adb server at "
                 f"{addr} (unplugged or rebooting?); check `adb devices` and serial in "
-                f"[targets.{self.name}]"
+                f"{self.config.where}"
             )
         if "insufficient permissions" in msg or "no permissions" in msg:
             return self._permission_error(who)
@@ -280,7 +302,7 @@ class AdbTarget(Target):
                 raise ConnectError(
                     f"{self.name}: device {wanted!r} is not attached to the adb server at "
                     f"{self.server_address()} (attached: {listing or 'none'}); check serial in "
-                    f"[targets.{self.name}] / $ANDROID_SERIAL and `adb devices`"
+                    f"{self.config.where} / $ANDROID_SERIAL and `adb devices`"
                 )
             device = match[0]
         elif not devices:
@@ -288,7 +310,7 @@ class AdbTarget(Target):
         elif len(devices) > 1:
             raise ConnectError(
                 f"{self.name}: {len(devices)} devices are attached ({listing}) and none is "
-                f'chosen; set serial = "SERIAL" in [targets.{self.name}] or $ANDROID_SERIAL'
+                f'chosen; set serial = "SERIAL" in {self.config.where} or $ANDROID_SERIAL'
             )
         else:
             device = devices[0]
@@ -319,12 +341,6 @@ class AdbTarget(Target):
 
     def _env_prefix(self) -> str:
         env = self.config.get("env") or {}
-        bad = [k for k in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))]
-        if bad:
-            raise ConfigError(
-                f"{self.config.source} [targets.{self.name}]: env name {bad[0]!r} is not a "
-                f"shell variable name (letters, digits, _)"
-            )
         return "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in env.items())
 
     def _legacy_wrap(self, command: str) -> str:

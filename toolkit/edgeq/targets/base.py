@@ -12,18 +12,28 @@ Commands are POSIX shell strings for the device's `sh`; build them from argv wit
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..config import TargetConfig
-from ..errors import CommandError, CommandTimeout, DeviceError, RunnerError, tail
+from ..errors import CommandError, CommandTimeout, DeviceError, tail
+from ..fields import Field, TargetConfig, f
 from ..fsutil import sha256_file
+
+#: Keys every target has, whatever its transport (the transport's own come from its class,
+#: the runner's from `edgeq.runners`).
+COMMON_FIELDS: dict[str, Field] = {
+    "transport": f(str, "local", "how to reach the device (a module of edgeq.targets)", True),
+    "python": f(str, "python3", "the python that runs the device runner"),
+    "workdir": f(str, "", "base folder on the device for edgeq's cache and per-run folders"),
+    "description": f(str, "", "free text shown by `edgeq targets`"),
+    "tags": f(list, [], "labels for lab selection (`--only TAG`)"),
+    "env": f(dict, {}, "environment variables set for the runner on the device"),
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +63,20 @@ def quote_argv(argv: Sequence[str | Path]) -> str:
 class Target(ABC):
     """A device edgeq can run the benchmark on. Creating one never touches the network."""
 
-    transport: str = ""
+    #: The `transport = "..."` value that selects this class.
+    transport: ClassVar[str] = ""
+    #: The transport's own config keys (type, default, one-line doc, bounds).
+    fields: ClassVar[dict[str, Field]] = {}
+    #: Config keys holding host-side file paths (`~` expanded, relative to the config file).
+    path_fields: ClassVar[tuple[str, ...]] = ()
+    #: What the device runs: "posix" (Linux and friends) or "android".
+    platform: ClassVar[str] = "posix"
     default_workdir_base: str = "/tmp"
+
+    @classmethod
+    def check_config(cls, values: dict[str, Any], where: str) -> None:
+        """Checks across keys that a Field cannot express; raise ConfigError naming `where`."""
+        return None
 
     def __init__(self, config: TargetConfig, keep: bool = False) -> None:
         self.config = config
@@ -89,8 +111,13 @@ class Target(ABC):
         """Copy a device file to the host."""
 
     def describe(self) -> str:
-        """Where the target is, for messages (e.g. `pi@10.0.0.7:22`)."""
+        """Where the target is, for messages and `edgeq targets` (e.g. `pi@10.0.0.7:22`)."""
         return self.name
+
+    def identity(self) -> str:
+        """The physical device, whatever the entry is called: what device locks are keyed by
+        (e.g. `ssh://pi@10.0.0.7:22`)."""
+        return f"{self.transport}://{self.describe()}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -253,31 +280,11 @@ class Target(ABC):
         self.files_sent.append({**record, "sent": sent})
         return remote
 
-    # ------------------------------------------------------------------ probe
+    # ------------------------------------------------------------------ device python
 
     def python_argv(self) -> list[str]:
+        """The device python as an argv prefix (the target's `python`, else python3)."""
         return shlex.split(self.config.get("python") or "python3")
-
-    def probe(self, runner_path: Path | None = None) -> dict[str, Any]:
-        """What the device is: runs the device runner with --probe (stdlib only)."""
-        from .. import stage
-
-        remote_runner = self.ensure_file(runner_path or stage.runner_path(), ".py")
-        res = self.run([*self.python_argv(), remote_runner, "--probe"], timeout=120, check=False)
-        if res.exit_code == 127 or ("not found" in res.stderr and not res.stdout.strip()):
-            raise RunnerError(
-                f"{self.name}: python {self.config.get('python')!r} not found on the device; "
-                f'install python3 there or set python = "/path/to/python3" in '
-                f"[targets.{self.name}]"
-            )
-        try:
-            doc = json.loads(res.stdout)
-            return doc["environment"]
-        except (ValueError, KeyError, TypeError):
-            raise RunnerError(
-                f"{self.name}: the runner's --probe did not answer with JSON "
-                f"(exit {res.exit_code}): {tail(res.stderr or res.stdout)}"
-            ) from None
 
 
 def _killable(command: str, pidfile: str) -> str:

@@ -10,11 +10,15 @@ import time
 from pathlib import Path
 
 from ..errors import CommandTimeout, ConnectError
+from . import register
 from ._process import kill_group
 from .base import CommandResult, Target
 
 
+@register
 class LocalTarget(Target):
+    """This machine, a chosen python (default: the one running edgeq)."""
+
     transport = "local"
 
     @property
@@ -23,6 +27,11 @@ class LocalTarget(Target):
 
     def describe(self) -> str:
         return str(self.config.get("python"))
+
+    def identity(self) -> str:
+        import socket
+
+        return f"local://{socket.gethostname()}"
 
     def _connect(self) -> None:
         if not shutil.which("sh"):

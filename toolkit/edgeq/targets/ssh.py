@@ -12,14 +12,35 @@ import shlex
 import socket
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import AuthError, CommandError, CommandTimeout, ConnectError, HostKeyError
+from ..fields import Field, f
+from . import register
 from .base import CommandResult, Target
 
 
+@register
 class SshTarget(Target):
+    """A Raspberry Pi (or any POSIX box) over SSH."""
+
     transport = "ssh"
     default_workdir_base = "/tmp"
+    fields: ClassVar[dict[str, Field]] = {
+        "host": f(str, "", "device hostname or IP address", True),
+        "port": f(int, 22, "SSH port", minimum=1, maximum=65535),
+        "user": f(str, "", "login user (default: your local user name)"),
+        "key_file": f(str, "", "private key file (default: ssh-agent and ~/.ssh keys)"),
+        "known_hosts": f(str, "~/.ssh/known_hosts", "known_hosts file used to verify the host"),
+        "accept_new_host_key": f(
+            bool, False, "trust and record a host key seen for the first time"
+        ),
+        "connect_timeout": f(
+            (int, float), 10, "seconds to wait for the SSH connection", minimum=0, exclusive=True
+        ),
+        "password": f(str, "", "password login (prefer keys)"),
+    }
+    path_fields = ("key_file", "known_hosts")
 
     def __init__(self, config, keep: bool = False) -> None:
         super().__init__(config, keep)
@@ -44,6 +65,9 @@ class SshTarget(Target):
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
 
+    def identity(self) -> str:
+        return f"ssh://{self.describe()}"
+
     def _host_label(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
@@ -58,7 +82,7 @@ class SshTarget(Target):
             if not key_path.is_file():
                 raise AuthError(
                     f"{self.name}: key_file {key_path} does not exist; fix key_file in "
-                    f"[targets.{self.name}] or create a key with ssh-keygen -t ed25519"
+                    f"{self.config.where} or create a key with ssh-keygen -t ed25519"
                 )
             kwargs.update(key_filename=[str(key_path)], look_for_keys=False, allow_agent=False)
         if self.config.get("password"):
@@ -102,7 +126,7 @@ class SshTarget(Target):
                 raise HostKeyError(
                     f"{self.name}: unknown host key for {self._host_label()} (not in {known}); "
                     f"after checking it, set accept_new_host_key = true in "
-                    f"[targets.{self.name}] or run: ssh-keyscan -p {self.port} {self.host} "
+                    f"{self.config.where} or run: ssh-keyscan -p {self.port} {self.host} "
                     f">> {known}"
                 ) from None
             raise ConnectError(
@@ -111,7 +135,7 @@ class SshTarget(Target):
         except socket.gaierror:
             raise ConnectError(
                 f"{self.name}: could not resolve host {self.host!r}; check host in "
-                f"[targets.{self.name}]"
+                f"{self.config.where}"
             ) from None
         except TimeoutError:
             raise ConnectError(

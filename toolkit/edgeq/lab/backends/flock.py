@@ -17,15 +17,11 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import DeviceError, UsageError
-
-
-class DeviceBusy(DeviceError):
-    """Another run held the device longer than we were willing to wait."""
+from ...errors import UsageError
+from .base import DeviceBusy, Lease, OnWait
 
 
 def lock_file(lock_dir: Path, identity: str) -> Path:
@@ -35,7 +31,7 @@ def lock_file(lock_dir: Path, identity: str) -> Path:
     return Path(lock_dir) / f"{slug}-{digest}.lock"
 
 
-class DeviceLock:
+class DeviceLock(Lease):
     """Exclusive use of one device. `with DeviceLock(...):` waits up to `timeout_s`."""
 
     def __init__(
@@ -61,7 +57,7 @@ class DeviceLock:
         except (OSError, ValueError):
             return {}
 
-    def acquire(self, on_wait: Callable[[str], None] | None = None) -> DeviceLock:
+    def acquire(self, on_wait: OnWait | None = None) -> DeviceLock:
         """Take the lock, waiting (and telling `on_wait` whom for) while another run holds it."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +82,8 @@ class DeviceLock:
                         f"{self.identity} is busy: held by pid {h.get('pid', '?')} on "
                         f"{h.get('host', '?')} (run {h.get('run_id', '?')}) since "
                         f"{h.get('since', '?')}; waited {waited:.0f} s — raise lock_timeout_s "
-                        f"in [lab] or try again later"
+                        f"in [lab] or try again later",
+                        holder=h,
                     ) from None
                 if on_wait and not told:
                     h = self.holder()
@@ -119,9 +116,3 @@ class DeviceLock:
     @property
     def held(self) -> bool:
         return self._fh is not None
-
-    def __enter__(self) -> DeviceLock:
-        return self if self.held else self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

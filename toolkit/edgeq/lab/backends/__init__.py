@@ -1,0 +1,43 @@
+"""Lab backends (inventory sources and device leases), one module each, chosen by the
+inventory's URL scheme. To add one: a module with a `@register`ed `Backend` subclass, and
+its name in `_MODULES` below. See `base.py` for the interface."""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlsplit
+
+from ...errors import ConfigError
+from .base import Backend, DeviceBusy, Lease
+
+__all__ = ["BACKENDS", "Backend", "DeviceBusy", "Lease", "backend_class", "register", "scheme_of"]
+
+BACKENDS: dict[str, type[Backend]] = {}
+
+_MODULES = ("file",)
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: make `cls` the backend of its `scheme`."""
+    BACKENDS[cls.scheme] = cls
+    return cls
+
+
+def scheme_of(spec: str) -> str:
+    """`labgrid` for `labgrid://…`, `file` for a path (or `file://…`)."""
+    scheme = urlsplit(str(spec)).scheme
+    return scheme if scheme and len(scheme) > 1 else "file"  # a Windows drive is no scheme
+
+
+def backend_class(spec: str) -> type[Backend]:
+    scheme = scheme_of(spec)
+    if scheme not in BACKENDS:
+        raise ConfigError(
+            f"inventory {spec!r}: unknown scheme {scheme!r}; use a lab.toml path or one of "
+            f"{', '.join(s + '://' for s in sorted(BACKENDS) if s != 'file')}"
+        )
+    return BACKENDS[scheme]
+
+
+for _name in _MODULES:
+    importlib.import_module(f"{__name__}.{_name}")

@@ -1,0 +1,125 @@
+"""Lab backends: where the lab's devices come from, and how one is held while it is used.
+
+A backend is chosen by the inventory's scheme. A plain `lab.toml` is the `file` backend:
+its `[devices.NAME]` tables are the devices and a device is held with `flock(2)` on this
+host. `[lab] inventory = "labgrid://HOST:PORT?TAG=VALUE"` (or the same URL given to
+`edgeq lab run --inventory`) is the `labgrid` backend: the coordinator's places are the
+devices and a device is held by acquiring its place.
+
+A backend module defines one `Backend` subclass and registers it (`@register` here, plus
+its module name in `backends/__init__.py`). The scheduler only ever calls:
+
+    discover()                 → raw device tables (the keys of [devices.NAME]) it knows of
+    lease(device, owner, s)    → a Lease: acquire(on_wait) waits up to s, release() in finally
+    skip_reason(device)        → why not to run a device at all (e.g. tagged unhealthy)
+    mark_health(device, ok, …) → make a health verdict visible to others (e.g. a place tag)
+    notices()                  → lines to show the user (e.g. a place left acquired)
+    close()
+
+Constructors never touch the network; `discover()` may, and raises ConnectError (exit 3)
+naming the address and the fix when the source cannot be reached.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...errors import DeviceError
+from ...fields import Field
+
+if TYPE_CHECKING:
+    from ..inventory import Device
+
+OnWait = Callable[[str], None]
+
+
+class DeviceBusy(DeviceError):
+    """Somebody else held the device for longer than we were willing to wait.
+
+    The device is recorded as `busy` (neither failed nor quarantined)."""
+
+    transient = False
+
+    def __init__(self, message: str, *, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details={"holder": holder or {}})
+        self.holder = holder or {}
+
+
+class Lease(ABC):
+    """Exclusive use of one device for a while. `with lease:` acquires and releases."""
+
+    waited_s: float = 0.0
+
+    @abstractmethod
+    def acquire(self, on_wait: OnWait | None = None) -> Lease:
+        """Take the device, waiting (and telling `on_wait` for whom) while another holds it;
+        DeviceBusy after the lease's timeout."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the device back. Safe to call when not held, and twice."""
+
+    @property
+    @abstractmethod
+    def held(self) -> bool: ...
+
+    def __enter__(self) -> Lease:
+        return self if self.held else self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Backend(ABC):
+    """Where the devices come from and how one is held (see the module docstring)."""
+
+    #: The inventory URL scheme this backend answers (`file` for a lab.toml path).
+    scheme: ClassVar[str] = ""
+    #: The name of its own table in lab.toml (e.g. "labgrid"), "" for none.
+    table: ClassVar[str] = ""
+    #: The keys of that table, declared and validated like every other config key.
+    fields: ClassVar[dict[str, Field]] = {}
+
+    #: Set by `lab run --include-quarantined`: also try devices marked unhealthy.
+    include_quarantined: bool = False
+
+    def __init__(
+        self,
+        url: str,
+        settings: dict[str, Any],
+        lab: dict[str, Any],
+        folder: Path,
+        where: str,
+    ) -> None:
+        """`url`: the inventory spec; `settings`: its validated table; `lab`: the [lab] table;
+        `folder`: where relative paths start; `where`: for messages (file and table)."""
+        self.url = url
+        self.settings = settings
+        self.lab = lab
+        self.folder = folder
+        self.where = where
+
+    def discover(self) -> dict[str, dict[str, Any]]:
+        """Device tables this backend knows of, keyed by device name (file: none)."""
+        return {}
+
+    @abstractmethod
+    def lease(self, device: Device, owner: dict[str, Any], timeout_s: float) -> Lease:
+        """A lease on `device` (nothing is taken before `acquire`)."""
+
+    def skip_reason(self, device: Device) -> str | None:
+        """Why this device must not be used at all this run (None: use it)."""
+        return None
+
+    def mark_health(self, device: Device, ok: bool, reason: str) -> None:  # noqa: B027
+        """Publish a health-check verdict where others see it (default: nowhere)."""
+
+    def notices(self) -> list[str]:
+        """Lines worth telling the user about the backend's state (default: none)."""
+        return []
+
+    def close(self) -> None:  # noqa: B027
+        """Release whatever the backend itself holds (connections, sessions)."""

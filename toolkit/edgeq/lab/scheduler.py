@@ -1,0 +1,393 @@
+"""`edgeq lab run`: every device of the inventory, in parallel, never stopped by one of them.
+
+    resolve the models (the inventory's, `--models`, or trained per [model])
+    stage the evaluation data and the host float32 references once
+    per device, in parallel (`parallel` at a time):
+        take its lease (flock, or a labgrid place)          busy if somebody else holds it
+        health check (doctor for its runner), with retries   quarantined if it fails
+        each model → deploy → budget → regression → history
+        release the lease (also after errors and Ctrl-C)
+
+Outcomes per device × model come from `edgeq.status`: pass, fail (budget or regression),
+error (device/transport error after the retries), quarantined (failed the health check),
+busy (held by somebody else for longer than lock_timeout_s). `LabRun.exit_code` is 0 when
+every selected device ran (or was busy) and every result passed, else 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .. import deploy as deploy_mod
+from .. import status as st
+from ..errors import CommandTimeout, EdgeqError, UsageError
+from ..settings import RunSettings
+from . import health as health_mod
+from . import regress
+from .backends import DeviceBusy
+from .history import History, provenance, utc_now
+from .inventory import Device, Inventory
+from .metrics import budget_checks, flatten_metrics
+from .models import resolve_models, stage_models
+from .records import Artifact, DeviceOutcome, Event, LabRun, OnEvent, ResultRecord, new_run_id
+from .retry import Attempts, RetryPolicy
+
+S = st.Status
+
+
+def judge_and_record(history: History, rec: ResultRecord, policy: regress.Policy) -> ResultRecord:
+    """Add the regression checks (vs the history of the same device × model content) to a
+    measured result, settle its status, find its streaks and recoveries, then write it in
+    one transaction."""
+    key = rec.artifact_sha256 or rec.model
+    if rec.status in (S.PASS, S.FAIL):
+        rec.checks += regress.evaluate(history, rec.device, key, rec.metrics, policy)
+        failing = [c for c in rec.checks if c.get("passed") is False]
+        rec.status = S.FAIL if failing else S.PASS
+        rec.reason = "; ".join(c["message"] for c in failing)
+    rec.findings, rec.since_utc, rec.last_pass_run_id = regress.annotate(
+        history,
+        rec.device,
+        key,
+        rec.run_id,
+        rec.started_utc,
+        rec.status,
+        rec.checks,
+        label=rec.model,
+    )
+    rec.finished_utc = rec.finished_utc or utc_now()
+    rec.result_id = history.record(rec.to_row())
+    return rec
+
+
+class Lab:
+    """State shared by the workers of one run (history writes are serialized by History)."""
+
+    def __init__(
+        self,
+        inv: Inventory,
+        history: History,
+        run_id: str,
+        artifacts: list[Artifact],
+        data_path: Path | None,
+        on_event: OnEvent | None,
+    ) -> None:
+        self.inv = inv
+        self.backend = inv.backend
+        self.history = history
+        self.run_id = run_id
+        self.artifacts = artifacts
+        self.data_path = data_path
+        self._on_event = on_event
+        self._event_lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def event(self, device: str, phase: str, message: str = "", **kw: Any) -> None:
+        if self._on_event:
+            with self._event_lock:
+                self._on_event(Event(device, phase, message, **kw))
+
+    def models_for(self, dev: Device) -> list[Artifact]:
+        return [a for a in self.artifacts if not dev.modes or a.mode in dev.modes]
+
+    def settings_for(self, dev: Device, timeout: float | None = None) -> RunSettings:
+        values = {**self.inv.run_for(dev), "limit": self.inv.lab["eval_limit"] or None}
+        if timeout is not None:
+            values["timeout"] = timeout
+        return RunSettings.from_dict(values).validate()
+
+    def policy(self, dev: Device, deadline: float | None = None) -> RetryPolicy:
+        return RetryPolicy(dev.retries, float(self.inv.lab["backoff_s"]), deadline, self.stop)
+
+    def base_record(self, dev: Device, art: Artifact, status: str) -> ResultRecord:
+        return ResultRecord(
+            run_id=self.run_id,
+            device=dev.name,
+            transport=dev.transport,
+            address=dev.address,
+            identity=dev.identity,
+            model=art.name,
+            status=str(status),
+            tags=list(dev.tags),
+            features=list(dev.features),
+            artifact_path=str(art.path),
+            artifact_sha256=art.sha256,
+            mode=art.mode,
+            started_utc=utc_now(),
+        )
+
+    def write(self, rec: ResultRecord) -> ResultRecord:
+        dev = self.inv.devices[rec.device]
+        policy = regress.Policy.from_dict(self.inv.regression_for(dev))
+        return judge_and_record(self.history, rec, policy)
+
+    def unmeasured(
+        self,
+        dev: Device,
+        outcome: DeviceOutcome,
+        status: str,
+        kind: str,
+        error: BaseException | None,
+    ) -> DeviceOutcome:
+        """Record every model of the device as not measured (quarantined, busy, error)."""
+        env = (outcome.health or {}).get("environment")
+        for art in self.models_for(dev):
+            rec = self.base_record(dev, art, status)
+            rec.reason = outcome.reason
+            rec.environment = env
+            rec.error = error
+            rec.checks = [{"name": kind, "kind": kind, "passed": False, "message": outcome.reason}]
+            outcome.results.append(self.write(rec))
+        outcome.status = str(status)
+        self.event(dev.name, "done", outcome.reason, status=str(status))
+        return outcome
+
+    # ------------------------------------------------------------------ one device
+
+    def device_job(self, dev: Device) -> DeviceOutcome:
+        """Lease → health check → each model; the lease is released whatever happens."""
+        outcome = DeviceOutcome(dev.name, dev.transport, dev.address, dev.identity, S.PASS)
+        arts = self.models_for(dev)
+        if not arts:
+            outcome.status = S.SKIPPED
+            outcome.reason = f"no model of mode {', '.join(dev.modes)} in this run"
+            self.event(dev.name, "done", outcome.reason, status=S.SKIPPED)
+            return outcome
+        why = self.backend.skip_reason(dev)
+        if why:
+            outcome.reason = why
+            return self.unmeasured(dev, outcome, S.QUARANTINED, "health", None)
+        lease = self.backend.lease(
+            dev,
+            {"run_id": self.run_id, "device": dev.name},
+            float(self.inv.lab["lock_timeout_s"]),
+        )
+        try:
+            lease.acquire(lambda m: self.event(dev.name, "waiting", m, total=len(arts)))
+        except DeviceBusy as exc:
+            outcome.reason, outcome.error = exc.message, exc
+            return self.unmeasured(dev, outcome, S.BUSY, "lock", exc)
+        except EdgeqError as exc:
+            outcome.reason, outcome.error = exc.message, exc
+            return self.unmeasured(dev, outcome, S.ERROR, "lock", exc)
+        try:
+            outcome.lock_wait_s = lease.waited_s
+            return self._measure_device(dev, outcome, arts)
+        finally:
+            lease.release()
+
+    def _measure_device(
+        self, dev: Device, outcome: DeviceOutcome, arts: list[Artifact]
+    ) -> DeviceOutcome:
+        self.event(dev.name, "health", "checking", total=len(arts))
+        checked = health_mod.check(
+            dev,
+            self.settings_for(dev),
+            self.policy(dev),
+            on_retry=lambda e, n, w: self.event(
+                dev.name, "retry", f"unreachable; retry {n} in {w:g} s"
+            ),
+        )
+        outcome.health, outcome.health_s = checked.health, checked.health_s
+        outcome.health_attempts = checked.health_attempts
+        self.backend.mark_health(dev, checked.status == S.PASS, checked.reason)
+        if checked.status != S.PASS:
+            outcome.reason, outcome.error = checked.reason, checked.error
+            self.event(dev.name, "quarantined", checked.reason, status=S.QUARANTINED)
+            return self.unmeasured(dev, outcome, S.QUARANTINED, "health", checked.error)
+        deadline = time.monotonic() + dev.timeout_s
+        for i, art in enumerate(arts):
+            if self.stop.is_set():
+                break
+            self.event(dev.name, "running", art.name, done=i, total=len(arts))
+            rec = self.run_one(dev, art, deadline, outcome)
+            rec.metrics["lock_wait_s"] = outcome.lock_wait_s if i == 0 else 0.0
+            outcome.results.append(self.write(rec))
+            self.event(
+                dev.name, "running", f"{art.name}: {rec.status}", done=i + 1, total=len(arts)
+            )
+        return self.conclude(outcome)
+
+    def conclude(self, outcome: DeviceOutcome) -> DeviceOutcome:
+        statuses = {r.status for r in outcome.results}
+        outcome.status = st.worst(statuses & {S.ERROR, S.FAIL, S.PASS}, default=S.SKIPPED)
+        bad = [r for r in outcome.results if not r.passed]
+        outcome.reason = "; ".join(f"{r.model}: {r.reason}" for r in bad)
+        self.event(outcome.name, "done", outcome.reason, status=outcome.status)
+        return outcome
+
+    def run_one(
+        self, dev: Device, art: Artifact, deadline: float, outcome: DeviceOutcome
+    ) -> ResultRecord:
+        """Deploy one model (with retries on transient errors) and judge it."""
+        started = utc_now()
+        bench_start = time.time()
+        attempts = Attempts()
+
+        def attempt() -> deploy_mod.DeployResult:
+            remaining = deadline - time.monotonic()
+            if remaining < 1:
+                raise CommandTimeout(
+                    f"{dev.name}: the per-device time budget (timeout_s = {dev.timeout_s:g} s) "
+                    f"ran out before {art.name}; raise timeout_s for [devices.{dev.name}] or "
+                    f"lighten [run]"
+                )
+            return deploy_mod.deploy(
+                dev.resolved_target(),
+                art.path,
+                art.dataset,
+                self.data_path,
+                self.inv.budget_for(dev),
+                self.settings_for(dev, timeout=remaining),
+                keep=False,
+                results_dir=None,
+                progress=lambda m: self.event(dev.name, "running", f"{art.name}: {m}"),
+                with_data=bool(self.inv.lab["accuracy"]),
+            )
+
+        res = None
+        try:
+            res = self.policy(dev, deadline).call(
+                attempt,
+                on_retry=lambda e, n, w: self.event(
+                    dev.name, "retry", f"{art.name}: {type(e).__name__}; retry {n} in {w:g} s"
+                ),
+                attempts=attempts,
+            )
+        except Exception:  # recorded below: one device never stops the lab
+            pass
+        bench_end = time.time()
+        if res is None:
+            rec = self.base_record(dev, art, S.ERROR)
+            rec.error = attempts.errors[-1]
+            rec.earlier_errors = attempts.errors[:-1]
+            rec.attempts = attempts.count
+            msg = rec.error.message if isinstance(rec.error, EdgeqError) else str(rec.error)
+            if not isinstance(rec.error, EdgeqError):
+                msg = f"internal error: {type(rec.error).__name__}: {rec.error}"
+            if attempts.count > 1:
+                msg += f" (after {attempts.count} attempts)"
+            rec.reason = msg
+            rec.checks = [{"name": "run", "kind": "run", "passed": False, "message": msg}]
+        else:
+            n = attempts.count + 1
+            rec = self.base_record(dev, art, S.PASS if res.verdict.passed else S.FAIL)
+            rec.attempts = n
+            rec.environment = res.run.get("environment")
+            rec.metrics = flatten_metrics(res)
+            rec.result = res.to_dict()
+            rec.checks = [
+                {
+                    "name": "health",
+                    "kind": "health",
+                    "passed": True,
+                    "message": f"doctor ok ({outcome.health_s:.1f} s)",
+                },
+                {
+                    "name": "run",
+                    "kind": "run",
+                    "passed": True,
+                    "message": f"ran ({n} attempt{'s' if n > 1 else ''})",
+                },
+                *budget_checks(res),
+            ]
+        rec.started_utc = started
+        rec.bench_start, rec.bench_end = bench_start, bench_end
+        return rec
+
+
+def run_lab(
+    inv: Inventory,
+    models: list[Path] | None = None,
+    data_path: Path | None = None,
+    only: str | None = None,
+    parallel: int | None = None,
+    db: Path | None = None,
+    on_event: OnEvent | None = None,
+    say: Callable[[str], None] | None = None,
+    command: str = "",
+    labels: list[str] | None = None,
+) -> LabRun:
+    """Run the lab once. Never raises for a device's failure (it is recorded); raises
+    EdgeqError only for bad input (exit 2) or an unreachable inventory source (exit 3)."""
+    t0 = time.monotonic()
+    devices = inv.select(only)
+    if not devices:
+        known = sorted({x for d in inv.devices.values() for x in (d.name, *d.tags, *d.features)})
+        raise UsageError(
+            f"--only {only!r} selects no enabled device in {inv.source}; names, tags and "
+            f"features there: {', '.join(known) or '(none)'}"
+        )
+    workers = parallel or inv.lab["parallel"]
+    if workers < 1:
+        raise UsageError("--parallel must be >= 1")
+    data_path = data_path or inv.data_path
+    artifacts = stage_models(
+        inv, resolve_models(inv, models, data_path, say, labels), data_path, say
+    )
+    history = History(db or inv.db_path)
+    run_id = new_run_id()
+    started = utc_now()
+    settings = {
+        "only": only,
+        "parallel": workers,
+        "models": [a.name for a in artifacts],
+        "devices": [d.name for d in devices],
+        "run": inv.run,
+        "budget": inv.budget,
+        "regression": inv.regression,
+        "python": sys.version.split()[0],
+        "pid": os.getpid(),
+        "backend": inv.backend.scheme if inv.backend else "file",
+    }
+    history.start_run(run_id, started, inv.source, inv.sha256, command, settings, provenance())
+    lab = Lab(inv, history, run_id, artifacts, data_path, on_event)
+    for d in devices:
+        lab.event(d.name, "queued", "", total=len(lab.models_for(d)))
+    status = "interrupted"
+    try:
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(devices)))
+        try:
+            outcomes = list(pool.map(lab.device_job, devices))
+        except BaseException:
+            # Ctrl-C: no new device starts; running ones stop at their next step, and
+            # every lease is released by its own `finally`.
+            lab.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+        results = [r for o in outcomes for r in o.results]
+        run = LabRun(
+            run_id,
+            started,
+            utc_now(),
+            inv.source,
+            str(history.path),
+            artifacts,
+            outcomes,
+            results,
+            time.monotonic() - t0,
+            notices=inv.backend.notices() if inv.backend else [],
+        )
+        status = "pass" if run.ok else "fail"
+        history.finish_run(run_id, status, run.exit_code)
+        return run
+    finally:
+        if status == "interrupted":
+            try:
+                history.finish_run(run_id, "interrupted", None)
+            except Exception:
+                pass
+        history.close()
+        if inv.backend:
+            inv.backend.close()
+
+
+__all__ = ["Lab", "judge_and_record", "run_lab"]

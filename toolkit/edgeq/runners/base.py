@@ -1,0 +1,123 @@
+"""The Runner interface: what measures a model on a device.
+
+A runner says what it needs from a device (`check`: the health check `edgeq doctor` and
+the lab run) and measures (`measure`: push what is missing, run, pull, validate) returning
+an `edgeq.run/1` document. Two implementations: `python` (edgeq's one-file runner) and
+`benchmark_model` (TFLite's native binary). A target picks one with
+`runner = "auto" | "python" | "benchmark_model"`.
+
+To add a runner: a module in this package with a `@register`ed `Runner` subclass (its
+`name`, the target keys it reads in `fields`, `configured()` for `auto`, `check()` and
+`measure()`), and its module name in `runners/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import EdgeqError
+from ..fields import Field, TargetConfig
+from ..settings import RunSettings
+from ..targets import Target
+
+Progress = Callable[[str], None]
+
+
+def say(progress: Progress | None, msg: str) -> None:
+    if progress:
+        progress(msg)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """One line of a health check: ok, warn (usable, but know this) or fail (unusable)."""
+
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+    #: the error behind a failure, kept as the object (type, transient, evidence)
+    error: EdgeqError | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["error"] = self.error.to_dict() if self.error else None
+        return d
+
+
+@dataclass
+class Health:
+    """What a runner found out about a device: its checks and the device environment."""
+
+    checks: list[HealthCheck] = field(default_factory=list)
+    environment: dict[str, Any] | None = None
+
+    def add(self, *args: Any, **kw: Any) -> HealthCheck:
+        check = HealthCheck(*args, **kw)
+        self.checks.append(check)
+        return check
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to measure: the artifact, the staged evaluation data (or None), the settings."""
+
+    artifact: Path
+    eval_npz: Path | None
+    settings: RunSettings
+
+
+@dataclass
+class Measurement:
+    """A runner's answer: the validated run document and the facts of getting it."""
+
+    run: dict[str, Any]
+    bytes_sent: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)
+    runner_process_s: float = 0.0
+    total_s: float = 0.0
+    workdir: str | None = None
+    kept: bool = False
+
+    def facts(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("run")
+        return d
+
+
+class Runner(ABC):
+    """Measures a model on a target. Creating one touches nothing."""
+
+    name: ClassVar[str] = ""
+    #: Target keys this runner reads (declared like every config key).
+    fields: ClassVar[dict[str, Field]] = {}
+    #: Which of those keys hold host-side paths.
+    path_fields: ClassVar[tuple[str, ...]] = ()
+    #: `runner = "auto"` asks the runners in this order (lowest first) whether they are
+    #: `configured()` for the target; the fallback says yes to every target.
+    auto_order: ClassVar[int] = 50
+
+    def __init__(self, tcfg: TargetConfig, settings: RunSettings) -> None:
+        self.tcfg = tcfg
+        self.settings = settings
+
+    @classmethod
+    def configured(cls, tcfg: TargetConfig, settings: RunSettings) -> bool:
+        """For `runner = "auto"`: is this runner set up for the target? (first wins)"""
+        return False
+
+    @abstractmethod
+    def check(self, target: Target) -> Health:
+        """What the device must have for this runner; an open target, never raises for a
+        device problem (each is a failing check with its fix)."""
+
+    @abstractmethod
+    def measure(self, target: Target, job: Job, progress: Progress | None = None) -> Measurement:
+        """Measure `job` on `target` (opened and closed here); DeviceError on failure."""
+
+    def accuracy_note(self) -> str:
+        return ""

@@ -1,0 +1,605 @@
+"""The `benchmark_model` runner: TFLite/LiteRT's native benchmark binary on the device.
+
+The user supplies the binary (`--benchmark-binary`, the target's `benchmark_binary`, or
+`$EDGEQ_BENCHMARK_MODEL` for Android targets; see android_bench/README.md for where the
+official builds come from). It goes to the device's content-addressed cache once, is made
+executable, and runs with the run settings as the tool spells them:
+
+    [taskset MASK] benchmark_model --graph=MODEL --num_threads=N --num_runs=N
+        --min_secs=S --warmup_runs=N --warmup_min_secs=S --max_secs=S [--use_xnnpack=B]
+        [--use_gpu=true] [--use_nnapi=true] [--enable_op_profiling=true]
+
+Its log (parsed by `edgeq_android.parser`) becomes an `edgeq.run/1` document with
+`runner.name = "benchmark_model"`: init, first inference, warm-up, steady-state
+count/min/max/mean/std, memory footprint, delegates, op profile. Percentiles it does not
+print are absent, never estimated.
+
+The binary feeds random inputs: it measures speed, not accuracy. The same artifact (same
+sha256) is evaluated either on the device by edgeq's Python runner, when the target's
+`python` has numpy and an interpreter (`accuracy_source: device`), or on this host
+(`accuracy_source: host`, with the reason) — as `use_python_runner` (true / false / auto)
+says. The device needs no Python at all for this runner.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edgeq_android.parser import BenchmarkLog, parse_output
+
+from .. import settings as settings_mod
+from .. import stage
+from ..errors import CommandError, DeviceError, RunnerError, UsageError, tail
+from ..fields import Field, TargetConfig, f
+from ..fsutil import sha256_file
+from ..results import RUN_SCHEMA, parse_run, validate_run
+from ..settings import RunSettings
+from ..targets import Target, quote_argv
+from . import register
+from .base import Health, Job, Measurement, Progress, Runner, say
+from .python import environment_checks, probe
+
+BINARY_ENV = "EDGEQ_BENCHMARK_MODEL"
+RUNNER_NAME = "benchmark_model"
+#: The official nightly builds (https://ai.google.dev/edge/litert/models/measurement).
+NIGHTLY_URL = (
+    "https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/"
+    "lite/tools/nightly/latest/{flavour}_benchmark_model"
+)
+LOG_KEEP_CHARS = 200_000
+
+
+# --------------------------------------------------------------------------- the binary
+
+
+def resolve_binary(settings: RunSettings | None, config: TargetConfig) -> Path | None:
+    """The host's benchmark_model: --benchmark-binary, else (Android targets)
+    $EDGEQ_BENCHMARK_MODEL, else the target's `benchmark_binary`; None when none."""
+    from ..targets import transport_class
+
+    env_applies = transport_class(config.transport).platform == "android"
+    for value, where in (
+        (settings.benchmark_binary if settings else "", "--benchmark-binary"),
+        (os.environ.get(BINARY_ENV) if env_applies else "", f"${BINARY_ENV}"),
+        (config.get("benchmark_binary"), f"benchmark_binary in {config.where}"),
+    ):
+        if value:
+            path = Path(str(value)).expanduser()
+            if not path.is_file():
+                raise UsageError(
+                    f"benchmark_model binary not found: {path} (from {where}); download "
+                    f"the Android build, e.g. {NIGHTLY_URL.format(flavour='android_aarch64')}"
+                )
+            return path
+    return None
+
+
+_ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64"}
+_ABI_MACHINE = {
+    "arm64-v8a": "aarch64",
+    "armeabi-v7a": "arm",
+    "armeabi": "arm",
+    "x86_64": "x86_64",
+    "x86": "x86",
+}
+
+
+def elf_info(path: Path) -> dict[str, Any] | None:
+    """Machine and program interpreter of an ELF file; None for anything else (a script)."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+        if len(head) < 52 or head[:4] != b"\x7fELF":
+            return None
+        is64, little = head[4] == 2, head[5] == 1
+        end = "<" if little else ">"
+        machine = struct.unpack_from(end + "H", head, 18)[0]
+        if is64:
+            phoff = struct.unpack_from(end + "Q", head, 32)[0]
+            phentsize, phnum = struct.unpack_from(end + "HH", head, 54)
+        else:
+            phoff = struct.unpack_from(end + "I", head, 28)[0]
+            phentsize, phnum = struct.unpack_from(end + "HH", head, 42)
+        interp = None
+        for i in range(min(phnum, 64)):
+            fh.seek(phoff + i * phentsize)
+            ph = fh.read(phentsize)
+            if len(ph) < (56 if is64 else 32):
+                break
+            if struct.unpack_from(end + "I", ph, 0)[0] != 3:  # PT_INTERP
+                continue
+            if is64:
+                offset = struct.unpack_from(end + "Q", ph, 8)[0]
+                size = struct.unpack_from(end + "Q", ph, 32)[0]
+            else:
+                offset = struct.unpack_from(end + "I", ph, 4)[0]
+                size = struct.unpack_from(end + "I", ph, 16)[0]
+            fh.seek(offset)
+            interp = fh.read(min(size, 4096)).rstrip(b"\0").decode(errors="replace")
+            break
+    return {"machine": _ELF_MACHINES.get(machine, f"e_machine {machine}"), "interpreter": interp}
+
+
+def check_binary(binary: Path, environment: dict[str, Any], target_name: str) -> None:
+    """Refuse a binary this device cannot run (wrong ABI; Linux build on Android or the
+    reverse). Scripts and static binaries pass the loader check."""
+    info = elf_info(binary)
+    if info is None:
+        return
+    interp = info["interpreter"]
+    android = str(environment.get("os") or "").startswith("Android")
+    if android and interp and not interp.startswith("/system/bin/linker"):
+        raise UsageError(
+            f"{binary} is not an Android build (its loader is {interp}); download "
+            f"{NIGHTLY_URL.format(flavour='android_aarch64')} (or android_arm for 32-bit)"
+        )
+    if not android and interp and interp.startswith("/system/bin/linker"):
+        raise UsageError(
+            f"{binary} is an Android build (loader {interp}) but {target_name} runs "
+            f"{environment.get('os') or 'Linux'}; use a Linux build of benchmark_model"
+        )
+    abis = [a for a in environment.get("cpu_abilist") or [] if a] or [
+        a for a in [environment.get("cpu_abi")] if a
+    ]
+    machines = {_ABI_MACHINE.get(a) for a in abis} or {environment.get("machine")}
+    if machines - {None} and info["machine"] not in machines:
+        flavour = "android_aarch64" if "aarch64" in machines else "android_arm"
+        raise UsageError(
+            f"{binary} is built for {info['machine']} but {target_name} runs "
+            f"{', '.join(abis) or environment.get('machine')}; use "
+            f"{NIGHTLY_URL.format(flavour=flavour) if android else 'a build for that CPU'}"
+        )
+
+
+# --------------------------------------------------------------------------- the device
+
+_ENV_FIELDS = (
+    ("machine", "uname -m"),
+    ("kernel", "uname -r"),
+    ("system", "uname -s"),
+    ("abi", "getprop ro.product.cpu.abi"),
+    ("abilist", "getprop ro.product.cpu.abilist"),
+    ("release", "getprop ro.build.version.release"),
+    ("sdk", "getprop ro.build.version.sdk"),
+    ("model", "getprop ro.product.model"),
+    ("manufacturer", "getprop ro.product.manufacturer"),
+    ("hardware", "getprop ro.hardware"),
+    ("soc", "getprop ro.soc.model"),
+    ("qemu", "getprop ro.kernel.qemu"),
+    ("boot_qemu", "getprop ro.boot.qemu"),
+    ("pretty", "sed -n 's/^PRETTY_NAME=//p' /etc/os-release"),
+    ("dt_model", "cat /proc/device-tree/model"),
+    ("cores", "grep -c ^processor /proc/cpuinfo"),
+    ("governor", "cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+    ("temp", "cat /sys/class/thermal/thermal_zone0/temp"),
+    ("emulated_env", 'echo "${EDGEQ_EMULATED-}"'),
+)
+
+
+def device_facts(target: Target) -> dict[str, str]:
+    """Raw facts from the device (getprop, uname, /proc, /sys) in one shell command; needs
+    nothing but a POSIX shell on the device."""
+    script = "; ".join(f'echo "{key}=$({cmd} 2>/dev/null)"' for key, cmd in _ENV_FIELDS)
+    res = target.run(script, timeout=60, check=False)
+    facts = {}
+    for line in res.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in dict(_ENV_FIELDS):
+            facts[key] = value.strip().strip('"').rstrip("\x00")
+    return facts
+
+
+def detect_emulation(facts: dict[str, str]) -> tuple[bool, str | None]:
+    """Is the device an emulator or an ARM ABI translated on x86? (flag, evidence)."""
+    forced = facts.get("emulated_env")
+    if forced:
+        return forced.lower() in ("1", "true", "yes"), f"EDGEQ_EMULATED={forced}"
+    if facts.get("qemu") == "1" or facts.get("boot_qemu") == "1":
+        return True, "ro.kernel.qemu/ro.boot.qemu = 1 (Android emulator)"
+    if facts.get("hardware") in ("goldfish", "ranchu", "cutf_cvm"):
+        return True, f"ro.hardware = {facts['hardware']} (Android emulator)"
+    machine, abi = facts.get("machine", ""), facts.get("abi", "")
+    if abi.startswith("arm") and machine in ("x86_64", "i686", "x86"):
+        return True, f"the kernel is {machine} but the ABI is {abi} (binary translation)"
+    return False, None
+
+
+def environment(facts: dict[str, str], settings: RunSettings, log: BenchmarkLog | None) -> dict:
+    """The run document's `environment` for a benchmark_model run."""
+    emulated, evidence = detect_emulation(facts)
+    release, sdk = facts.get("release"), facts.get("sdk")
+    temp = facts.get("temp", "")
+    cores = facts.get("cores", "")
+    model = " ".join(x for x in (facts.get("manufacturer"), facts.get("model")) if x)
+    if release:
+        os_name = f"Android {release} (API {sdk})"
+    else:
+        os_name = facts.get("pretty") or facts.get("system") or "unknown"
+    return {
+        "machine": facts.get("machine") or "unknown",
+        "cpu_model": facts.get("soc") or facts.get("hardware") or None,
+        "cpu_abi": facts.get("abi") or None,
+        "cpu_abilist": [a for a in (facts.get("abilist") or "").split(",") if a],
+        "cores": int(cores) if cores.isdigit() else None,
+        "kernel": facts.get("kernel") or None,
+        "os": os_name,
+        "device_model": model or facts.get("dt_model") or None,
+        "cpu_governor": facts.get("governor") or None,
+        "temperature_c": int(temp) / 1000 if temp.lstrip("-").isdigit() else None,
+        "python": None,
+        "runtime": RUNNER_NAME,
+        "runtime_version": None,
+        "threads": settings.threads,
+        "taskset": settings.taskset or None,
+        "delegates_requested": settings.delegates_requested(),
+        "delegates_applied": log.delegates if log else [],
+        "emulated": emulated,
+        "emulation_evidence": evidence,
+    }
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def python_status(target: Target) -> tuple[bool, str]:
+    """Can the target's python run edgeq's runner? (usable, why) — probes the device."""
+    try:
+        env = probe(target)
+    except DeviceError as exc:
+        return False, exc.message
+    if not env.get("numpy"):
+        return False, f"{target.python_argv()[0]} has no numpy"
+    if not env.get("runtime"):
+        return False, env.get("runtime_error") or "no TFLite interpreter importable"
+    return True, f"{env['runtime']} {env.get('runtime_version') or ''}".strip()
+
+
+def accuracy_on_device(target: Target, remote_model: str, job: Job) -> dict[str, Any]:
+    """Top-1 measured on the device by edgeq's Python runner (one timed run only)."""
+    remote_runner = target.ensure_file(stage.runner_path(), ".py")
+    remote_data = target.ensure_file(job.eval_npz, ".npz")
+    out_remote = f"{target.workdir}/accuracy.json"
+    quick = job.settings.with_(runs=1, min_s=0.0, warmup_runs=0, warmup_min_s=0.0)
+    argv = [
+        *target.python_argv(),
+        remote_runner,
+        remote_model,
+        "--data",
+        remote_data,
+        "--out",
+        out_remote,
+        *settings_mod.argv(quick, "edgeq"),
+    ]
+    res = target.run(argv, timeout=job.settings.timeout, check=False, killable=True)
+    with tempfile.TemporaryDirectory(prefix="edgeq-acc-") as tmp:
+        local = Path(tmp) / "accuracy.json"
+        try:
+            target.get(out_remote, local)
+            text = local.read_text(errors="replace")
+        except (CommandError, OSError):
+            text = res.stdout
+    if res.exit_code != 0 and not text.strip():
+        raise RunnerError(
+            f"{target.name}: the Python runner failed while measuring accuracy on the device "
+            f"(exit {res.exit_code}): {tail(res.stderr or res.stdout, 3) or 'no output'}",
+            command=res.command,
+            exit_code=res.exit_code,
+            stderr=res.stderr,
+        )
+    doc = parse_run(text, target.name)
+    acc = doc.get("accuracy")
+    if not acc:
+        raise RunnerError(f"{target.name}: the Python runner returned no accuracy")
+    env = doc.get("environment") or {}
+    acc["source"] = "device"
+    acc["runtime"] = f"{env.get('runtime')} {env.get('runtime_version') or ''}".strip()
+    acc["python"] = env.get("python")
+    acc["model_sha256"] = doc["model"]["sha256"]
+    acc["note"] = "measured on the device by the edgeq Python runner"
+    return acc
+
+
+def measure_accuracy(
+    target: Target, remote_model: str, job: Job, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Accuracy on the device or the host per `use_python_runner`; the dict says which."""
+    from ..hostrun import host_accuracy
+
+    choice = target.config.get("use_python_runner", "auto")
+    reason = "use_python_runner = false"
+    if choice is True or choice == "auto":
+        usable, why = python_status(target)
+        if usable:
+            say(progress, f"measuring accuracy on {target.name} with its python ({why})")
+            return accuracy_on_device(target, remote_model, job)
+        if choice is True:
+            raise RunnerError(
+                f"{target.name}: use_python_runner = true but the device's python cannot run "
+                f"the edgeq runner ({why}); install numpy and ai-edge-litert for it, or set "
+                f'use_python_runner = "auto" to evaluate on the host'
+            )
+        reason = f"no usable python on the device ({why})"
+    say(progress, f"evaluating accuracy of the same artifact on this host ({reason})")
+    s = job.settings
+    acc = host_accuracy(job.artifact, job.eval_npz, s.limit, s.batch_size)
+    acc["note"] = (
+        f"benchmark_model measures latency only; accuracy of the same artifact evaluated on "
+        f"the host with {acc['runtime']} — {reason}"
+    )
+    return acc
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _failure(target: Target, res: Any, log_text: str, settings: RunSettings, facts) -> str:
+    text = log_text.strip()
+    low = text.lower()
+    errors = [ln for ln in text.splitlines() if "error" in ln.lower()]
+    detail = tail("\n".join(errors) if errors else text, 3) or "no output"
+    hint = ""
+    if res.exit_code == 126 or "exec format error" in low or "not executable" in low:
+        hint = (
+            f"; the binary cannot run on this device (ABI {facts.get('abi') or '?'}): use the "
+            f"android_aarch64 build for arm64-v8a, android_arm for armeabi-v7a"
+        )
+    elif settings.taskset and ("taskset" in low or "sched_setaffinity" in low):
+        hint = (
+            f"; the taskset mask {settings.taskset!r} does not fit this device "
+            f"({facts.get('cores') or '?'} cores): fix --taskset / taskset in "
+            f"{target.config.where}"
+        )
+    elif res.exit_code == 127:
+        hint = "; the binary or its loader was not found (is it a build for this device?)"
+    return f"{target.name}: benchmark_model failed (exit {res.exit_code}): {detail}{hint}"
+
+
+def argv(settings: RunSettings, binary: str, model: str) -> list[str]:
+    """The device command as an argv list (quote it with `quote_argv`)."""
+    prefix = ["taskset", settings.taskset] if settings.taskset else []
+    return [*prefix, binary, f"--graph={model}", *settings_mod.argv(settings, "benchmark_model")]
+
+
+def to_run_document(
+    log: BenchmarkLog,
+    *,
+    model: dict[str, Any],
+    env: dict[str, Any],
+    settings: RunSettings,
+    accuracy: dict[str, Any] | None,
+    binary: dict[str, Any],
+    log_text: str,
+    started_utc: str,
+    origin: str = "device",
+) -> dict[str, Any]:
+    """An `edgeq.run/1` document from a parsed log: only the figures the tool printed."""
+    steady = log.inference
+    if steady is None:
+        raise RunnerError(
+            f"{origin}: benchmark_model's log has no statistics for the timed runs "
+            f"(`count=...` after the second `Running benchmark ...`); it ends with: "
+            f"{tail(log_text, 3) or 'nothing'}"
+        )
+    warm = log.warmup
+    first_us = log.first_inference_us
+    return {
+        "schema": RUN_SCHEMA,
+        "ok": True,
+        "error": None,
+        "runner": {"name": RUNNER_NAME, "version": None, **binary},
+        "started_utc": started_utc,
+        "model": model,
+        "phases_ms": {
+            "init": log.init_ms,
+            "first_inference": first_us / 1000 if first_us is not None else None,
+            "warmup": warm.count * warm.avg / 1000 if warm and warm.avg is not None else None,
+            "steady_state": steady.count * steady.avg / 1000 if steady.avg is not None else None,
+        },
+        "warmup": {
+            "count": warm.count if warm else 0,
+            "ms": warm.count * warm.avg / 1000 if warm and warm.avg is not None else None,
+        },
+        "latency_ms": {"invoke": steady.to_ms(), "end_to_end": None},
+        "accuracy": accuracy,
+        "accuracy_source": accuracy.get("source") if accuracy else None,
+        "memory": {
+            "footprint_mb": dict(log.memory_mb) or None,
+            "note": "benchmark_model's own figures: deltas from the tool's start, approximate",
+        },
+        "environment": env,
+        "settings": {
+            "threads": settings.threads,
+            "warmup_runs": settings.warmup_runs,
+            "warmup_min_s": settings.warmup_min_s,
+            "runs": settings.runs,
+            "min_s": settings.min_s,
+            "max_s": settings.max_s,
+            "use_xnnpack": settings.use_xnnpack,
+            "use_gpu": settings.use_gpu,
+            "use_nnapi": settings.use_nnapi,
+            "enable_op_profiling": settings.op_profiling,
+            "taskset": settings.taskset or None,
+        },
+        "delegates": log.delegates,
+        "op_profile": log.op_profile,
+        "benchmark_model": {
+            "params": log.params,
+            "model_size_mb": log.model_size_mb,
+            "timings_us": log.timings_us,
+            "warnings": log.warnings,
+            "errors": log.errors,
+            "log": log_text[-LOG_KEEP_CHARS:],
+        },
+    }
+
+
+def _model_on_device(
+    target: Target, artifact: Path, remote: str, log: BenchmarkLog
+) -> dict[str, Any]:
+    """What the tool ran: sha256 computed on the device, or (phones whose toybox has no
+    sha256sum, Android 7 and older) the size checked there and the host's sha256, flagged."""
+    size = artifact.stat().st_size
+    doc = {"path": remote, "bytes": size, "reported_size_mb": log.model_size_mb}
+    device_sha = target.remote_sha256(remote)
+    if device_sha is not None:
+        return {**doc, "sha256": device_sha, "sha256_checked_on_device": True}
+    res = target.run(["wc", "-c", remote], timeout=60, check=False)
+    words = res.stdout.split()
+    if not (res.ok and words and words[0].isdigit() and int(words[0]) == size):
+        raise RunnerError(
+            f"{target.name}: the model on the device ({remote}) is not the one sent "
+            f"(size {words[0] if words else '?'} vs {size} bytes); clear {target.cache_dir}"
+        )
+    return {**doc, "sha256": sha256_file(artifact), "sha256_checked_on_device": False}
+
+
+@register
+class BenchmarkModelRunner(Runner):
+    """TFLite's native benchmark_model (no Python needed on the device)."""
+
+    name = RUNNER_NAME
+    auto_order = 10
+    fields: ClassVar[dict[str, Field]] = {
+        "benchmark_binary": f(
+            str, "", "path on this host of the native benchmark_model (a build for the device)"
+        ),
+        "taskset": f(str, "", "CPU mask for benchmark_model, e.g. f0 for the big cores"),
+        "use_python_runner": f(
+            (bool, str),
+            "auto",
+            "accuracy on the device with `python` + the edgeq runner: true, false (host), "
+            "or auto (when that python has numpy and an interpreter)",
+            False,
+            (True, False, "auto"),
+        ),
+    }
+    path_fields = ("benchmark_binary",)
+
+    @classmethod
+    def configured(cls, tcfg: TargetConfig, settings: RunSettings) -> bool:
+        return resolve_binary(settings, tcfg) is not None
+
+    @property
+    def effective(self) -> RunSettings:
+        """The settings with the target's taskset when the command line gave none."""
+        s = self.settings
+        if not s.taskset and self.tcfg.get("taskset"):
+            s = s.with_(taskset=str(self.tcfg.get("taskset"))).validate()
+        return s
+
+    def binary(self) -> Path:
+        found = resolve_binary(self.settings, self.tcfg)
+        if found is None:
+            raise UsageError(
+                f'{self.tcfg.name}: runner = "benchmark_model" but no binary is configured; '
+                f"set benchmark_binary in {self.tcfg.where} or pass --benchmark-binary "
+                f"(builds: {NIGHTLY_URL.format(flavour='android_aarch64')})"
+            )
+        return found
+
+    def check(self, target: Target) -> Health:
+        """The device's facts, the binary (found, fits the device, executable there) and
+        where accuracy will be measured. No Python is required on the device."""
+        health = Health()
+        settings = self.effective
+        facts = device_facts(target)
+        env = environment(facts, settings, None)
+        health.environment = env
+        environment_checks(health, env)
+        try:
+            binary = self.binary()
+            check_binary(binary, env, target.name)
+            remote = target.ensure_file(binary, "-benchmark_model")
+            q = shlex.quote(remote)
+            target.run(f"[ -x {q} ] || chmod 755 {q}", timeout=30)
+        except (UsageError, DeviceError) as exc:
+            health.add("benchmark_model", "fail", exc.message, error=exc)
+            return health
+        health.add("benchmark_model", "ok", f"{binary.name} (sha256 {sha256_file(binary)[:12]})")
+        choice = target.config.get("use_python_runner", "auto")
+        if choice is False:
+            health.add("accuracy", "ok", "measured on this host (use_python_runner = false)")
+            return health
+        usable, why = python_status(target)
+        if usable:
+            health.add("accuracy", "ok", f"measured on the device with its python ({why})")
+        elif choice is True:
+            health.add(
+                "accuracy",
+                "fail",
+                f"use_python_runner = true but the device's python cannot run the edgeq runner "
+                f"({why})",
+                'install numpy and ai-edge-litert for it, or set use_python_runner = "auto"',
+            )
+        else:
+            health.add(
+                "accuracy",
+                "ok",
+                f"measured on this host with the same artifact (no usable python on the "
+                f"device: {why})",
+            )
+        return health
+
+    def measure(self, target: Target, job: Job, progress: Progress | None = None) -> Measurement:
+        settings = self.effective
+        binary = self.binary()
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        t0 = time.perf_counter()
+        with target:
+            say(progress, f"connected to {target.name} ({target.describe()})")
+            facts = device_facts(target)
+            check_binary(binary, environment(facts, settings, None), target.name)
+            remote_bin = target.ensure_file(binary, "-benchmark_model")
+            q = shlex.quote(remote_bin)
+            target.run(f"[ -x {q} ] || chmod 755 {q}", timeout=30)
+            remote_model = target.ensure_file(job.artifact, ".tflite")
+            say(progress, f"sent {target.bytes_sent:,} bytes")
+            workdir = target.workdir
+            cmd = argv(settings, remote_bin, remote_model)
+            say(progress, f"running benchmark_model on {target.name}")
+            t_run = time.perf_counter()
+            res = target.run(
+                quote_argv(cmd) + " 2>&1", timeout=settings.timeout, check=False, killable=True
+            )
+            run_s = time.perf_counter() - t_run
+            log_text = res.stdout + (("\n" + res.stderr) if res.stderr.strip() else "")
+            if res.exit_code != 0:
+                raise RunnerError(
+                    _failure(target, res, log_text, settings, facts),
+                    command=res.command,
+                    exit_code=res.exit_code,
+                    stderr=log_text,
+                )
+            log = parse_output(log_text)
+            model_doc = _model_on_device(target, job.artifact, remote_model, log)
+            accuracy = None
+            if job.eval_npz is not None:
+                accuracy = measure_accuracy(target, remote_model, job, progress)
+            if target.keep:
+                say(progress, f"kept the workdir {workdir} on {target.name}")
+        doc = to_run_document(
+            log,
+            model=model_doc,
+            env=environment(facts, settings, log),
+            settings=settings,
+            accuracy=accuracy,
+            binary={"binary": binary.name, "binary_sha256": sha256_file(binary), "argv": cmd},
+            log_text=log_text,
+            started_utc=started,
+            origin=target.name,
+        )
+        validate_run(doc, target.name)
+        return Measurement(
+            run=doc,
+            bytes_sent=target.bytes_sent,
+            files=target.files_sent,
+            runner_process_s=run_s,
+            total_s=time.perf_counter() - t0,
+            workdir=workdir,
+            kept=target.keep,
+        )

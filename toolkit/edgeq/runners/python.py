@@ -1,0 +1,231 @@
+"""The `python` runner: edgeq's one-file device runner (`edgeq_runner.py`), run by the
+device's own python with numpy and a TFLite interpreter.
+
+It pushes the runner, the model and the evaluation data into the device's
+content-addressed cache (only what is missing), runs it in the target's private workdir
+with the settings' flags, pulls its JSON answer and validates it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import settings as settings_mod
+from .. import stage
+from ..errors import CommandError, DeviceError, RunnerError, tail
+from ..results import parse_run
+from ..targets import Target
+from . import register
+from .base import Health, Job, Measurement, Progress, Runner, say
+
+SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + ai-edge-litert)"
+
+
+def probe(target: Target) -> dict[str, Any]:
+    """What the device's python has: runs the device runner with --probe (stdlib only)."""
+    remote_runner = target.ensure_file(stage.runner_path(), ".py")
+    res = target.run([*target.python_argv(), remote_runner, "--probe"], timeout=120, check=False)
+    if res.exit_code == 127 or ("not found" in res.stderr and not res.stdout.strip()):
+        raise RunnerError(
+            f"{target.name}: python {target.config.get('python')!r} not found on the device; "
+            f'install python3 there or set python = "/path/to/python3" in '
+            f"{target.config.where} ({SETUP_HINT})",
+            command=res.command,
+            exit_code=res.exit_code,
+            stderr=res.stderr,
+        )
+    try:
+        return json.loads(res.stdout)["environment"]
+    except (ValueError, KeyError, TypeError):
+        raise RunnerError(
+            f"{target.name}: the runner's --probe did not answer with JSON "
+            f"(exit {res.exit_code}): {tail(res.stderr or res.stdout)}",
+            command=res.command,
+            exit_code=res.exit_code,
+            stdout=res.stdout,
+            stderr=res.stderr,
+        ) from None
+
+
+def environment_checks(health: Health, env: dict[str, Any]) -> None:
+    """The checks that read a device environment (shared by both runners' health checks)."""
+    add = health.add
+    add(
+        "architecture",
+        "ok",
+        f"{env.get('machine')} · {env.get('cpu_model') or 'cpu unknown'} · "
+        f"{env.get('cores') or '?'} cores",
+    )
+    add("os", "ok", f"{env.get('os')} · kernel {env.get('kernel')}")
+    if env.get("emulated"):
+        add(
+            "emulated",
+            "warn",
+            f"emulated CPU ({env.get('emulation_evidence')}); latency figures are not "
+            f"representative",
+        )
+    gov = env.get("cpu_governor")
+    if gov and gov != "performance":
+        add(
+            "cpu_governor",
+            "warn",
+            f"governor is {gov!r}; latency will vary",
+            "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
+        )
+    thr = env.get("throttling")
+    if thr and any(v for k, v in thr.items() if k != "raw"):
+        add(
+            "throttling",
+            "warn",
+            f"throttling flags {thr['raw']}",
+            "check the power supply and cooling",
+        )
+
+
+def stack_checks(health: Health, env: dict[str, Any], python: str) -> None:
+    """numpy and an interpreter for that python, each with the command that installs it."""
+    if env.get("numpy"):
+        health.add("numpy", "ok", env["numpy"])
+    else:
+        health.add(
+            "numpy",
+            "fail",
+            "numpy is not importable by that python",
+            f"{python} -m pip install numpy (or see {SETUP_HINT})",
+        )
+    if env.get("runtime"):
+        health.add(
+            "interpreter", "ok", f"{env['runtime']} {env.get('runtime_version') or ''}".strip()
+        )
+    else:
+        health.add(
+            "interpreter",
+            "fail",
+            env.get("runtime_error") or "no TFLite interpreter importable",
+            f"{python} -m pip install ai-edge-litert (or tflite-runtime with numpy<2)",
+        )
+
+
+@register
+class PythonRunner(Runner):
+    """edgeq_runner.py on the device's python."""
+
+    name = "python"
+    auto_order = 100
+
+    @classmethod
+    def configured(cls, tcfg, settings) -> bool:
+        return True
+
+    def check(self, target: Target) -> Health:
+        """python, architecture, OS, emulation, numpy, interpreter, governor, throttling."""
+        health = Health()
+        python = target.config.get("python") or "python3"
+        try:
+            env = probe(target)
+        except DeviceError as exc:
+            health.add("python", "fail", exc.message, SETUP_HINT, error=exc)
+            return health
+        health.environment = env
+        health.add("python", "ok", f"{env.get('python')} ({env.get('python_executable')})")
+        environment_checks(health, env)
+        stack_checks(health, env, python)
+        return health
+
+    def argv(self, target: Target, remote_runner: str, remote_model: str, out: str,
+             remote_data: str | None) -> list[str]:  # fmt: skip
+        argv = [
+            *target.python_argv(),
+            remote_runner,
+            remote_model,
+            "--out",
+            out,
+            *settings_mod.argv(self.settings, "edgeq"),
+        ]
+        if remote_data:
+            argv += ["--data", remote_data]
+        return argv
+
+    def measure(self, target: Target, job: Job, progress: Progress | None = None) -> Measurement:
+        t0 = time.perf_counter()
+        with target:
+            say(progress, f"connected to {target.name} ({target.describe()})")
+            remote_runner = target.ensure_file(stage.runner_path(), ".py")
+            remote_model = target.ensure_file(job.artifact, ".tflite")
+            remote_data = target.ensure_file(job.eval_npz, ".npz") if job.eval_npz else None
+            say(progress, f"sent {target.bytes_sent:,} bytes")
+            workdir = target.workdir
+            out_remote = f"{workdir}/result.json"
+            argv = self.argv(target, remote_runner, remote_model, out_remote, remote_data)
+            say(progress, f"running the benchmark on {target.name}")
+            t_run = time.perf_counter()
+            res = target.run(argv, timeout=self.settings.timeout, check=False, killable=True)
+            run_s = time.perf_counter() - t_run
+            text = pull_text(target, out_remote)
+            doc = interpret(target, res, text)
+            if target.keep:
+                say(progress, f"kept the workdir {workdir} on {target.name}")
+        return Measurement(
+            run=doc,
+            bytes_sent=target.bytes_sent,
+            files=target.files_sent,
+            runner_process_s=run_s,
+            total_s=time.perf_counter() - t0,
+            workdir=workdir,
+            kept=target.keep,
+        )
+
+
+def pull_text(target: Target, remote: str) -> str | None:
+    """A small result file from the device as text, None if it is not there."""
+    with tempfile.TemporaryDirectory(prefix="edgeq-pull-") as tmp:
+        local = Path(tmp) / "result.json"
+        try:
+            target.get(remote, local)
+        except (CommandError, OSError):
+            return None
+        return local.read_text(errors="replace")
+
+
+def interpret(target: Target, res: Any, text: str | None) -> dict[str, Any]:
+    """The runner's answer (its result file, else its stdout) as a validated run document;
+    RunnerError with the device's evidence (command, exit code, stderr tail) otherwise."""
+    evidence = {"command": res.command, "exit_code": res.exit_code, "stderr": res.stderr}
+    if text is None and res.exit_code == 127:
+        raise RunnerError(
+            f"{target.name}: python {target.config.get('python')!r} not found on the device "
+            f'(exit 127); install python3 there or set python = "..." in '
+            f"{target.config.where}",
+            **evidence,
+        )
+    if text is None:
+        text = res.stdout
+    if res.exit_code != 0:
+        msg = None
+        try:
+            doc = json.loads(text)
+            err = doc.get("error") or {}
+            msg = err.get("message")
+            hint = err.get("hint")
+            if hint:
+                msg = f"{msg}; {hint}"
+        except (ValueError, AttributeError, TypeError):
+            pass
+        stderr_tail = tail(res.stderr, 3)
+        detail = msg or "no result document"
+        if res.exit_code > 128 and not msg:
+            try:
+                detail = f"killed by {signal.Signals(res.exit_code - 128).name}, {detail}"
+            except ValueError:
+                pass
+        raise RunnerError(
+            f"{target.name}: the runner failed (exit {res.exit_code}): {detail}"
+            + (f" — device stderr: {stderr_tail}" if stderr_tail and not msg else ""),
+            **evidence,
+        )
+    return parse_run(text, target.name)
