@@ -11,7 +11,7 @@ PI_EMU_PORT  ?= 2222
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-arm test-all lint format demo bench-pi pi-emu \
+.PHONY: help setup test test-unit test-slow test-arm test-all lint format demo bench-pi pi-emu \
 	pi-emu-stop bench-pi-emu clean bench-android lab
 
 help: ## list the targets
@@ -27,6 +27,9 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup ## run the default test suite (no slow or arm tiers)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: setup ## the unit tier: no training, no servers (under a minute)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 test-slow: setup ## run the slow tier (full-size training and conversion)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)

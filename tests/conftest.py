@@ -14,6 +14,34 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 AMBIENT_DATA_DIR = os.environ.get("EDGEQ_DATA_DIR")  # read before tests hide it
 
+#: Fixtures that train, convert or start servers: the unit tier may not use them.
+HEAVY_FIXTURES = {
+    "trained",
+    "artifacts",
+    "pi_python",
+    "sshd_factory",
+    "pi_server",
+    "pi_config",
+    "pi_factory",
+    "phones",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/unit is in the unit tier (`make test-unit`, `-m unit`); a unit
+    test that asks for a training or server fixture is a mistake, reported at collection."""
+    unit_dir = FIXTURES.parent / "unit"
+    for item in items:
+        if unit_dir in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.unit)
+        if item.get_closest_marker("unit"):
+            heavy = HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if heavy:
+                raise pytest.UsageError(
+                    f"{item.nodeid} is a unit test but uses {', '.join(sorted(heavy))}; "
+                    f"move it out of the unit tier"
+                )
+
 
 def full_data_dir() -> Path | None:
     """Where the full mnist.npz lives, if anywhere on this machine."""
@@ -54,6 +82,66 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kw)
 
     return invoke
+
+
+#: Light runner settings: the lab's orchestration is under test, not the model's speed.
+LIGHT_RUN = {"runs": 20, "min_s": 0.0, "warmup_runs": 2, "warmup_min_s": 0.0}
+#: A budget every working device passes with the 1-epoch test model.
+GENEROUS = {
+    "max_model_kb": 200,
+    "max_latency_ms": 100,
+    "min_accuracy": 0.3,
+    "max_accuracy_drop_pp": 20,
+}
+
+
+@pytest.fixture()
+def lab_sections(tmp_path, data_dir):
+    """[lab] / [run] / [budget] for a fast test lab with a private lock folder and DB."""
+    return {
+        "lab": {
+            "data": str(data_dir),
+            "eval_limit": 200,
+            "parallel": 5,
+            "db": str(tmp_path / "history.sqlite"),
+            "lock_dir": str(tmp_path / "locks"),
+            "timeout_s": 120,
+            "retries": 2,
+            "backoff_s": 0.2,
+            "lock_timeout_s": 120,
+        },
+        "run": LIGHT_RUN,
+        "budget": GENEROUS,
+    }
+
+
+#: Light measuring flags for tests: the pipeline is under test, not the model's speed.
+FAST_FLAGS = ("--runs", "20", "--min-s", "0", "--warmup-runs", "2")
+
+
+@pytest.fixture()
+def deploy_cli(cli, data_dir, tmp_path):
+    """`edgeq deploy --target T --config C --model M --data <fixtures> --results <tmp>` with
+    light measuring flags (`fast=False` leaves them out); returns typer's Result."""
+
+    def run(target, config, model, *extra, fast: bool = True, data=None):
+        return cli(
+            "deploy",
+            "--target",
+            target,
+            "--config",
+            config,
+            "--model",
+            model,
+            "--data",
+            data or data_dir,
+            "--results",
+            tmp_path / "results",
+            *(FAST_FLAGS if fast else ()),
+            *extra,
+        )
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ from edgeq.settings import RunSettings
 
 from .conftest import STANDIN, adb_values
 
+pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
+
 
 def _cfg(**over):
     return config.validate_target("android", adb_values(None, **over), "test")

@@ -15,6 +15,8 @@ from edgeq_android.parser import parse_output, parse_stat
 
 from .conftest import SAMPLES
 
+pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
+
 
 def _sample(name: str):
     return parse_output((SAMPLES / name).read_text())

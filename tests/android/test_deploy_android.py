@@ -30,7 +30,7 @@ BASE = "/data/local/tmp/edgeq"
 
 
 @pytest.fixture()
-def android(phones, cli, data_dir, tmp_path):
+def android(phones, deploy_cli, tmp_path):
     """Start a phone, write edgeq.toml for it, and deploy through the CLI."""
 
     class Android:
@@ -45,21 +45,7 @@ def android(phones, cli, data_dir, tmp_path):
             return self
 
         def deploy(self, model, *extra):
-            return cli(
-                "deploy",
-                "--target",
-                "android",
-                "--config",
-                self.config,
-                "--model",
-                model,
-                "--data",
-                data_dir,
-                "--results",
-                tmp_path / "results",
-                *FAST,
-                *extra,
-            )
+            return deploy_cli("android", self.config, model, *FAST, *extra, fast=False)
 
         def base_entries(self, base=BASE):
             return sorted(p.name for p in device_path(self.emu, base).iterdir())

@@ -52,24 +52,10 @@ def test_doctor_shows_aarch64_and_emulation(cli, emu_config):
 
 
 @pytest.mark.parametrize("mode", ["int8", "float32"])
-def test_deploy_to_the_emulated_pi(cli, emu_config, artifacts, data_dir, tmp_path, mode):
+def test_deploy_to_the_emulated_pi(deploy_cli, emu_config, artifacts, data_dir, mode):
     out, _ = artifacts
     model = out / f"model_{mode}.tflite"
-    res = cli(
-        "deploy",
-        "--target",
-        "pi-emu",
-        "--config",
-        emu_config,
-        "--model",
-        model,
-        "--data",
-        data_dir,
-        "--results",
-        tmp_path / "results",
-        *FEW,
-        "--json",
-    )
+    res = deploy_cli("pi-emu", emu_config, model, *FEW, "--json", fast=False)
     doc = json.loads(res.stdout)
     run = doc["run"]
     assert run["environment"]["machine"] == "aarch64"
@@ -87,23 +73,9 @@ def test_deploy_to_the_emulated_pi(cli, emu_config, artifacts, data_dir, tmp_pat
     assert abs(device["top1"] - host.top1) * 100 <= 0.1 + 1e-9, (device, host.top1)
 
 
-def test_human_verdict_mentions_emulation(cli, emu_config, artifacts, data_dir, tmp_path):
+def test_human_verdict_mentions_emulation(deploy_cli, emu_config, artifacts):
     out, _ = artifacts
-    res = cli(
-        "deploy",
-        "--target",
-        "pi-emu",
-        "--config",
-        emu_config,
-        "--model",
-        out / "model_int8.tflite",
-        "--data",
-        data_dir,
-        "--results",
-        tmp_path / "r",
-        "--limit",
-        "200",
-        *FEW,
-    )
+    res = deploy_cli("pi-emu", emu_config, out / "model_int8.tflite", "--limit", "200", *FEW,
+                     fast=False)  # fmt: skip
     assert res.exit_code == 0, res.stderr
     assert "emulated" in res.stdout and EMULATED_NOTE in res.stdout

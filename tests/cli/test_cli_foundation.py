@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from edgeq import __version__
+
+pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
 
 
 def test_version(cli):

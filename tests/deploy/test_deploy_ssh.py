@@ -14,23 +14,9 @@ FAST = ["--runs", "30", "--min-s", "0.1", "--warmup-runs", "3"]
 
 
 @pytest.fixture()
-def deploy(cli, pi_config, data_dir, tmp_path):
+def deploy(deploy_cli, pi_config):
     def run(model, *extra):
-        return cli(
-            "deploy",
-            "--target",
-            "pi",
-            "--config",
-            pi_config,
-            "--model",
-            model,
-            "--data",
-            data_dir,
-            "--results",
-            tmp_path / "results",
-            *FAST,
-            *extra,
-        )
+        return deploy_cli("pi", pi_config, model, *FAST, *extra, fast=False)
 
     return run
 

@@ -32,29 +32,14 @@ def _leftovers(base: Path) -> list[str]:
 
 
 @pytest.fixture()
-def run_deploy(cli, tmp_path, pi_server, pi_python, pi_workdir, data_dir, artifacts):
+def run_deploy(deploy_cli, tmp_path, pi_server, pi_python, pi_workdir, artifacts):
     """deploy --target pi with the given target keys overridden; returns the CLI result."""
 
     def go(model=None, budget=None, extra=(), **over):
         values = pi_server.target_values(python=pi_python, workdir=str(pi_workdir))
         values.update(over)
         cfg = write_config(tmp_path / "edgeq.toml", {"pi": values}, budget)
-        model = model or artifacts[0] / "model_int8.tflite"
-        return cli(
-            "deploy",
-            "--target",
-            "pi",
-            "--config",
-            cfg,
-            "--model",
-            model,
-            "--data",
-            data_dir,
-            "--results",
-            tmp_path / "results",
-            *FAST,
-            *extra,
-        )
+        return deploy_cli("pi", cfg, model or artifacts[0] / "model_int8.tflite", *extra)
 
     return go
 
@@ -144,7 +129,7 @@ def test_missing_python_on_device(run_deploy, pi_workdir):
     assert res.exit_code == 3 and "not found on the device" in _error_line(res.stderr)
 
 
-def test_hostile_names_are_quoted(cli, tmp_path, pi_server, pi_python, data_dir, artifacts):
+def test_hostile_names_are_quoted(deploy_cli, tmp_path, pi_server, pi_python, artifacts):
     canary = f"edgeq-canary-{os.getpid()}"
     nasty = f'it\'s a "pi" $(touch {canary}) `touch {canary}`; x'
     base = tmp_path / f"work dir 'q' $(touch {canary})"
@@ -161,21 +146,7 @@ def test_hostile_names_are_quoted(cli, tmp_path, pi_server, pi_python, data_dir,
             "max_accuracy_drop_pp": 100,
         },
     )
-    res = cli(
-        "deploy",
-        "--target",
-        nasty,
-        "--config",
-        cfg,
-        "--model",
-        model,
-        "--data",
-        data_dir,
-        "--results",
-        tmp_path / "results",
-        *FAST,
-        "--json",
-    )
+    res = deploy_cli(nasty, cfg, model, "--json")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["target"]["name"] == nasty
     for where in (Path.home(), tmp_path, Path.cwd(), base, Path("/")):

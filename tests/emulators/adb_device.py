@@ -663,6 +663,9 @@ class EmulatedDevice:
         assert self.isolation is not None
         marker = f"{self.token}:{self.serial}:{next(self._session_ids)}"
         argv, cwd = self.isolation.argv(command, self.spec.cwd)
+        # The host resolves the helper (nsenter, proot, sh); the device's PATH may not
+        # reach host tools at all (a phone without python, say).
+        argv = [shutil.which(argv[0]) or argv[0], *argv[1:]]
         env = self.shell_env(term, marker)
         popen_kw: dict[str, Any] = {
             "env": env,

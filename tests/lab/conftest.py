@@ -11,15 +11,8 @@ from pathlib import Path
 
 import pytest
 
-#: Light runner settings: the lab's orchestration is under test, not the model's speed.
-LIGHT_RUN = {"runs": 20, "min_s": 0.0, "warmup_runs": 2, "warmup_min_s": 0.0}
-#: A budget every working device passes with the 1-epoch test model.
-GENEROUS = {
-    "max_model_kb": 200,
-    "max_latency_ms": 100,
-    "min_accuracy": 0.3,
-    "max_accuracy_drop_pp": 20,
-}
+from tests.conftest import GENEROUS, LIGHT_RUN  # noqa: F401 (used by the lab tests)
+
 #: The test sshd serves root, whose ~/.bashrc on this host runs `pyenv init` (~0.2 s of CPU
 #: per command). A Pi's shell does not; SHLVL=1 makes bash skip the rc file, as on a Pi.
 PI_SSHD = "SetEnv SHLVL=1"
@@ -119,23 +112,3 @@ def pi_factory(sshd_factory, pi_python, tmp_path_factory):
         return server, values
 
     return make
-
-
-@pytest.fixture()
-def lab_sections(tmp_path, data_dir):
-    """[lab] / [run] / [budget] for a fast test lab with a private lock folder and DB."""
-    return {
-        "lab": {
-            "data": str(data_dir),
-            "eval_limit": 200,
-            "parallel": 5,
-            "db": str(tmp_path / "history.sqlite"),
-            "lock_dir": str(tmp_path / "locks"),
-            "timeout_s": 120,
-            "retries": 2,
-            "backoff_s": 0.2,
-            "lock_timeout_s": 120,
-        },
-        "run": LIGHT_RUN,
-        "budget": GENEROUS,
-    }

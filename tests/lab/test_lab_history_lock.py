@@ -16,6 +16,8 @@ from edgeq.lab import history as history_mod
 from edgeq.lab.backends.flock import DeviceBusy, DeviceLock, lock_file
 from edgeq.lab.history import SCHEMA_VERSION, History
 
+pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
+
 
 def _row(run_id="r1", **over):
     row = {

@@ -12,6 +12,8 @@ from edgeq.lab import load_inventory
 from edgeq.lab.inventory import parse_inventory
 from tests.lab.conftest import write_inventory
 
+pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
+
 PI = {"transport": "ssh", "host": "pi4.lan", "user": "pi", "key_file": "~/.ssh/lab"}
 
 

@@ -16,6 +16,8 @@ from edgeq.lab.inventory import REGRESSION_FIELDS
 from edgeq.lab.records import ResultRecord
 from edgeq.lab.scheduler import judge_and_record
 
+pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
+
 BASE_MS = 2.0
 
 

@@ -8,6 +8,8 @@ import pytest
 from edgeq import data
 from edgeq.errors import DataError
 
+pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
+
 
 def test_data_path_as_file_and_folder(data_dir):
     by_file = data.load("mnist", data_dir / "mnist.npz")

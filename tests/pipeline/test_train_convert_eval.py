@@ -185,10 +185,28 @@ def test_eval_rejects_a_file_that_is_not_a_model(cli, tmp_path, data_dir):
         convert.describe_tflite(bad)
 
 
-def test_describe_matches_interpreter(artifacts):
+def test_manifest_tensors_match_tensorflows_own_interpreter(artifacts):
+    """The manifest's tensor facts, checked against TensorFlow's interpreter (not against
+    the edgeq helper that wrote them)."""
+    import numpy as np
+    import tensorflow as tf
+
     out, manifest = artifacts
     for a in manifest["artifacts"]:
-        assert convert.describe_tflite(out / a["file"])["input"] == a["input"]
+        interp = tf.lite.Interpreter(model_path=str(out / a["file"]))
+        for side, details in (
+            ("input", interp.get_input_details()),
+            ("output", interp.get_output_details()),
+        ):
+            (d,) = details
+            want = a[side]
+            assert want["shape"] == [int(v) for v in d["shape"]], (a["mode"], side)
+            assert want["dtype"] == np.dtype(d["dtype"]).name, (a["mode"], side)
+            scale, zero_point = d["quantization"]
+            assert want["scale"] == pytest.approx(scale, rel=1e-7), (a["mode"], side)
+            assert want["zero_point"] == zero_point, (a["mode"], side)
+        if a["mode"] == "int8":
+            assert a["input"]["dtype"] == a["output"]["dtype"] == "int8" and a["input"]["scale"]
 
 
 def test_drop_is_measured_against_the_same_source_model(artifacts, trained, tmp_path, data_dir):

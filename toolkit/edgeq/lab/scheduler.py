@@ -343,6 +343,8 @@ def run_lab(
         "run": inv.run,
         "budget": inv.budget,
         "regression": inv.regression,
+        # the policy each device was judged by (per-device overrides included)
+        "regression_by_device": {d.name: inv.regression_for(d) for d in devices},
         "python": sys.version.split()[0],
         "pid": os.getpid(),
         "backend": inv.backend.scheme if inv.backend else "file",

@@ -167,9 +167,12 @@ class Target(ABC):
             command = _killable(command, pidfile)
         try:
             res = self._exec(command, timeout)
-        except CommandTimeout:
+        except CommandTimeout as exc:
             if pidfile:
                 self._kill(pidfile)
+            exc.command = exc.command or command  # the evidence: what ran, for how long
+            exc.details.setdefault("command", command)
+            exc.details.setdefault("timeout_s", timeout)
             raise
         except KeyboardInterrupt:
             if pidfile:

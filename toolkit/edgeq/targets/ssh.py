@@ -201,7 +201,10 @@ class SshTarget(Target):
                     raise CommandTimeout(
                         f"{self.name}: command did not finish within {timeout:g} s on "
                         f"{self._host_label()} and was stopped; raise --timeout or lower "
-                        f"--runs/--min-s"
+                        f"--runs/--min-s",
+                        command=command,
+                        stdout=out.decode(errors="replace"),
+                        stderr=err.decode(errors="replace"),
                     )
                 if not got:
                     select.select([chan], [], [], 0.1)

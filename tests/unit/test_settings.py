@@ -1,0 +1,80 @@
+"""One definition of the run settings: the CLI options of deploy and bench, the lab's [run]
+keys, the device runner's own argparse defaults and both runners' argv all agree with it."""
+
+from __future__ import annotations
+
+import typer.main
+
+from edgeq import settings as settings_mod
+from edgeq.cli.main import app
+from edgeq.lab.inventory import RUN_FIELDS
+from edgeq.settings import SPECS, RunSettings
+from edgeq_device import edgeq_runner
+
+
+def _cli_params(name: str) -> dict:
+    group = typer.main.get_command(app)
+    return {p.name: p for p in group.commands[name].params}
+
+
+def test_cli_defaults_are_the_settings_defaults():
+    for command in ("deploy", "bench"):
+        params = _cli_params(command)
+        for spec in SPECS:
+            if spec.cli:
+                assert spec.name in params, (command, spec.name)
+                assert params[spec.name].default == spec.default, (command, spec.name)
+
+
+def test_lab_run_keys_are_the_settings_with_their_defaults():
+    assert set(RUN_FIELDS) == {s.name for s in SPECS if s.lab}
+    for name, field in RUN_FIELDS.items():
+        assert field.default == settings_mod.SPEC[name].default, name
+    # the drift the architecture issue found: one accuracy batch size everywhere
+    assert RUN_FIELDS["batch_size"].default == RunSettings().batch_size == 64
+
+
+def test_the_device_runner_has_the_same_defaults():
+    args = edgeq_runner.parse_args(["model.tflite"])
+    for spec in SPECS:
+        if spec.runner:
+            dest = spec.runner.lstrip("-").replace("-", "_")
+            want = 0 if spec.name == "limit" else spec.default  # the runner's "no limit"
+            assert getattr(args, dest) == want, spec.name
+
+
+def test_runner_argv_round_trips_through_the_runners_parser():
+    s = RunSettings(
+        threads=3, runs=7, min_s=0.25, warmup_runs=2, warmup_min_s=0.0, max_s=9.5,
+        batch_size=32, limit=50,
+    )  # fmt: skip
+    args = edgeq_runner.parse_args(["m.tflite", *settings_mod.argv(s.validate(), "edgeq")])
+    for spec in SPECS:
+        if spec.runner:
+            assert getattr(args, spec.runner.lstrip("-").replace("-", "_")) == getattr(
+                s, spec.name
+            ), spec.name
+
+
+def test_native_argv_uses_the_tools_flag_names():
+    from tests.android.conftest import STANDIN
+
+    flags = {ln.split('"')[1] for ln in STANDIN.read_text().splitlines() if '": ' in ln}
+    s = RunSettings(use_xnnpack=True, use_gpu=True, use_nnapi=True, op_profiling=True)
+    for arg in settings_mod.argv(s, "benchmark_model"):
+        assert arg.startswith("--") and arg[2:].split("=")[0] in flags, arg
+
+
+def test_bad_values_name_the_option():
+    import pytest
+
+    from edgeq.errors import UsageError
+
+    for kw, fragment in (
+        ({"threads": 0}, "--threads must be >= 1"),
+        ({"min_s": float("nan")}, "--min-s must be a finite number"),
+        ({"timeout": 0}, "--timeout must be > 0"),
+        ({"taskset": "f0;reboot"}, "taskset mask"),
+    ):
+        with pytest.raises(UsageError, match=fragment):
+            RunSettings(**kw).validate()
