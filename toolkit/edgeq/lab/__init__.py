@@ -7,7 +7,7 @@ a SQLite history of every result, regression detection against it, and reports.
     history.py    the SQLite store (versioned schema, one transaction per result)
     regress.py    noise bands over the last K passing runs; "failing since"; recoveries
     runner.py     health check → quarantine → parallel runs with retries → history
-    report.py     HTML (with plots), Markdown, JUnit XML and JSON from the history
+    report/       the report document and its formats (HTML, Markdown, JUnit XML, JSON)
 """
 
 from __future__ import annotations
