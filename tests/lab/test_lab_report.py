@@ -400,3 +400,66 @@ def test_a_new_format_is_one_registration(doc, tmp_path):
         (path,) = report.write_all(doc, ["csv"], f"{tmp_path}/new/")
         assert path.name == "lab-report.csv" and "pi4,model_int8.tflite,fail" in path.read_text()
         assert "csv: one line per result" in report.registry.help_text()
+
+
+def test_every_status_symbol_has_a_glyph_in_dejavu_sans():
+    """Debian, matplotlib and headless Chromium fall back to DejaVu Sans: a symbol it lacks
+    is drawn as a box (⧗ was)."""
+    from matplotlib import font_manager, ft2font
+
+    from edgeq.status import LOOKS
+
+    font = ft2font.FT2Font(font_manager.findfont("DejaVu Sans"))
+    missing = [lk.symbol for lk in LOOKS.values() if font.get_char_index(ord(lk.symbol)) == 0]
+    assert missing == []
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_report_out_folder_is_created_and_never_a_file(cli, db, tmp_path):
+    # The README's command on a folder that does not exist: a folder, not a file `lab`.
+    res = cli("lab", "report", "--db", db, "--format", "md", "--out", f"{tmp_path}/out/lab/")
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "out" / "lab" / "lab-report.md").is_file()
+    # Several formats: a folder even without the slash, one file per format.
+    res = cli(
+        "lab", "report", "--db", db, "-f", "html,md", "-f", "junit", "--out", tmp_path / "many"
+    )
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == [
+        "lab-report.html",
+        "lab-report.md",
+        "lab-report.xml",
+    ]
+    assert res.stdout.count("wrote ") == 3
+    # One format, no slash, no such folder: that file.
+    res = cli("lab", "report", "--db", db, "--format", "json", "--out", tmp_path / "r.json")
+    assert res.exit_code == 0 and json.loads((tmp_path / "r.json").read_text())["schema"]
+    # Several formats into an existing file: refused, nothing written.
+    res = cli("lab", "report", "--db", db, "--format", "md,json", "--out", tmp_path / "r.json")
+    assert res.exit_code == 2
+    assert "is a file, but writing 2 formats needs a folder" in res.stderr
+    res = cli("lab", "report", "--db", db, "--format", "html,pdf", "--out", tmp_path / "x")
+    assert res.exit_code == 2 and "unknown report format 'pdf'" in res.stderr
+    assert "html, md, junit, json" in res.stderr and not (tmp_path / "x").exists()
+
+
+def test_report_help_lists_the_registered_formats(cli):
+    res = cli("lab", "report", "--help")
+    assert res.exit_code == 0
+    text = " ".join(res.stdout.split())
+    for f in report.FORMATS.values():
+        assert f"{f.name}:" in text
+
+
+def test_report_cli_json_names_every_file(cli, db, tmp_path):
+    res = cli("lab", "report", "--db", db, "-f", "md,junit", "-o", tmp_path / "r", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["formats"] == ["md", "junit"] and out["run_id"] == "run-08"
+    assert out["paths"] == [
+        str(tmp_path / "r" / "lab-report.md"),
+        str(tmp_path / "r" / "lab-report.xml"),
+    ]
+    assert out["counts"]["busy"] == 2

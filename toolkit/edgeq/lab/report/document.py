@@ -60,7 +60,7 @@ def is_sweep(settings: dict[str, Any]) -> bool:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "x"
 
 
 def anchor(row: dict[str, Any]) -> str:
