@@ -424,11 +424,11 @@ def test_report_out_folder_is_created_and_never_a_file(cli, db, tmp_path):
     assert (tmp_path / "out" / "lab" / "lab-report.md").is_file()
     # Several formats: a folder even without the slash, one file per format.
     res = cli(
-        "lab", "report", "--db", db, "-f", "html,md", "-f", "junit", "--out", tmp_path / "many"
+        "lab", "report", "--db", db, "-f", "json,md", "-f", "junit", "--out", tmp_path / "many"
     )
     assert res.exit_code == 0, res.stderr
     assert sorted(p.name for p in (tmp_path / "many").iterdir()) == [
-        "lab-report.html",
+        "lab-report.json",
         "lab-report.md",
         "lab-report.xml",
     ]

@@ -38,7 +38,7 @@ def _png(fig) -> bytes:
 
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=110)  # laid out already: no second pass
     finally:
         plt.close(fig)
     return buf.getvalue()
@@ -176,15 +176,13 @@ def _bands(ax, xs, lo, hi, colour: str, label: str, upper_edge: bool) -> None:
     gaps = np.diff(t)
     left = np.concatenate([[t[0] - gaps[0] / 2], t[1:] - gaps / 2])
     right = np.concatenate([t[:-1] + gaps / 2, [t[-1] + gaps[-1] / 2]])
-    for i in range(len(t)):
-        if np.isnan(lo[i]) or np.isnan(hi[i]):
-            continue
-        ax.fill_between(
-            [left[i], right[i]], lo[i], hi[i], color=colour, alpha=BAND_ALPHA, lw=0, label=label
-        )
-        edge = hi[i] if upper_edge else lo[i]
-        ax.plot([left[i], right[i]], [edge, edge], color=colour, lw=0.8, ls=":")
-        label = None
+    if np.all(np.isnan(lo) | np.isnan(hi)):
+        return
+    # One polygon (and one edge line) for all spans: [l0, r0, l1, r1, …], NaN where unjudged.
+    x = np.column_stack([left, right]).ravel()
+    lo2, hi2 = np.repeat(lo, 2), np.repeat(hi, 2)
+    ax.fill_between(x, lo2, hi2, color=colour, alpha=BAND_ALPHA, lw=0, label=label)
+    ax.plot(x, hi2 if upper_edge else lo2, color=colour, lw=0.8, ls=":")
 
 
 def _edge(point: dict[str, Any], metric: str, key: str, scale: float) -> float:
