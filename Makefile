@@ -74,13 +74,10 @@ bench-android: setup ## the Android path: deploy --target android (edgeq.toml) a
 	$(EDGEQ) deploy --target android $(DATA_OPT) $(BENCH_ANDROID_ARGS)
 
 lab: setup ## nightly lab: `edgeq lab run` on lab.toml (LAB_INVENTORY=...), reports in out/lab/
-	@mkdir -p out/lab
 	$(EDGEQ) lab run --inventory $(or $(LAB_INVENTORY),lab.toml) $(DATA_OPT) $(LAB_ARGS); \
 	rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
-	for f in html md junit json; do \
-		$(EDGEQ) lab report --inventory $(or $(LAB_INVENTORY),lab.toml) --format $$f \
-			--out out/lab/ || exit $$?; \
-	done; \
+	$(EDGEQ) lab report --inventory $(or $(LAB_INVENTORY),lab.toml) \
+		--format html,md,junit,json --out out/lab/ || exit $$?; \
 	exit $$rc
 
 clean: ## remove build and run outputs (keeps .venv)

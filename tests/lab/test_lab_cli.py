@@ -35,9 +35,8 @@ def test_local_lab_through_the_cli(cli, tmp_path, artifacts, lab_sections):
     assert res.exit_code == 1
     assert "model_size" in res.stdout and "1 passed, 1 failed" in res.stdout
 
-    out_dir = tmp_path / "reports"
-    out_dir.mkdir()
-    res = cli("lab", "report", "--inventory", inv, "--format", "md", "--out", out_dir)
+    out_dir = tmp_path / "out" / "lab"  # not there yet: the trailing slash makes it a folder
+    res = cli("lab", "report", "--inventory", inv, "--format", "md", "--out", f"{out_dir}/")
     assert res.exit_code == 0, res.stderr
     md = (out_dir / "lab-report.md").read_text()
     assert "## edgeq lab: FAIL" in md and "model_size" in md

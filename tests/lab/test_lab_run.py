@@ -6,7 +6,6 @@ valid. Without an adb client the phone is left out and the lab has five devices.
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 import re
@@ -160,19 +159,28 @@ def test_lab_survives_a_killed_and_a_locked_out_device(lab, cli, tmp_path):
     assert by[("victim", "model_int8.tflite")]["error_type"] == "ConnectError"
     assert by[("locked-out", "model_float32.tflite")]["status"] == "quarantined"
 
-    # ---- reports in every format
-    outs = {}
-    for fmt, name in (("json", "r.json"), ("md", "r.md"), ("junit", "r.xml"), ("html", "r.html")):
-        res = cli("lab", "report", "--db", db, "--format", fmt, "--out", tmp_path / name, "--json")
-        assert res.exit_code == 0, res.stderr
-        doc = json.loads(res.stdout)
-        assert doc["run_id"] == run.run_id and doc["run_status"] == "fail"
-        outs[fmt] = (tmp_path / name).read_text()
+    # ---- reports in every format, from one call into a folder that does not exist yet
+    folder = tmp_path / "reports" / "lab"
+    res = cli(
+        "lab", "report", "--db", db, "-f", "json,md", "-f", "junit,html", "--out", folder, "--json"
+    )
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["run_id"] == run.run_id and doc["run_status"] == "fail"
+    assert doc["formats"] == ["json", "md", "junit", "html"]
+    outs = {
+        f: (folder / f"lab-report{ext}").read_text()
+        for f, ext in (("json", ".json"), ("md", ".md"), ("junit", ".xml"), ("html", ".html"))
+    }
+    assert sorted(doc["paths"]) == sorted(str(p) for p in folder.iterdir())
 
     report = json.loads(outs["json"])
-    assert report["schema"] == "edgeq.lab-report/1"
-    assert report["counts"] == {"pass": n - 4, "fail": 0, "error": 2, "quarantined": 2}
+    assert report["schema"] == "edgeq.lab-report/2"
+    assert report["counts"] == {"pass": n - 4, "fail": 0, "error": 2, "quarantined": 2, "busy": 0}
     assert {d["device"]: d["status"] for d in report["devices"]} == devices
+    env = {d["device"]: d["environment_summary"] for d in report["devices"]}
+    assert env["pi-a"]["runtime"].startswith("tflite-runtime")
+    assert env["locked-out"]["OS"] == "–"  # never reached: nothing known, and said so
 
     suites = ET.fromstring(outs["junit"].encode())
     cases = suites.findall(".//testcase")
@@ -193,10 +201,9 @@ def test_lab_survives_a_killed_and_a_locked_out_device(lab, cli, tmp_path):
     assert "failing since" in md and md.count("| pass |") == n - 4
 
     html = outs["html"]
-    pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
-    assert len(pngs) == 3  # latency per device, accuracy, size
-    for b64 in pngs:
-        assert base64.b64decode(b64).startswith(b"\x89PNG\r\n\x1a\n")
+    # One night is no trend: not a single plot (no one-point axes spanning years).
+    assert "data:image/png" not in html and html.count("No trend plot: 1 measured run") == n - 4
+    assert html.count('<td class="cell ') == n
     assert "locked-out" in html and "victim" in html
 
     # The file is a plain SQLite database any tool can read.

@@ -45,7 +45,7 @@ LOOKS: dict[Status, Look] = {
     Status.ERROR: Look(0, "!", "red", "#b3261e", "ERROR"),
     Status.QUARANTINED: Look(1, "⊘", "magenta", "#7b3fa0", "QUARANTINED"),
     Status.FAIL: Look(2, "✗", "red", "#c65d00", "FAIL"),
-    Status.BUSY: Look(3, "⧗", "yellow", "#8a6d00", "BUSY"),
+    Status.BUSY: Look(3, "◷", "yellow", "#8a6d00", "BUSY"),
     Status.SKIPPED: Look(4, "–", "yellow", "#6b6b6b", "SKIPPED"),
     Status.PASS: Look(5, "✓", "green", "#1f6fb2", "PASS"),
 }

@@ -43,7 +43,13 @@ DbOpt = Annotated[
     typer.Option("--db", help="The SQLite history (default: db in the inventory)."),
 ]
 
-STYLE = {s.value: look.rich for s, look in st.LOOKS.items()}
+
+def status_style(status: str) -> str:
+    """The rich style of a status (edgeq.status), white for a word it does not know."""
+    try:
+        return st.look(status).rich
+    except ValueError:
+        return "white"
 
 
 class LiveProgress:
@@ -89,7 +95,7 @@ class LiveProgress:
             message = escape(ev.message[:160])
             info = message
             if ev.status:
-                style = STYLE.get(ev.status, "white")
+                style = status_style(ev.status)
                 info = f"[{style}]{ev.status.upper()}[/] {message}".strip()
             elif ev.phase in ("waiting", "retry"):
                 info = f"[yellow]{ev.phase}[/] {message}"
@@ -197,11 +203,10 @@ def print_run(run: LabRun) -> None:
         t.add_column(col, justify="left" if col in ("device", "model", "status") else "right")
     for r in run.results:
         m = r.metrics
-        style = STYLE.get(r.status, "white")
         t.add_row(
             escape(r.device),
             escape(r.model),
-            f"[{style}]{r.status}[/]",
+            f"[{status_style(r.status)}]{r.status}[/]",
             f"{m['latency_p50']:.3f}" if "latency_p50" in m else "-",
             f"{m['latency_p90']:.3f}" if "latency_p90" in m else "-",
             f"{m['accuracy']:.2%}" if "accuracy" in m else "-",
@@ -224,31 +229,50 @@ def print_run(run: LabRun) -> None:
     )
 
 
+FORMAT_HELP = (
+    "Report format(s), repeat or comma-separate (html,md); several write into the --out "
+    f"folder. {report_mod.registry.help_text()}."
+)
+
+
 @app.command("report")
 def report(
     out_path: Annotated[
-        Path, typer.Option("--out", "-o", help="File to write (a folder: lab-report.<ext>).")
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="File to write; a folder (an existing one, a path ending in /, or any path "
+            "with several formats) gets lab-report.<ext> per format and is created.",
+        ),
     ],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="html, md, junit or json.")] = "html",
+    formats: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help=FORMAT_HELP, metavar="FORMAT[,FORMAT…]"),
+    ] = None,
     db: DbOpt = None,
     inventory: Annotated[
         Path | None,
         typer.Option("--inventory", "-i", help="Find the history through this inventory."),
     ] = None,
     run_id: Annotated[
-        str | None, typer.Option("--run", help="Run id (default: the latest run).")
+        str | None, typer.Option("--run", help="Run id (default: the latest lab run).")
     ] = None,
     trend_runs: Annotated[
-        int, typer.Option("--trend-runs", help="Runs shown in the trend plots.")
+        int, typer.Option("--trend-runs", help="Runs per device × model in the trend plots.")
     ] = 30,
+    matrix_runs: Annotated[
+        int,
+        typer.Option("--matrix-runs", help="Runs per device × model in the overview matrix."),
+    ] = 10,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a report of a lab run: HTML with plots, Markdown, JUnit XML or JSON."""
+    """Write reports of a lab run: overview matrix, what is failing since when, trends with
+    regression bands, environments (HTML, Markdown, JUnit XML, JSON)."""
     use_json(json_out)
     from ..errors import UsageError
 
-    if fmt not in report_mod.FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(report_mod.FORMATS)}, got {fmt!r}")
+    fmts = report_mod.parse_formats(formats)
     if db is None:
         inv_path = inventory or default_inventory()
         if inventory is None and not Path(inv_path).is_file():
@@ -257,20 +281,22 @@ def report(
     if not Path(db).is_file():
         raise UsageError(f"no lab history at {db}; run `edgeq lab run` first or fix --db")
     with History(db) as history:
-        doc = report_mod.build(history, run_id, trend_runs)
-    path = report_mod.write(doc, fmt, out_path)
+        doc = report_mod.build(history, run_id, trend_runs, matrix_runs)
+    paths = report_mod.write_all(doc, fmts, out_path)
+    run = doc["run"]
     if json_out:
         emit_json(
             {
                 "ok": True,
-                "format": fmt,
-                "path": str(path),
-                "run_id": doc["run"]["run_id"],
-                "run_status": doc["run"]["status"],
+                "formats": fmts,
+                "paths": [str(p) for p in paths],
+                "format": fmts[0],
+                "path": str(paths[0]),
+                "run_id": run["run_id"],
+                "run_status": run["status"],
                 "counts": doc["counts"],
             }
         )
     else:
-        out.print(
-            f"wrote {escape(str(path))} ({fmt}, run {doc['run']['run_id']}: {doc['run']['status']})"
-        )
+        for fmt, path in zip(fmts, paths, strict=True):
+            out.print(f"wrote {escape(str(path))} ({fmt}, run {run['run_id']}: {run['status']})")

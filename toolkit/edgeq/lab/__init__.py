@@ -13,7 +13,7 @@ a SQLite history of every result, regression detection against it, and reports.
     metrics.py    a deploy's figures as flat metrics and check rows
     history.py    the SQLite store (versioned schema, one transaction per result)
     regress.py    noise bands over the last K passing runs; "failing since"; recoveries
-    report        HTML, Markdown, JUnit XML and JSON from the history
+    report/       the report document and its formats (HTML, Markdown, JUnit XML, JSON)
 """
 
 from __future__ import annotations
