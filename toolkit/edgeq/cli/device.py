@@ -54,17 +54,23 @@ def _progress(json_out: bool):
     return progress_printer()
 
 
-@run_settings_options
+#: The options every measuring command takes (deploy, bench), defined once.
+MEASURING: dict = {
+    "target": (TargetOpt, "local"),
+    "dataset": (DatasetOpt, None),
+    "data": (DataOpt, None),
+    "no_data": (NoDataOpt, False),
+    "config": (ConfigOpt, None),
+    "keep": (KeepOpt, False),
+}
+
+
+@run_settings_options(shared=MEASURING)
 def deploy(
-    target: TargetOpt = "local",
     model: Annotated[
         Path | None,
         typer.Option("--model", help="A .tflite artifact. Default: train + convert per [model]."),
     ] = None,
-    dataset: DatasetOpt = None,
-    data: DataOpt = None,
-    no_data: NoDataOpt = False,
-    config: ConfigOpt = None,
     budget: Annotated[
         Path | None,
         typer.Option("--budget", help="Budget TOML (default: the [budget] table of the config)."),
@@ -72,9 +78,14 @@ def deploy(
     results_dir: Annotated[
         Path, typer.Option("--results", help="Folder for the saved result JSON.")
     ] = Path("results"),
-    keep: KeepOpt = False,
     json_out: JsonOpt = False,
     *,
+    target,
+    dataset,
+    data,
+    no_data,
+    config,
+    keep,
     settings: RunSettings,
 ) -> None:
     """Take a model to a verdict on a device: push, run, pull, judge against the budget."""
@@ -99,17 +110,17 @@ def deploy(
         raise typer.Exit(EXIT_FAILED)
 
 
-@run_settings_options
+@run_settings_options(shared=MEASURING)
 def bench(
     model: Annotated[Path, typer.Argument(help="The .tflite artifact to measure.")],
-    target: TargetOpt = "local",
-    dataset: DatasetOpt = None,
-    data: DataOpt = None,
-    no_data: NoDataOpt = False,
-    config: ConfigOpt = None,
-    keep: KeepOpt = False,
     json_out: JsonOpt = False,
     *,
+    target,
+    dataset,
+    data,
+    no_data,
+    config,
+    keep,
     settings: RunSettings,
 ) -> None:
     """Measure a model on a device (latency, accuracy, memory) without judging it."""

@@ -27,12 +27,28 @@ def _annotation(spec) -> Any:
     return Annotated[kind, typer.Option(spec.cli, help=spec.help)]
 
 
-def run_settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: the command gets every run-setting option and a `settings` keyword."""
+def run_settings_options(
+    func: Callable[..., Any] | None = None, *, shared: dict[str, tuple[Any, Any]] | None = None
+) -> Any:
+    """Decorator: the command gets every run-setting option and a `settings` keyword.
+
+    `shared`: options several commands take, {name: (Annotated type, default)}, defined
+    once; a command lists the names it wants as bare keyword-only parameters and gets
+    their definition from here."""
+    if func is None:
+        return functools.partial(run_settings_options, shared=shared)
+    shared = shared or {}
     hints = typing.get_type_hints(func, include_extras=True)
     sig = inspect.signature(func)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation))
-           for p in sig.parameters.values() if p.name != "settings"]  # fmt: skip
+    own = []
+    for p in sig.parameters.values():
+        if p.name == "settings":
+            continue
+        if p.name in shared and p.default is inspect.Parameter.empty:
+            annotation, default = shared[p.name]
+            own.append(p.replace(annotation=annotation, default=default))
+        else:
+            own.append(p.replace(annotation=hints.get(p.name, p.annotation)))
     taken = {p.name for p in own}
     added = [
         inspect.Parameter(
@@ -41,10 +57,12 @@ def run_settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
         for s in SPECS
         if s.cli and s.name not in taken
     ]
-    # keyword-only parameters must follow the others; --json stays last in --help
-    last = [p for p in own if p.name == "json_out"]
-    first = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.name != "json_out"]
-    params = first + added + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in last]
+    # the command's own arguments first, then the shared options, the settings, --json
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    args = [p for p in own if p.name not in shared and p.name != "json_out"]
+    common = [p.replace(kind=keyword) for p in own if p.name in shared]
+    last = [p.replace(kind=keyword) for p in own if p.name == "json_out"]
+    params = [p.replace(kind=keyword) for p in args] + common + added + last
 
     @functools.wraps(func)
     def command(**kw: Any) -> Any:

@@ -88,6 +88,22 @@ class Measurement:
         d.pop("run")
         return d
 
+    @classmethod
+    def of(cls, target: Target, run: dict[str, Any], run_s: float, started: float, workdir):
+        """The measurement of a finished run: the target's transfer facts and the times
+        (`started`: time.perf_counter() when the runner began)."""
+        import time
+
+        return cls(
+            run=run,
+            bytes_sent=target.bytes_sent,
+            files=target.files_sent,
+            runner_process_s=run_s,
+            total_s=time.perf_counter() - started,
+            workdir=workdir,
+            kept=target.keep,
+        )
+
 
 class Runner(ABC):
     """Measures a model on a target. Creating one touches nothing."""

@@ -594,12 +594,4 @@ class BenchmarkModelRunner(Runner):
             origin=target.name,
         )
         validate_run(doc, target.name)
-        return Measurement(
-            run=doc,
-            bytes_sent=target.bytes_sent,
-            files=target.files_sent,
-            runner_process_s=run_s,
-            total_s=time.perf_counter() - t0,
-            workdir=workdir,
-            kept=target.keep,
-        )
+        return Measurement.of(target, doc, run_s, t0, workdir)

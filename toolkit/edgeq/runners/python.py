@@ -170,15 +170,7 @@ class PythonRunner(Runner):
             doc = interpret(target, res, text)
             if target.keep:
                 say(progress, f"kept the workdir {workdir} on {target.name}")
-        return Measurement(
-            run=doc,
-            bytes_sent=target.bytes_sent,
-            files=target.files_sent,
-            runner_process_s=run_s,
-            total_s=time.perf_counter() - t0,
-            workdir=workdir,
-            kept=target.keep,
-        )
+        return Measurement.of(target, doc, run_s, t0, workdir)
 
 
 def pull_text(target: Target, remote: str) -> str | None:

@@ -22,7 +22,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,8 +37,7 @@ from ..errors import (
     tail,
 )
 from ..fields import Field, f
-from . import register
-from ._process import kill_group
+from . import _process, register
 from .base import CommandResult, Target
 
 DEFAULT_SERVER_PORT = 5037
@@ -56,14 +54,6 @@ class AttachedDevice:
 
     serial: str
     state: str
-
-
-@dataclass(frozen=True)
-class _Proc:
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
 
 
 @register
@@ -168,41 +158,23 @@ class AdbTarget(Target):
 
     def _adb(
         self, *args: str, timeout: float | None, with_serial: bool = True, what: str = ""
-    ) -> _Proc:
+    ) -> _process.Completed:
         """Run the adb client once; a timeout or Ctrl-C kills it (and its session)."""
         argv = self.adb_argv(*args, with_serial=with_serial)
-        t0 = time.perf_counter()
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            return _process.run(argv, timeout)
         except OSError as exc:
             raise ConnectError(
                 f"{self.name}: cannot run the adb client {argv[0]} ({exc.strerror or exc}); "
                 f"reinstall it or fix adb_path in {self.config.where}"
             ) from None
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
+        except _process.TimedOut:
             raise CommandTimeout(
                 f"{self.name}: {what or 'adb ' + args[0]} did not finish within {timeout:g} s "
                 f"on {self.serial or 'the device'} and was stopped; raise --timeout or lower "
-                f"--runs/--min-s"
+                f"--runs/--min-s",
+                command=" ".join(argv),
             ) from None
-        except BaseException:
-            kill_group(proc)
-            raise
-        return _Proc(
-            proc.returncode,
-            out.decode(errors="replace"),
-            err.decode(errors="replace"),
-            time.perf_counter() - t0,
-        )
 
     # ------------------------------------------------------------------ errors
 
@@ -392,7 +364,7 @@ class AdbTarget(Target):
         out, err, status = split
         return CommandResult(command, status, out, err, time.perf_counter() - t0)
 
-    def _transfer_failed(self, res: _Proc, what: str) -> DeviceError:
+    def _transfer_failed(self, res: _process.Completed, what: str) -> DeviceError:
         text = (res.stdout + "\n" + res.stderr).strip()
         translated = self._translate(text)
         if translated is not None:

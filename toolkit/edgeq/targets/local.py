@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from ..errors import CommandTimeout, ConnectError
-from . import register
-from ._process import kill_group
+from . import _process, register
 from .base import CommandResult, Target
 
 
@@ -42,33 +39,15 @@ class LocalTarget(Target):
 
     def _exec(self, command: str, timeout: float | None) -> CommandResult:
         env = {**os.environ, **{k: str(v) for k, v in (self.config.get("env") or {}).items()}}
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            ["sh", "-c", command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
         try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
+            done = _process.run(["sh", "-c", command], timeout, env)
+        except _process.TimedOut:
             raise CommandTimeout(
                 f"local: command did not finish within {timeout:g} s and was stopped; "
-                f"raise the timeout (--timeout) or lower --runs/--min-s"
+                f"raise the timeout (--timeout) or lower --runs/--min-s",
+                command=command,
             ) from None
-        except BaseException:
-            kill_group(proc)
-            raise
-        return CommandResult(
-            command,
-            proc.returncode,
-            out.decode(errors="replace"),
-            err.decode(errors="replace"),
-            time.perf_counter() - t0,
-        )
+        return CommandResult(command, done.code, done.stdout, done.stderr, done.seconds)
 
     def _put(self, local: Path, remote: str) -> None:
         shutil.copyfile(local, remote)
