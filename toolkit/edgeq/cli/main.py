@@ -8,6 +8,7 @@ import typer
 
 from .. import __version__
 from . import common, demo, device, pipeline
+from . import compare as compare_cli
 from . import lab as lab_cli
 
 app = typer.Typer(
@@ -50,6 +51,7 @@ app.add_typer(demo.app, name="demo")
 app.add_typer(lab_cli.app, name="lab")
 pipeline.register(app)
 device.register(app)
+compare_cli.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,90 @@
+"""`edgeq compare A B`: two results (files or lab run ids), their changes, and whether the
+latency change is significant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .. import compare as compare_mod
+from .common import JsonOpt, emit_json, out, use_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)
+
+
+def _fmt(v: float | None, metric: str) -> str:
+    if v is None:
+        return "-"
+    if metric == "accuracy":
+        return f"{v:.2%}"
+    if metric == "size":
+        return f"{v / 1024:.2f} KB"
+    return f"{v:.4f} ms"
+
+
+def compare(
+    a: Annotated[str, typer.Argument(help="A result file (results/*.json) or a lab run id.")],
+    b: Annotated[str, typer.Argument(help="The result (or run id) to compare with A.")],
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="The lab history that holds the run ids."),
+    ] = None,
+    inventory: Annotated[
+        str | None,
+        typer.Option("--inventory", "-i", help="Find the history through this inventory."),
+    ] = None,
+    metric: Annotated[
+        str,
+        typer.Option("--metric", help="The latency figure the conclusion is about: p50 or p90."),
+    ] = "p50",
+    max_slowdown: Annotated[
+        float | None,
+        typer.Option(
+            "--max-slowdown",
+            help="Exit 1 when B is slower than A by more than this many percent (and the "
+            "change is significant, when it can be tested).",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare two results: p50, p90, accuracy and size, with a significance test on the
+    latency (a bootstrap of the difference of medians) and a one-line conclusion."""
+    use_json(json_out)
+    if db is None and inventory is not None:
+        from ..lab.inventory import load_inventory
+
+        db = load_inventory(inventory, discover=False).db_path
+    res = compare_mod.compare(a, b, db, metric, max_slowdown)
+    if json_out:
+        emit_json(res.to_dict())
+    else:
+        for p in res.pairs:
+            t = Table(title=escape(f"{p.b.device} × {p.b.model}: A = {p.a.label}, B = {p.b.label}"))
+            for col in ("", "A", "B", "change", "test"):
+                t.add_column(col, justify="left" if col in ("", "test") else "right")
+            for name, c in p.changes.items():
+                rel = c.relative
+                if name == "accuracy" and c.a is not None and c.b is not None:
+                    change = f"{(c.b - c.a) * 100:+.2f} pp"
+                else:
+                    change = "-" if rel is None else f"{rel:+.1%}"
+                test = ""
+                if c.test is not None:
+                    verdict = "significant" if c.test.significant else "not significant"
+                    ci = f"{c.test.ci_low:+.4f}..{c.test.ci_high:+.4f} ms"
+                    test = f"{verdict} (p = {c.test.p_value:.3f}; 95 % CI {ci})"
+                elif name in ("p50", "p90"):
+                    test = f"not tested: {c.note}"
+                t.add_row(name, _fmt(c.a, name), _fmt(c.b, name), change, escape(test))
+            out.print(t)
+        for side, names in (("A", res.only_a), ("B", res.only_b)):
+            if names:
+                out.print(escape(f"only in {side}: {', '.join(names)}"))
+        out.print(escape(res.conclusion()))
+    raise typer.Exit(res.exit_code)

@@ -1,0 +1,262 @@
+"""`edgeq compare A B`: did B get slower, less accurate or bigger than A — really?
+
+A and B are two deploy result files (`results/*.json`, schema edgeq.deploy/1) or two run
+ids of a lab history (then every device × model the two runs share is compared). For each
+pair it reports the change in p50, p90, accuracy and size. Latency changes are tested:
+
+  * with repetitions on both sides (`--repeat N`, N ≥ 2): the per-repetition p50s (p90s)
+    of A against B's, a bootstrap of the difference of their medians;
+  * else with the latency samples both runs kept: a bootstrap of the difference of the
+    medians (p50) and of the 90th percentiles (p90) of the samples;
+  * else (e.g. benchmark_model, which prints no samples): the change, untested.
+
+It ends with one line, e.g. "B is 7.1 % slower at p50 (significant at 95 %)" or "no
+significant change". With `max_slowdown_pct`, a pair whose slowdown is above it — and
+significant, when it could be tested — fails (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import EXIT_FAILED, EXIT_OK, UsageError
+from .stats import Difference, quantile_difference
+
+METRICS = ("p50", "p90")
+
+
+@dataclass
+class Side:
+    """One measured device × model: its figures and what a test can use."""
+
+    label: str
+    device: str
+    model: str
+    key: str
+    runner: str
+    p50: float | None
+    p90: float | None
+    accuracy: float | None
+    bytes: int | None
+    samples: list[float] | None = None
+    reps: dict[str, list[float]] | None = None
+
+
+def side_from_run(label: str, device: str, model: str, key: str, run: dict[str, Any]) -> Side:
+    lat = (run.get("latency_ms") or {}).get("invoke") or {}
+    samples = (run.get("latency_samples_ms") or {}).get("invoke")
+    rep = run.get("repeat") or {}
+    reps = None
+    if rep.get("runs"):
+        reps = {m: [r[m] for r in rep["runs"] if r.get(m) is not None] for m in METRICS}
+    acc = run.get("accuracy") or {}
+    return Side(
+        label=label,
+        device=device,
+        model=model,
+        key=key,
+        runner=(run.get("runner") or {}).get("name", "?"),
+        p50=rep.get("p50", {}).get("median") if rep else lat.get("p50"),
+        p90=rep.get("p90", {}).get("median") if rep else lat.get("p90"),
+        accuracy=acc.get("top1"),
+        bytes=(run.get("model") or {}).get("bytes"),
+        samples=list(samples) if samples else None,
+        reps=reps,
+    )
+
+
+def load(spec: str, db: Path | None) -> dict[tuple[str, str], Side]:
+    """The sides of a result file, or of a history run id (needs `db`)."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: not a readable edgeq result ({exc})") from None
+        if doc.get("schema") != "edgeq.deploy/1" or not isinstance(doc.get("run"), dict):
+            raise UsageError(
+                f"{path}: not an edgeq deploy result (schema edgeq.deploy/1); give a file from "
+                f"results/ or a lab run id"
+            )
+        art, tgt = doc.get("artifact") or {}, doc.get("target") or {}
+        model = Path(str(art.get("path") or "model")).name
+        side = side_from_run(
+            str(path), tgt.get("name", "?"), model, art.get("sha256", ""), doc["run"]
+        )
+        return {(side.device, side.key): side}
+    if db is None or not Path(db).is_file():
+        raise UsageError(
+            f"{spec!r} is neither a result file nor, without a lab history (--db or "
+            f"--inventory), a run id"
+        )
+    from .lab.history import History
+
+    with History(Path(db)) as h:
+        rows = h.results(run_id=spec, full=True)
+        if not rows:
+            recent = ", ".join(r["run_id"] for r in h.runs(limit=5)) or "none"
+            raise UsageError(f"{db}: no results for run {spec!r}; recent runs: {recent}")
+    out = {}
+    for r in rows:
+        run = (r.get("result") or {}).get("run")
+        if not run:
+            continue  # quarantined, busy or error: nothing was measured
+        key = r.get("artifact_sha256") or r["model"]
+        out[(r["device"], key)] = side_from_run(spec, r["device"], r["model"], key, run)
+    return out
+
+
+@dataclass
+class Change:
+    metric: str
+    a: float | None
+    b: float | None
+    test: Difference | None = None
+    note: str = ""
+
+    @property
+    def relative(self) -> float | None:
+        if self.a in (None, 0) or self.b is None:
+            return None
+        return (self.b - self.a) / self.a
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "a": self.a,
+            "b": self.b,
+            "relative": self.relative,
+            "test": self.test.to_dict() if self.test else None,
+            "note": self.note,
+        }
+
+
+@dataclass
+class PairResult:
+    a: Side
+    b: Side
+    changes: dict[str, Change] = field(default_factory=dict)
+    headline: str = "p50"
+    max_slowdown_pct: float | None = None
+
+    @property
+    def slowdown_exceeded(self) -> bool:
+        c = self.changes[self.headline]
+        if self.max_slowdown_pct is None or c.relative is None:
+            return False
+        over = c.relative * 100 > self.max_slowdown_pct
+        return over and (c.test is None or c.test.significant)
+
+    def conclusion(self) -> str:
+        c = self.changes[self.headline]
+        if c.relative is None:
+            return f"{self.headline} not comparable (missing on one side)"
+        pct = abs(c.relative) * 100
+        way = "slower" if c.relative > 0 else "faster"
+        if c.test is None:
+            return f"B is {pct:.1f} % {way} at {self.headline} (not tested: {c.note})"
+        level = f"{c.test.level:.0%}"
+        if c.test.significant:
+            return f"B is {pct:.1f} % {way} at {self.headline} (significant at {level})"
+        p = c.test.p_value
+        return f"no significant change at {self.headline} ({pct:.1f} % {way}, p = {p:.2f})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.b.device,
+            "model": self.b.model,
+            "a": {"source": self.a.label, "runner": self.a.runner},
+            "b": {"source": self.b.label, "runner": self.b.runner},
+            "changes": {k: v.to_dict() for k, v in self.changes.items()},
+            "conclusion": self.conclusion(),
+            "slowdown_exceeded": self.slowdown_exceeded,
+        }
+
+
+def compare_sides(
+    a: Side, b: Side, headline: str = "p50", max_slowdown_pct: float | None = None
+) -> PairResult:
+    res = PairResult(a, b, headline=headline, max_slowdown_pct=max_slowdown_pct)
+    for m, q in (("p50", 0.5), ("p90", 0.9)):
+        ch = Change(m, getattr(a, m), getattr(b, m))
+        if a.reps and b.reps and len(a.reps[m]) >= 2 and len(b.reps[m]) >= 2:
+            ch.test = quantile_difference(a.reps[m], b.reps[m], 0.5)
+            ch.note = f"medians of {len(a.reps[m])} vs {len(b.reps[m])} repetitions"
+        elif a.samples and b.samples and len(a.samples) >= 5 and len(b.samples) >= 5:
+            ch.test = quantile_difference(a.samples, b.samples, q)
+            ch.note = f"{len(a.samples)} vs {len(b.samples)} latency samples"
+        else:
+            ch.note = "no latency samples or repetitions on both sides"
+        res.changes[m] = ch
+    res.changes["accuracy"] = Change("accuracy", a.accuracy, b.accuracy)
+    res.changes["size"] = Change(
+        "size",
+        None if a.bytes is None else float(a.bytes),
+        None if b.bytes is None else float(b.bytes),
+    )
+    return res
+
+
+@dataclass
+class Comparison:
+    pairs: list[PairResult]
+    only_a: list[str]
+    only_b: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if any(p.slowdown_exceeded for p in self.pairs) else EXIT_OK
+
+    def conclusion(self) -> str:
+        if not self.pairs:
+            return "nothing to compare: the two sides share no device × model"
+        if len(self.pairs) == 1:
+            return self.pairs[0].conclusion()
+        worse = [
+            p
+            for p in self.pairs
+            if "slower" in p.conclusion() and "significant at" in p.conclusion()
+        ]
+        if not worse:
+            return f"no significant slowdown in {len(self.pairs)} device × model pairs"
+        return f"{len(worse)} of {len(self.pairs)} pairs significantly slower: " + "; ".join(
+            f"{p.b.device} × {p.b.model}: {p.conclusion()}" for p in worse
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.exit_code == EXIT_OK,
+            "exit_code": self.exit_code,
+            "pairs": [p.to_dict() for p in self.pairs],
+            "only_in_a": self.only_a,
+            "only_in_b": self.only_b,
+            "conclusion": self.conclusion(),
+        }
+
+
+def compare(
+    a_spec: str,
+    b_spec: str,
+    db: Path | None = None,
+    headline: str = "p50",
+    max_slowdown_pct: float | None = None,
+) -> Comparison:
+    if headline not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, got {headline!r}")
+    if max_slowdown_pct is not None and not max_slowdown_pct >= 0:
+        raise UsageError(f"--max-slowdown must be a percentage >= 0, got {max_slowdown_pct}")
+    a, b = load(a_spec, db), load(b_spec, db)
+    if len(a) == 1 and len(b) == 1:  # two single results: compare them whatever their names
+        pairs = [compare_sides(*a.values(), *b.values(), headline, max_slowdown_pct)]
+        return Comparison(pairs, [], [])
+    keys = [k for k in a if k in b]
+    pairs = [compare_sides(a[k], b[k], headline, max_slowdown_pct) for k in keys]
+    name = lambda s: f"{s.device} × {s.model}"  # noqa: E731
+    return Comparison(
+        pairs,
+        [name(a[k]) for k in a if k not in b],
+        [name(b[k]) for k in b if k not in a],
+    )
