@@ -44,7 +44,7 @@ def test_argv_carries_every_option_in_the_tools_spelling():
         op_profiling=True,
         taskset="f0",
     )
-    opts = BenchmarkModelRunner(_cfg(taskset="0f"), settings).effective
+    opts = BenchmarkModelRunner(_cfg(taskset="0f"), settings).effective()
     got = argv(opts, "/d/bm", "/d/m 1.tflite")
     assert got[:4] == [
         "taskset",
@@ -70,10 +70,10 @@ def test_argv_carries_every_option_in_the_tools_spelling():
 
 
 def test_defaults_leave_the_tools_own_choices():
-    opts = BenchmarkModelRunner(_cfg(), RunSettings()).effective
+    opts = BenchmarkModelRunner(_cfg(), RunSettings()).effective()
     got = argv(opts, "bm", "m")
     assert got[0] == "bm" and not any(a.startswith(("--use_", "--enable_")) for a in got)
-    assert BenchmarkModelRunner(_cfg(taskset="f0"), RunSettings()).effective.taskset == "f0"
+    assert BenchmarkModelRunner(_cfg(taskset="f0"), RunSettings()).effective().taskset == "f0"
 
 
 @pytest.mark.parametrize("mask", ["zz", "f0; reboot", "0"])

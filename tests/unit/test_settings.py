@@ -23,7 +23,8 @@ def test_cli_defaults_are_the_settings_defaults():
         for spec in SPECS:
             if spec.cli:
                 assert spec.name in params, (command, spec.name)
-                assert params[spec.name].default == spec.default, (command, spec.name)
+                want = str(spec.default) if spec.many else spec.default  # "1" or "1,2,4"
+                assert params[spec.name].default == want, (command, spec.name)
 
 
 def test_lab_run_keys_are_the_settings_with_their_defaults():
@@ -65,6 +66,13 @@ def test_native_argv_uses_the_tools_flag_names():
         assert arg.startswith("--") and arg[2:].split("=")[0] in flags, arg
 
 
+def test_several_thread_settings():
+    s = RunSettings(threads="1,2,4").validate()
+    assert s.threads == (1, 2, 4) and s.thread_settings == (1, 2, 4)
+    assert RunSettings(threads=[2]).threads == 2
+    assert RunSettings.from_dict({"threads": [1, 4]}).thread_settings == (1, 4)
+
+
 def test_bad_values_name_the_option():
     import pytest
 
@@ -75,6 +83,11 @@ def test_bad_values_name_the_option():
         ({"min_s": float("nan")}, "--min-s must be a finite number"),
         ({"timeout": 0}, "--timeout must be > 0"),
         ({"taskset": "f0;reboot"}, "taskset mask"),
+        ({"threads": "1,x"}, "--threads takes whole numbers"),
+        ({"threads": "2,2"}, "lists a value twice"),
+        ({"threads": "1,0"}, "--threads must be >= 1"),
+        ({"repeat": 0}, "--repeat must be >= 1"),
+        ({"pin_governor": "perf; reboot"}, "not a governor name"),
     ):
         with pytest.raises(UsageError, match=fragment):
             RunSettings(**kw).validate()

@@ -38,13 +38,38 @@ class Budget:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def sweep_settings(sweep: dict[str, Any]) -> str:
+    return ",".join(str(r["threads"]) for r in sweep.get("settings") or [])
+
+
+def judged_latency(run: dict[str, Any], budget: Budget) -> tuple[float | None, str]:
+    """The latency figure the budget judges, and where it comes from: with 3 or more
+    repetitions the upper end of the 95 % interval of the chosen percentile (a pass must
+    be a pass with confidence), else the single run's figure."""
+    rep = run.get("repeat") or {}
+    if (
+        budget.latency_kind == "invoke"
+        and rep.get("n", 0) >= 3
+        and rep.get(budget.latency_percentile)
+    ):
+        block = rep[budget.latency_percentile]
+        return block["ci_high"], (
+            f"upper end of the 95 % interval over {rep['n']} repetitions "
+            f"(median {block['median']:.4g} ms)"
+        )
+    stats = (run.get("latency_ms") or {}).get(budget.latency_kind) or {}
+    return stats.get(budget.latency_percentile), ""
+
+
 def judge(
     budget: Budget,
     run: dict[str, Any],
     reference_top1: float | None = None,
     reference_source: str = "host",
+    accept_invalid: bool = False,
 ) -> Verdict:
-    """Check a validated run document against the budget."""
+    """Check a validated run document against the budget. Latency from a run whose
+    validity is `invalid` is not judged (unless `accept_invalid`)."""
     checks: list[Check] = []
     size_kb = run["model"]["bytes"] / 1024
     checks.append(
@@ -59,12 +84,16 @@ def judge(
         )
     )
 
-    lat_all = run.get("latency_ms", {})
-    stats = lat_all.get(budget.latency_kind) or {}
-    value = stats.get(budget.latency_percentile)
+    value, how = judged_latency(run, budget)
     emulated = bool(run.get("environment", {}).get("emulated"))
     metric = f"latency_{budget.latency_percentile}"
     runner = run.get("runner", {}).get("name", "device")
+    sweep = run.get("threads_sweep")
+    if sweep:
+        how = "; ".join(
+            x for x in (how, f"best of threads {sweep_settings(sweep)}: {sweep['best']}") if x
+        )
+    validity = run.get("validity") or {}
     if value is None:
         checks.append(
             Check(
@@ -83,7 +112,24 @@ def judge(
         checks.append(
             Check(metric, value, budget.max_latency_ms, "<=", None, "ms", runner, EMULATED_NOTE)
         )
+    elif validity.get("verdict") == "invalid" and not accept_invalid:
+        why = "; ".join(validity.get("reasons") or ["the run is invalid"])
+        checks.append(
+            Check(
+                metric,
+                value,
+                budget.max_latency_ms,
+                "<=",
+                None,
+                "ms",
+                runner,
+                f"not judged: {why} (--accept-invalid judges it anyway)",
+            )
+        )
     else:
+        note = how
+        if validity.get("verdict") == "invalid":
+            note = "; ".join(x for x in (how, "judged although invalid (--accept-invalid)") if x)
         checks.append(
             Check(
                 metric,
@@ -93,6 +139,7 @@ def judge(
                 value <= budget.max_latency_ms,
                 "ms",
                 runner,
+                note,
             )
         )
 

@@ -154,9 +154,12 @@ def measure(
     runner: Runner | None = None,
 ) -> Measurement:
     """Measure `artifact` on `target` with the runner the target asks for (opened and closed
-    inside; its per-run workdir is removed unless the target keeps it)."""
+    inside; its per-run workdir is removed unless the target keeps it), with the settings'
+    repetitions, thread sweep, cool-down, governor pin and validity sampling."""
+    from . import measure as measure_mod
+
     runner = runner or choose(target.config, settings)
-    return runner.measure(target, Job(Path(artifact), eval_npz, settings), progress)
+    return measure_mod.measure(target, runner, Job(Path(artifact), eval_npz, settings), progress)
 
 
 # --------------------------------------------------------------------------- deploy
@@ -195,7 +198,11 @@ def deploy(
             f"{target_cfg.name}: the device ran a different model than sent "
             f"(sha256 mismatch); clear its cache folder {target.cache_dir}"
         )
-    verdict = judge(budget, run, ref_top1) if budget is not None else None
+    verdict = (
+        judge(budget, run, ref_top1, accept_invalid=settings.accept_invalid)
+        if budget is not None
+        else None
+    )
     total = time.perf_counter() - t0
     measured = sum(v for v in run.get("phases_ms", {}).values() if v) / 1000
     if run.get("accuracy"):

@@ -37,16 +37,22 @@ class Spec:
     #: also a key of the lab's [run] table
     lab: bool = True
     optional: bool = False
+    #: several values may be given ("1,2,4"; a list in lab.toml): each is measured
+    many: bool = False
 
     @property
     def field(self) -> Field:
         types: tuple[type, ...] = (int, float) if self.type is float else (self.type,)
-        return Field(types, self.default, self.help, minimum=self.minimum, exclusive=self.exclusive)
+        if self.many:
+            types = (*types, list)
+        bounds = {} if self.many else {"minimum": self.minimum, "exclusive": self.exclusive}
+        return Field(types, self.default, self.help, **bounds)
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("threads", int, 1, "Interpreter threads on the device.", "--threads", "--threads",
-         "num_threads", minimum=1),
+    Spec("threads", int, 1, "Interpreter threads on the device; several (e.g. 1,2,4) are "
+         "each measured, and the best one is judged.", "--threads", "--threads",
+         "num_threads", minimum=1, many=True),
     Spec("runs", int, 100, "Timed inferences (at least).", "--runs", "--runs", "num_runs",
          minimum=1),
     Spec("min_s", float, 1.0, "Time the steady state for at least this many seconds.",
@@ -63,6 +69,17 @@ SPECS: tuple[Spec, ...] = (
          "--limit", minimum=1, lab=False, optional=True),
     Spec("timeout", float, 900.0, "Give up on the device run after this many seconds.",
          "--timeout", minimum=0, exclusive=True, lab=False),
+    Spec("repeat", int, 1, "Measure the steady state N times, each in a fresh interpreter; "
+         "with N >= 3 the budget judges the upper end of the 95 % interval.", "--repeat",
+         minimum=1),
+    Spec("cooldown_to", float, None, "Before each measurement wait until the hottest thermal "
+         "zone is at most this many degrees C.", "--cooldown-to", optional=True),
+    Spec("cooldown_max_s", float, 300.0, "Wait at most this long for --cooldown-to.",
+         "--cooldown-max-s", minimum=0),
+    Spec("pin_governor", str, "", "Set this CPU frequency governor (e.g. performance) for the "
+         "run and restore the previous one afterwards.", "--pin-governor"),
+    Spec("accept_invalid", bool, False, "Judge latency even when the run's validity is "
+         "invalid (throttled, heated up, frequency changed).", "--accept-invalid"),
     Spec("use_xnnpack", bool, None, "benchmark_model: XNNPACK on/off (default: its own).",
          "--use-xnnpack/--no-xnnpack", native="use_xnnpack", optional=True),
     Spec("use_gpu", bool, False, "benchmark_model: the GPU delegate.", "--use-gpu",
@@ -86,7 +103,7 @@ _TASKSET = re.compile(r"(0[xX])?[0-9a-fA-F]+")
 class RunSettings:
     """How a device is measured. Build with keywords; `validate()` before use."""
 
-    threads: int = SPEC["threads"].default
+    threads: int | tuple[int, ...] = SPEC["threads"].default
     runs: int = SPEC["runs"].default
     min_s: float = SPEC["min_s"].default
     warmup_runs: int = SPEC["warmup_runs"].default
@@ -101,6 +118,15 @@ class RunSettings:
     op_profiling: bool = SPEC["op_profiling"].default
     taskset: str = SPEC["taskset"].default
     benchmark_binary: str = SPEC["benchmark_binary"].default
+    repeat: int = SPEC["repeat"].default
+    cooldown_to: float | None = SPEC["cooldown_to"].default
+    cooldown_max_s: float = SPEC["cooldown_max_s"].default
+    pin_governor: str = SPEC["pin_governor"].default
+    accept_invalid: bool = SPEC["accept_invalid"].default
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, (list, str)):
+            object.__setattr__(self, "threads", parse_many(self.threads, "--threads"))
 
     def validate(self) -> RunSettings:
         """The settings if every value is in range, else UsageError naming the option."""
@@ -109,16 +135,13 @@ class RunSettings:
             if value is None and spec.optional:
                 continue
             opt = spec.cli.split("/")[0] or spec.name
-            if spec.type in (int, float):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise UsageError(f"{opt} must be a number, got {value!r}")
-                if not math.isfinite(value):
-                    raise UsageError(f"{opt} must be a finite number, got {value!r}")
-                if spec.minimum is not None and (
-                    value <= spec.minimum if spec.exclusive else value < spec.minimum
-                ):
-                    op = ">" if spec.exclusive else ">="
-                    raise UsageError(f"{opt} must be {op} {spec.minimum:g}, got {value!r}")
+            for v in value if spec.many and isinstance(value, tuple) else (value,):
+                self._check_number(spec, opt, v)
+        if self.pin_governor and not re.fullmatch(r"[a-z][a-z0-9_]*", self.pin_governor):
+            raise UsageError(
+                f"--pin-governor {self.pin_governor!r} is not a governor name (e.g. "
+                f"performance, schedutil, ondemand)"
+            )
         if self.taskset:
             if not _TASKSET.fullmatch(self.taskset):
                 raise UsageError(
@@ -128,6 +151,27 @@ class RunSettings:
             if int(self.taskset, 16) == 0:
                 raise UsageError("taskset mask 0 selects no CPU; use e.g. f0")
         return self
+
+    @staticmethod
+    def _check_number(spec: Spec, opt: str, value: Any) -> None:
+        if spec.type not in (int, float):
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{opt} must be a number, got {value!r}")
+        if spec.type is int and not float(value).is_integer():
+            raise UsageError(f"{opt} must be a whole number, got {value!r}")
+        if not math.isfinite(value):
+            raise UsageError(f"{opt} must be a finite number, got {value!r}")
+        if spec.minimum is not None and (
+            value <= spec.minimum if spec.exclusive else value < spec.minimum
+        ):
+            op = ">" if spec.exclusive else ">="
+            raise UsageError(f"{opt} must be {op} {spec.minimum:g}, got {value!r}")
+
+    @property
+    def thread_settings(self) -> tuple[int, ...]:
+        """The thread counts to measure (one, or several for a sweep)."""
+        return self.threads if isinstance(self.threads, tuple) else (self.threads,)
 
     def with_(self, **changes: Any) -> RunSettings:
         return replace(self, **changes)
@@ -152,6 +196,20 @@ class RunSettings:
         ]
 
 
+def parse_many(value: Any, opt: str) -> int | tuple[int, ...]:
+    """ "1,2,4" or [1, 2, 4] → (1, 2, 4); one value → that int."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        out = tuple(int(str(v).strip()) for v in items if str(v).strip())
+    except ValueError:
+        raise UsageError(f"{opt} takes whole numbers separated by commas, got {value!r}") from None
+    if not out:
+        raise UsageError(f"{opt} needs at least one value")
+    if len(set(out)) != len(out):
+        raise UsageError(f"{opt} lists a value twice: {value!r}")
+    return out[0] if len(out) == 1 else out
+
+
 #: The lab's [run] keys (lab.toml), with the same defaults and bounds.
 LAB_FIELDS: dict[str, Field] = {s.name: s.field for s in SPECS if s.lab}
 
@@ -160,6 +218,8 @@ def argv(settings: RunSettings, dialect: str) -> list[str]:
     """The measuring flags for a runner: `edgeq` (the device runner's `--threads 1 …`) or
     `benchmark_model` (`--num_threads=1 …`). Values that are unset are not passed."""
     out: list[str] = []
+    if isinstance(settings.threads, tuple):
+        raise ValueError("argv of one run: measure each thread setting separately")
     for spec in SPECS:
         value = getattr(settings, spec.name)
         if value is None:

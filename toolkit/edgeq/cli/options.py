@@ -21,7 +21,7 @@ from ..settings import SPECS, RunSettings
 
 
 def _annotation(spec) -> Any:
-    kind: Any = spec.type
+    kind: Any = str if spec.many else spec.type  # "1,2,4", parsed by RunSettings
     if spec.optional:
         kind = kind | None
     return Annotated[kind, typer.Option(spec.cli, help=spec.help)]
@@ -52,7 +52,10 @@ def run_settings_options(
     taken = {p.name for p in own}
     added = [
         inspect.Parameter(
-            s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default, annotation=_annotation(s)
+            s.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=str(s.default) if s.many else s.default,
+            annotation=_annotation(s),
         )
         for s in SPECS
         if s.cli and s.name not in taken

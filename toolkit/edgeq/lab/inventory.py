@@ -244,8 +244,14 @@ def _strings(where: str, key: str, value: list[Any], choices: tuple[str, ...] | 
 
 
 def _check_run(where: str, run: dict[str, Any]) -> dict[str, Any]:
-    """Cross-key checks of a [run] table (bounds are the settings' own, checked on load)."""
-    settings_mod.RunSettings.from_dict(run)  # every key is a setting
+    """A [run] table's values through the settings' own validator (the message names the
+    table as well as the key)."""
+    from ..errors import UsageError
+
+    try:
+        settings_mod.RunSettings.from_dict(run).validate()
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc.message.lstrip('-')}") from None
     return run
 
 

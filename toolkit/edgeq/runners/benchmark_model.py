@@ -484,10 +484,10 @@ class BenchmarkModelRunner(Runner):
     def configured(cls, tcfg: TargetConfig, settings: RunSettings) -> bool:
         return resolve_binary(settings, tcfg) is not None
 
-    @property
-    def effective(self) -> RunSettings:
-        """The settings with the target's taskset when the command line gave none."""
-        s = self.settings
+    def effective(self, settings: RunSettings | None = None) -> RunSettings:
+        """The settings (default: the runner's) with the target's taskset when the command
+        line gave none."""
+        s = settings or self.settings
         if not s.taskset and self.tcfg.get("taskset"):
             s = s.with_(taskset=str(self.tcfg.get("taskset"))).validate()
         return s
@@ -506,7 +506,7 @@ class BenchmarkModelRunner(Runner):
         """The device's facts, the binary (found, fits the device, executable there) and
         where accuracy will be measured. No Python is required on the device."""
         health = Health()
-        settings = self.effective
+        settings = self.effective()
         facts = device_facts(target)
         env = environment(facts, settings, None)
         health.environment = env
@@ -546,7 +546,7 @@ class BenchmarkModelRunner(Runner):
         return health
 
     def measure(self, target: Target, job: Job, progress: Progress | None = None) -> Measurement:
-        settings = self.effective
+        settings = self.effective(job.settings)
         binary = self.binary()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         t0 = time.perf_counter()

@@ -138,14 +138,14 @@ class PythonRunner(Runner):
         return health
 
     def argv(self, target: Target, remote_runner: str, remote_model: str, out: str,
-             remote_data: str | None) -> list[str]:  # fmt: skip
+             remote_data: str | None, settings=None) -> list[str]:  # fmt: skip
         argv = [
             *target.python_argv(),
             remote_runner,
             remote_model,
             "--out",
             out,
-            *settings_mod.argv(self.settings, "edgeq"),
+            *settings_mod.argv(settings or self.settings, "edgeq"),
         ]
         if remote_data:
             argv += ["--data", remote_data]
@@ -161,10 +161,12 @@ class PythonRunner(Runner):
             say(progress, f"sent {target.bytes_sent:,} bytes")
             workdir = target.workdir
             out_remote = f"{workdir}/result.json"
-            argv = self.argv(target, remote_runner, remote_model, out_remote, remote_data)
+            argv = self.argv(
+                target, remote_runner, remote_model, out_remote, remote_data, job.settings
+            )
             say(progress, f"running the benchmark on {target.name}")
             t_run = time.perf_counter()
-            res = target.run(argv, timeout=self.settings.timeout, check=False, killable=True)
+            res = target.run(argv, timeout=job.settings.timeout, check=False, killable=True)
             run_s = time.perf_counter() - t_run
             text = pull_text(target, out_remote)
             doc = interpret(target, res, text)

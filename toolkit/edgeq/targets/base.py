@@ -83,6 +83,7 @@ class Target(ABC):
         self.name = config.name
         self.keep = keep
         self._open = False
+        self._depth = 0
         self._workdir: str | None = None
         self._cache_ready = False
         self.bytes_sent = 0
@@ -139,10 +140,15 @@ class Target(ABC):
             self._open = False
 
     def __enter__(self) -> Target:
-        return self.open()
+        self.open()
+        self._depth += 1
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Nested `with target:` blocks share one session: only the outermost closes."""
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0:
+            self.close()
 
     # ------------------------------------------------------------------ commands
 
