@@ -2,7 +2,8 @@
 MNIST model and on a larger one, and how stable its p50 is from run to run.
 
     .venv/bin/python bench/harness.py [--model MODEL.tflite] [--rounds 5] [--runs 2000]
-                                      [--large-model M.tflite] [--large-runs 100] [--no-large]
+                                      [--large-model M.tflite] [--large-runs 100]
+                                      [--large-rounds 9] [--no-large]
 
 1. In one process, on one interpreter, alternate `rounds` times: a bare loop
    (`t = perf_counter_ns(); invoke(); append(...)`) and the runner's `benchmark()`; the
@@ -79,6 +80,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--large-model", type=Path, help="default: MobileNetV2 α=0.35, built here")
     ap.add_argument("--large-runs", type=int, default=100)
+    ap.add_argument("--large-rounds", type=int, default=9)
     ap.add_argument("--no-large", action="store_true", help="skip the larger model")
     args = ap.parse_args()
     model = args.model or quick_int8_model(Path("/tmp/edgeq-bench-model"))
@@ -88,7 +90,7 @@ def main() -> None:
 
     rows = [("book CNN", model, overhead(model, args.rounds, args.runs, args.threads, 500))]
     if large is not None:
-        ov = overhead(large, args.rounds, args.large_runs, args.threads, 20)
+        ov = overhead(large, args.large_rounds, args.large_runs, args.threads, 20)
         rows.append(("MobileNetV2 0.35", large, ov))
 
     p50s = []
@@ -112,9 +114,12 @@ def main() -> None:
         p50s.append(json.loads(proc.stdout)["latency_ms"]["invoke"]["p50"])
     cv = statistics.stdev(p50s) / statistics.mean(p50s)
 
-    print(f"{hostrun.runtime()}, {args.threads} thread(s), {args.rounds} interleaved rounds")
+    print(f"{hostrun.runtime()}, {args.threads} thread(s)")
     for label, path, ov in rows:
-        print(f"  {label}: {path} ({path.stat().st_size:,} B), {ov['runs']} runs per round")
+        print(
+            f"  {label}: {path} ({path.stat().st_size:,} B), {ov['rounds']} interleaved "
+            f"rounds of {ov['runs']} runs"
+        )
     print(f"{'measure':<52}{'value':>12}{'target':>10}")
     print("-" * 74)
     for label, _path, ov in rows:

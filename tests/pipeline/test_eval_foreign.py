@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from edgeq import evaldata, hostrun
@@ -134,3 +135,15 @@ def test_explicit_agreement_says_when_there_is_no_reference(cli, foreign):
 def test_bad_input_shape_syntax_is_one_json_error(cli, foreign):
     res = cli("eval", foreign["two_inputs"].path, "--input-shape", "a=x", "--json")
     assert res.exit_code == 2 and _json(res)["error"]["type"] == "UsageError"
+
+
+def test_data_sets_the_dynamic_dimension_it_fills(cli, foreign, tmp_path):
+    f = tmp_path / "seq.npz"
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 1, (6, 5, 8)).astype(np.float32)
+    np.savez(f, x=x, y=rng.randint(0, 4, 6))
+    res = cli("eval", foreign["dynamic_seq"].path, "--data", f, "--runs", "5", "--json")
+    assert res.exit_code == 0, res.stderr
+    [row] = _json(res)["artifacts"]
+    assert row["samples"] == 6 and row["top1"] is not None and row["latency_runs"] >= 5
+    assert row["batch_size"] == 1  # its batch dimension is fixed: one sample per call

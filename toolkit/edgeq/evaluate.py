@@ -320,7 +320,7 @@ def _evaluate_one(
     row.inputs = [t.to_dict() for t in io.inputs]
     row.outputs = [t.to_dict() for t in io.outputs]
     row.input_dtype = io.inputs[0].dtype if io.inputs else None
-    shapes = hostrun.resolve_shapes(io, source.input_shapes)
+    check: hostrun.DataCheck | None = None
 
     if source.user_data:
         d = source.user_for(io)
@@ -356,6 +356,9 @@ def _evaluate_one(
             "folder CLASS_NAME/*.png)"
         )
 
+    # the data's samples set the dynamic dimensions they fill (as on the device)
+    sample_shape = check.sample_shape if check is not None else None
+    shapes = hostrun.resolve_shapes(io, source.input_shapes, sample_shape)
     lat_interp = hostrun.open_model(path, threads=1)
     hostrun.apply_shapes(lat_interp, shapes, path)
     specs = [hostrun.input_spec(d) for d in lat_interp.get_input_details()]
