@@ -138,9 +138,10 @@ def main() -> None:
     for label, _path, ov in rows:
         print(f"{label + ': bare invoke() loop p50 (ms)':<52}{ov['bare']:>12.4f}")
         print(f"{label + ': runner benchmark() p50 (ms)':<52}{ov['harness']:>12.4f}")
-        print(
-            f"{label + ': runner / bare (median of rounds)':<52}{ov['ratio']:>12.3f}{'<= 1.03':>10}"
-        )
+        name = label + ": runner / bare (median of rounds)"
+        print(f"{name:<52}{ov['ratio']:>12.3f}{'<= 1.03':>10}")
+        q1, q3 = ov["ratio_quartiles"]
+        print(f"{label + ': ... quartiles of the rounds':<52}{f'{q1:.3f}-{q3:.3f}':>12}")
     print(f"{'book CNN: runner program p50 over runs (ms)':<52}")
     print(f"{'':<4}{' '.join(f'{p:.4f}' for p in p50s)}")
     print(f"{'book CNN: run-to-run CV of p50':<52}{cv:>12.2%}{'<= 3 %':>10}")
