@@ -329,7 +329,7 @@ def _evaluate_one(
         if check.applicable:
             t0 = time.perf_counter()
             acc = hostrun.host_accuracy(
-                path, source.stage(d), None, batch_size, source.input_shapes, eval_threads()
+                path, source.stage(d), None, batch_size, eval_threads(), source.input_shapes
             )
             _set_accuracy(row, acc, time.perf_counter() - t0)
         else:

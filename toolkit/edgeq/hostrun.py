@@ -6,6 +6,7 @@ preparation and quantization, seeded random inputs, accuracy, shape resolution. 
 is the ONE place host code imports them from (re-exported below), and it adds what only the
 host does:
 
+    interpreter(artifact)         an allocated host interpreter and its runtime name
     model_io(artifact)            every input/output tensor: name, shape, signature, dtype,
                                   quantization; is it a classifier
     check_data(io, data)          the pre-push check of evaluation data against the model
@@ -78,6 +79,7 @@ __all__ = [
     "host_accuracy",
     "host_agreement",
     "input_spec",
+    "interpreter",
     "load_eval_data",
     "make_interpreter",
     "model_io",
@@ -92,6 +94,8 @@ __all__ = [
     "reference_outputs",
     "resolve_shapes",
     "run_samples",
+    "runner",
+    "runtime",
     "tensor_info",
     "to_input",
 ]
@@ -196,6 +200,16 @@ def open_model(artifact: Path, threads: int | None = None) -> Any:
     except RunnerFailure as exc:
         what = "not a TFLite model" if exc.kind == "BadModel" else "cannot be run here"
         raise ModelError(f"{artifact}: {what} ({exc.message}); {exc.hint}") from None
+
+
+def interpreter(artifact: Path, threads: int | None = None) -> tuple[Any, str]:
+    """An allocated interpreter for `artifact` and the runtime's "name version"."""
+    interp = open_model(artifact, threads)
+    try:
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{artifact}: cannot allocate the model ({exc})") from None
+    return interp, runtime()
 
 
 def model_io(artifact: Path) -> ModelIO:
@@ -352,8 +366,8 @@ def host_accuracy(
     npz: Path,
     limit: int | None = None,
     batch_size: int = 64,
-    input_shapes: dict[str, list[int]] | None = None,
     threads: int | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Top-1 of `artifact` on the staged evaluation .npz, on this host's interpreter, exactly
     as the device runner computes it (first `limit` samples). DataError if the data does
