@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq import convert, data, evaluate, train
-from edgeq_device import edgeq_runner as runner
+from edgeq import convert, data, evaluate, hostrun, train
 
 BOOK = {"float32_kb": 138.71, "float32_acc": 0.9862, "int8_kb": 39.65, "int8_acc": 0.9861}
 
@@ -42,14 +41,13 @@ RECIPES = {
 def per_image_seconds(path: Path, x: np.ndarray) -> float:
     """Time a one-image-per-call loop over the test split (the naive evaluation), with the
     same thread count as the batched evaluation so that only batching differs."""
-    cls, _, _ = runner.find_interpreter()
-    it = runner.make_interpreter(cls, str(path), threads=evaluate.eval_threads())
+    it = hostrun.open_model(path, threads=evaluate.eval_threads())
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    xf = runner.prepare_images(x)
+    xf = hostrun.prepare_images(x)
     t0 = time.perf_counter()
     for i in range(len(xf)):
-        it.set_tensor(inp["index"], runner.quantize_input(xf[i : i + 1], inp))
+        it.set_tensor(inp["index"], hostrun.quantize_input(xf[i : i + 1], inp))
         it.invoke()
         it.get_tensor(out["index"])
     return time.perf_counter() - t0

@@ -3,18 +3,25 @@
 
 Self-contained on purpose: it needs only the Python standard library (3.8+), numpy (1.x or
 2.x) and one TFLite interpreter package, tried in this order: ai_edge_litert, tflite_runtime,
-tensorflow.lite. The host pushes this single file next to the model and runs it; the host's
-`edgeq eval` imports the very same functions (`prepare_images`, `quantize_input`,
-`evaluate_accuracy`) so host and device accuracy are computed by one implementation.
+tensorflow.lite. The host pushes this single file next to the model and runs it; the host
+imports the very same functions (through `edgeq.hostrun`: input preparation, quantization,
+random inputs, accuracy) so host and device compute them with one implementation.
+
+Any model: every input is fed (float32/16, int8, uint8, int16, int32, int64, bool), with
+seeded random data in its valid range unless evaluation data feeds it; dynamic dimensions
+are set with `--input-shape NAME=d0,d1,...`.
 
 Usage:
     python3 edgeq_runner.py MODEL.tflite [--data EVAL.npz] [--threads N] [--runs N] [--min-s S]
                             [--warmup-runs N] [--warmup-min-s S] [--max-s S] [--out FILE]
+                            [--input-shape NAME=1,224,224,3] [--input-range NAME=LOW,HIGH]
+                            [--agreement N --agreement-seed S --outputs-out OUTPUTS.npz]
     python3 edgeq_runner.py --probe          # environment only (no numpy or interpreter needed)
 
 The output schema is documented in device_scripts/README.md. Exit codes: 0 ok, 2 bad
-arguments, 3 model cannot be loaded, 4 evaluation data unusable, 5 numpy or interpreter
-missing, 1 anything else. Every failure still prints a JSON document with "ok": false.
+arguments or an input left unset, 3 model cannot be loaded or fed, 4 evaluation data
+unusable, 5 numpy or interpreter missing, 1 anything else. Every failure still prints a JSON
+document with "ok": false.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import time
 import traceback
 
 SCHEMA = "edgeq.run/1"
-RUNNER_VERSION = "1.0"
+RUNNER_VERSION = "1.1"
 
 #: The book's preprocessing: float32 in [-1, 1] = uint8 * (1/127.5) - 1.
 DEFAULT_INPUT_SCALE = 1.0 / 127.5
@@ -126,10 +133,16 @@ def make_interpreter(interpreter_cls, model_path: str, threads: int | None = Non
 
 
 def tensor_info(detail: dict) -> dict:
+    """One tensor as the run document lists it (name, shapes, dtype, quantization)."""
     scale, zero_point = detail.get("quantization", (0.0, 0))
+    signature = detail.get("shape_signature")
+    if signature is None or len(signature) != len(detail["shape"]):
+        signature = detail["shape"]
     return {
         "name": detail.get("name"),
+        "index": int(detail["index"]) if "index" in detail else None,
         "shape": [int(v) for v in detail["shape"]],
+        "shape_signature": [int(v) for v in signature],
         "dtype": _dtype_name(detail["dtype"]),
         "scale": float(scale),
         "zero_point": int(zero_point),
@@ -140,6 +153,249 @@ def _dtype_name(dtype) -> str:
     import numpy as np
 
     return np.dtype(dtype).name
+
+
+def _info(detail) -> dict:
+    """A tensor_info dict, from either an interpreter detail or a tensor_info already."""
+    if isinstance(detail.get("shape"), list) and "shape_signature" in detail:
+        return detail
+    return tensor_info(detail)
+
+
+# --------------------------------------------------------------------------- input shapes
+
+
+def parse_input_shapes(items) -> dict:
+    """`NAME=d0,d1,...` (repeatable) -> {NAME: [d0, d1, ...]}; RunnerFailure(BadInput) if not."""
+    shapes = {}
+    for item in items or ():
+        name, sep, dims = str(item).rpartition("=")
+        try:
+            shape = [int(v) for v in dims.split(",")] if sep and name else None
+        except ValueError:
+            shape = None
+        if not shape or any(v < 1 for v in shape):
+            raise RunnerFailure(
+                "BadInput",
+                f"--input-shape {item!r}: expected NAME=d0,d1,... with positive sizes, "
+                "e.g. --input-shape input=1,224,224,3",
+                EXIT_USAGE,
+            )
+        shapes[name] = shape
+    return shapes
+
+
+def parse_input_ranges(items) -> dict:
+    """`NAME=LOW,HIGH` (repeatable) -> {NAME: (low, high)} in the input's real values."""
+    ranges = {}
+    for item in items or ():
+        name, sep, pair = str(item).rpartition("=")
+        try:
+            low, high = (float(v) for v in pair.split(","))
+            ok = bool(sep and name) and math.isfinite(low) and math.isfinite(high) and low < high
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RunnerFailure(
+                "BadInput",
+                f"--input-range {item!r}: expected NAME=LOW,HIGH with LOW < HIGH, "
+                "e.g. --input-range token_ids=0,1000",
+                EXIT_USAGE,
+            )
+        ranges[name] = (low, high)
+    return ranges
+
+
+def _short_name(name: str) -> str:
+    """`serving_default_image:0` -> `image` (how converters decorate Keras input names)."""
+    name = re.sub(r":\d+$", "", name or "")
+    return name[len("serving_default_") :] if name.startswith("serving_default_") else name
+
+
+def match_inputs(details, by_name: dict, option: str = "--input-shape") -> dict:
+    """Map each key of `by_name` to an input position: the tensor's exact name, its short
+    name (without `serving_default_` / `:0`) or its position number."""
+    found = {}
+    names = [d.get("name") or "" for d in details]
+    for key in by_name:
+        pos = None
+        if key in names:
+            pos = names.index(key)
+        elif key.isdigit() and int(key) < len(details):
+            pos = int(key)
+        else:
+            short = [i for i, n in enumerate(names) if _short_name(n) == key]
+            pos = short[0] if len(short) == 1 else None
+        if pos is None:
+            raise RunnerFailure(
+                "BadInput",
+                f"{option} {key}: the model has no input of that name; its inputs are "
+                + ", ".join(f"{n} {_sig(d)}" for n, d in zip(names, details)),
+                EXIT_USAGE,
+            )
+        found[pos] = by_name[key]
+    return found
+
+
+def _sig(detail) -> str:
+    return "[" + ", ".join(str(v) for v in _info(detail)["shape_signature"]) + "]"
+
+
+def resolve_input_shapes(details, given: dict | None = None, data_shape=None) -> list:
+    """The shape each input runs at.
+
+    `given` ({position: shape}, from --input-shape) wins; else the evaluation data's sample
+    shape fills the dynamic dimensions of input 0; else a dynamic batch dimension (the
+    first) becomes 1. Any other dimension left dynamic is an error naming the input, its
+    shape signature and the option to set it.
+    """
+    given = given or {}
+    shapes = []
+    for pos, detail in enumerate(details):
+        info = _info(detail)
+        sig = info["shape_signature"]
+        if pos in given:
+            shape = list(given[pos])
+            if len(shape) != len(sig):
+                raise RunnerFailure(
+                    "BadInput",
+                    f"--input-shape for input {info['name']}: {len(shape)} dimensions given, "
+                    f"its shape signature {_sig(info)} has {len(sig)}",
+                    EXIT_USAGE,
+                )
+        else:
+            shape = list(sig)
+            if pos == 0 and data_shape is not None and len(data_shape) == len(sig) - 1:
+                shape = [shape[0]] + [d if s == -1 else s for s, d in zip(sig[1:], data_shape)]
+            if shape and shape[0] == -1:
+                shape[0] = 1
+            if any(v < 0 for v in shape):
+                example = ",".join(str(v) if v > 0 else f"D{k}" for k, v in enumerate(shape))
+                raise RunnerFailure(
+                    "BadInput",
+                    f"input {info['name']} has dynamic dimensions {_sig(info)} beyond the batch; "
+                    f"set them with --input-shape {_short_name(info['name'])}={example}",
+                    EXIT_USAGE,
+                )
+        shapes.append(shape)
+    return shapes
+
+
+def apply_input_shapes(interpreter, shapes) -> None:
+    """Resize the inputs that differ from `shapes`, then allocate."""
+    changed = False
+    for detail, shape in zip(interpreter.get_input_details(), shapes):
+        if [int(v) for v in detail["shape"]] != list(shape):
+            interpreter.resize_tensor_input(detail["index"], list(shape))
+            changed = True
+    try:
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        if not changed:
+            raise RunnerFailure(
+                "BadModel", f"cannot allocate tensors: {_one_line(exc)}", EXIT_MODEL
+            ) from None
+        raise RunnerFailure(
+            "BadInput",
+            "the model cannot run at input shape(s) {}: {}".format(
+                ", ".join(str(list(s)) for s in shapes), _one_line(exc)
+            ),
+            EXIT_USAGE,
+            "choose shapes the model accepts (its dynamic dimensions are the -1s of its "
+            "shape signature)",
+        ) from None
+
+
+# --------------------------------------------------------------------------- random inputs
+
+#: Unquantized float inputs: uniform in [-1, 1) (the usual normalized range).
+FLOAT_RANGE = (-1.0, 1.0)
+#: Unquantized int16/int32/int64 inputs: integers in [0, 9] (valid as small ids, counts,
+#: masks or indices); set another range with --input-range NAME=LOW,HIGH.
+INT_RANGE = (0, 9)
+GENERATOR = (
+    "numpy.random.RandomState(seed); for each sample, for each input in order: "
+    "uniform(low, high, shape).astype(dtype) for floats, randint(low, high + 1, shape, "
+    "dtype=int64).astype(dtype) for integers and bool"
+)
+
+
+def input_spec(detail, shape=None, value_range=None) -> dict:
+    """How random data for one input is drawn; the dict alone reproduces it (host side too).
+
+    Floats: uniform in [-1, 1). Quantized integers (a scale is set) and unquantized
+    int8/uint8: every value of the dtype, i.e. uniform over the real interval the converter
+    calibrated ((qmin - zero_point) * scale .. (qmax - zero_point) * scale). Other integers:
+    0..9. bool: True/False. `value_range` (real values, LOW < HIGH) overrides the range.
+    """
+    import numpy as np
+
+    info = _info(detail)
+    dtype = np.dtype(info["dtype"])
+    shape = list(info["shape"] if shape is None else shape)
+    scale, zp = info.get("scale") or 0.0, int(info.get("zero_point") or 0)
+    spec = {"name": info["name"], "shape": shape, "dtype": dtype.name}
+    spec.update(scale=float(scale), zero_point=zp)
+    if dtype == np.bool_:
+        spec.update(distribution="integers", low=0, high=1)
+    elif dtype.kind == "f":
+        low, high = value_range or FLOAT_RANGE
+        spec.update(distribution="uniform", low=float(low), high=float(high))
+    elif dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        if value_range is not None:
+            low, high = value_range
+            if scale:
+                low, high = math.ceil(low / scale + zp), math.floor(high / scale + zp)
+            else:
+                low, high = math.ceil(low), math.floor(high)
+            low, high = max(int(low), int(limits.min)), min(int(high), int(limits.max))
+            if low > high:
+                raise RunnerFailure(
+                    "BadInput",
+                    f"--input-range for {info['name']} holds no {dtype.name} value",
+                    EXIT_USAGE,
+                )
+        elif scale or dtype.itemsize == 1:
+            low, high = int(limits.min), int(limits.max)
+        else:
+            low, high = INT_RANGE
+        spec.update(distribution="integers", low=int(low), high=int(high))
+        if scale:
+            spec["real_low"] = (low - zp) * scale
+            spec["real_high"] = (high - zp) * scale
+    else:
+        raise RunnerFailure(
+            "UnsupportedInput",
+            f"input {info['name']} is {dtype.name}: edgeq feeds numeric and bool inputs only",
+            EXIT_MODEL,
+        )
+    return spec
+
+
+def random_input(spec: dict, rng):
+    """One input's array drawn from `rng` (numpy RandomState) as `spec` says."""
+    import numpy as np
+
+    dtype = np.dtype(spec["dtype"])
+    shape = tuple(spec["shape"])
+    if spec["distribution"] == "uniform":
+        return rng.uniform(spec["low"], spec["high"], size=shape).astype(dtype)
+    values = rng.randint(int(spec["low"]), int(spec["high"]) + 1, size=shape, dtype=np.int64)
+    return values.astype(dtype)
+
+
+def random_inputs(specs, n: int, seed: int = 0):
+    """`n` samples (each a list with one array per input, in order) from RandomState(seed).
+
+    The first k samples do not depend on n, and numpy's legacy RandomState stream is the
+    same on every numpy version, so the host reproduces what the device fed.
+    """
+    import numpy as np
+
+    rng = np.random.RandomState(int(seed))
+    for _ in range(int(n)):
+        yield [random_input(spec, rng) for spec in specs]
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -168,7 +424,7 @@ def quantize_input(x_float, detail: dict):
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":
         return np.asarray(x_float, dtype=dtype)
-    scale, zero_point = detail.get("quantization", (0.0, 0))
+    scale, zero_point = _quantization(detail)
     if not scale:
         raise RunnerFailure(
             "BadModel",
@@ -181,59 +437,187 @@ def quantize_input(x_float, detail: dict):
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+def _quantization(detail):
+    if "quantization" in detail:
+        scale, zero_point = detail["quantization"]
+        return scale, zero_point
+    return detail.get("scale") or 0.0, detail.get("zero_point") or 0
+
+
 def dequantize_output(y, detail: dict):
-    """Output tensor values as float (the argmax is unchanged, but logits are comparable)."""
+    """Tensor values as float32 real values (quantized tensors through their scale and zero
+    point; other integers and bool as they are)."""
     import numpy as np
 
     dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return np.asarray(y, dtype=np.float32)
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    return (np.asarray(y, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale or 1.0)
+    scale, zero_point = _quantization(detail)
+    if dtype.kind == "f" or not scale:
+        return np.asarray(y).astype(np.float32)
+    return (np.asarray(y, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def preprocessing_rule(data_dtype, detail, scale=None, offset=None) -> dict:
+    """Which preprocessing evaluation data gets before it is fed (see README):
+
+    1. preprocess_scale / preprocess_offset given: x * scale + offset (missing ones: 1 and 0),
+       then quantized with the input's scale and zero point if the input is an integer;
+    2. else data of the input's own dtype (e.g. uint8 images for a uint8 input): fed as is;
+    3. else uint8 data: the book's x / 127.5 - 1, then quantized as in 1;
+    4. else float data: as is (it is taken as real values), quantized as in 1.
+    """
+    import numpy as np
+
+    data_dtype = np.dtype(data_dtype)
+    want = np.dtype(detail["dtype"])
+    if scale is not None or offset is not None:
+        s = 1.0 if scale is None else float(scale)
+        o = 0.0 if offset is None else float(offset)
+        return {"rule": "given", "scale": s, "offset": o}
+    if data_dtype == want:
+        return {"rule": "raw", "scale": None, "offset": None}
+    if data_dtype == np.uint8:
+        return {"rule": "default", "scale": DEFAULT_INPUT_SCALE, "offset": DEFAULT_INPUT_OFFSET}
+    if data_dtype.kind == "f":
+        return {"rule": "as is", "scale": None, "offset": None}
+    raise RunnerFailure(
+        "BadData",
+        f"evaluation data x is {data_dtype.name}; for the model's {want.name} input it must be "
+        f"uint8, float or {want.name}",
+        EXIT_DATA,
+    )
+
+
+def to_input(x, detail, rule: dict):
+    """Evaluation samples -> the input tensor's dtype, as `rule` (preprocessing_rule) says."""
+    import numpy as np
+
+    x = np.asarray(x)
+    if rule["rule"] == "raw":
+        return x
+    if rule["scale"] is not None:
+        x = x.astype(np.float32) * np.float32(rule["scale"]) + np.float32(rule["offset"])
+    want = np.dtype(detail["dtype"])
+    if want.kind != "f" and not _quantization(detail)[0]:
+        raise RunnerFailure(
+            "BadData",
+            f"input {detail.get('name')} is an unquantized {want.name}: evaluation data for it "
+            f"must be {want.name} itself",
+            EXIT_DATA,
+        )
+    return quantize_input(x, detail)
+
+
+def fit_data(x_shape, detail, shape=None):
+    """The evaluation data's per-sample shape checked against the input.
+
+    Returns (per-sample shape to feed, whether a channel axis of 1 is added). The data holds
+    [N, *sample]; `sample` must equal the input's shape without its batch dimension (dynamic
+    dimensions match anything), or miss only a trailing channel of size 1.
+    """
+    info = _info(detail)
+    want = list(shape[1:]) if shape is not None else list(info["shape_signature"][1:])
+    sample = [int(v) for v in x_shape[1:]]
+    add_channel = len(sample) == len(want) - 1 and want and want[-1] == 1
+    got = [*sample, 1] if add_channel else sample
+    ok = len(got) == len(want) and all(w in (-1, g) for w, g in zip(want, got))
+    if not ok:
+        raise RunnerFailure(
+            "BadData",
+            "evaluation data x has samples of shape {} ({} samples); the model's input {} "
+            "expects [N, {}] (its shape {})".format(
+                sample,
+                int(x_shape[0]) if len(x_shape) else 0,
+                info["name"],
+                ", ".join(str(v) for v in want),
+                _sig(info),
+            ),
+            EXIT_DATA,
+        )
+    return got, bool(add_channel)
+
+
+def classifier_classes(outputs):
+    """(number of classes, None) if the model is a classifier — exactly one output of shape
+    [1, N] (batch dimension dynamic or 1) with N > 1 — else (None, why accuracy does not
+    apply)."""
+    infos = [_info(d) for d in outputs]
+    if len(infos) != 1:
+        return None, (
+            f"not applicable: the model has {len(infos)} outputs; accuracy needs one output "
+            "of [1, N] class scores"
+        )
+    sig = infos[0]["shape_signature"]
+    if len(sig) == 2 and sig[0] in (-1, 1) and sig[1] > 1:
+        return int(sig[1]), None
+    return None, (
+        "not applicable: output shape {} is not [1, N] class scores (N > 1)".format(
+            infos[0]["shape"]
+        )
+    )
+
+
+def check_labels(y, classes: int) -> None:
+    """Labels must be integers in [0, classes)."""
+    import numpy as np
+
+    y = np.asarray(y)
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise RunnerFailure(
+            "BadData",
+            f"labels y range over {int(y.min())}..{int(y.max())}; the model has {classes} "
+            f"classes (0..{classes - 1})",
+            EXIT_DATA,
+        )
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def predict(interpreter, x_float, batch_size: int = 64):
-    """Class predictions for float inputs [N, ...], batched through the interpreter.
+def predict(interpreter, x_float, batch_size: int = 64, transform=None):
+    """Class predictions for samples [N, ...] (one-input models), batched.
 
-    The input tensor is resized to `batch_size` (the last batch to what is left) so the test
-    set goes through in N/batch_size calls; a model that refuses resizing falls back to one
-    image per call. Returns (predictions int64 [N], batch size actually used).
+    `transform(chunk, input_detail)` turns samples into the input's dtype (default:
+    quantize_input, for float samples). The input is resized to `batch_size` samples (the
+    last batch to what is left) when its batch dimension is dynamic; a model whose batch is
+    fixed, or that refuses resizing, goes one sample per call. Returns (predictions int64
+    [N], batch size actually used).
     """
     import numpy as np
 
+    transform = transform or quantize_input
     n = int(x_float.shape[0])
     inp = interpreter.get_input_details()[0]
-    per_image_shape = list(inp["shape"][1:])
+    per_image_shape = [int(v) for v in x_float.shape[1:]]
+    signature = tensor_info(inp)["shape_signature"]
     preds = np.empty(n, dtype=np.int64)
-    used = batch_size
-    current = None
+    used = batch_size if signature[0] == -1 else 1
+    current = int(inp["shape"][0]) if list(inp["shape"][1:]) == per_image_shape else None
     try:
-        for start in range(0, n, batch_size):
-            chunk = x_float[start : start + batch_size]
+        for start in range(0, n, used):
+            chunk = x_float[start : start + used]
             if current != len(chunk):
                 interpreter.resize_tensor_input(inp["index"], [len(chunk), *per_image_shape])
                 interpreter.allocate_tensors()
                 current = len(chunk)
                 inp = interpreter.get_input_details()[0]
-            preds[start : start + len(chunk)] = _run_batch(interpreter, inp, chunk)
+            preds[start : start + len(chunk)] = _run_batch(interpreter, inp, chunk, transform)
     except (ValueError, RuntimeError):
+        if used == 1:
+            raise
         used = 1
         interpreter.resize_tensor_input(inp["index"], [1, *per_image_shape])
         interpreter.allocate_tensors()
         inp = interpreter.get_input_details()[0]
         for i in range(n):
-            preds[i] = _run_batch(interpreter, inp, x_float[i : i + 1])[0]
+            preds[i] = _run_batch(interpreter, inp, x_float[i : i + 1], transform)[0]
     return preds, used
 
 
-def _run_batch(interpreter, inp, chunk):
+def _run_batch(interpreter, inp, chunk, transform):
     import numpy as np
 
     out = interpreter.get_output_details()[0]
-    interpreter.set_tensor(inp["index"], quantize_input(chunk, inp))
+    interpreter.set_tensor(inp["index"], transform(chunk, inp))
     interpreter.invoke()
     y = interpreter.get_tensor(out["index"])
     return np.argmax(y.reshape(len(chunk), -1), axis=1)
@@ -243,16 +627,25 @@ def evaluate_accuracy(
     interpreter,
     images,
     labels,
-    scale: float = DEFAULT_INPUT_SCALE,
-    offset: float = DEFAULT_INPUT_OFFSET,
+    scale: float | None = None,
+    offset: float | None = None,
     batch_size: int = 64,
 ) -> dict:
-    """Top-1 accuracy of the model on uint8 images + integer labels."""
+    """Top-1 accuracy of a one-input classifier on evaluation samples + integer labels.
+
+    Samples are prepared per `preprocessing_rule` (scale/offset None: the rule decides;
+    the book's MNIST data passes its x / 127.5 - 1 explicitly) one batch at a time.
+    """
     import numpy as np
 
     t0 = time.perf_counter_ns()
-    x = prepare_images(images, scale, offset)
-    preds, used = predict(interpreter, x, batch_size)
+    inp = interpreter.get_input_details()[0]
+    x = np.asarray(images)
+    _sample, add_channel = fit_data(x.shape, inp)
+    if add_channel:
+        x = x[..., None]
+    rule = preprocessing_rule(x.dtype, inp, scale, offset)
+    preds, used = predict(interpreter, x, batch_size, lambda c, d: to_input(c, d, rule))
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     correct = int(np.sum(preds == labels))
     return {
@@ -262,11 +655,14 @@ def evaluate_accuracy(
         "batch_size": used,
         "seconds": (time.perf_counter_ns() - t0) / 1e9,
         "predictions_sha256": hashlib.sha256(preds.astype("<i8").tobytes()).hexdigest(),
+        "preprocess": rule,
     }
 
 
 def load_eval_data(path: str):
-    """Images, labels and preprocessing from an .npz: keys x/y (or x_test/y_test)."""
+    """Samples, labels and preprocessing from an .npz: keys x/y (or x_test/y_test), and
+    optionally preprocess_scale / preprocess_offset. Returns (x, y, scale, offset); scale
+    and offset are None when the file does not set them."""
     import numpy as np
 
     try:
@@ -292,10 +688,10 @@ def load_eval_data(path: str):
         raise RunnerFailure(
             "BadData", f"cannot read evaluation data {path}: {_one_line(exc)}", EXIT_DATA
         ) from None
-    if x.dtype != np.uint8 or x.ndim not in (3, 4):
+    if x.dtype.kind not in "biuf" or x.ndim < 2:
         raise RunnerFailure(
             "BadData",
-            f"{path}: images must be uint8 [N, H, W] or [N, H, W, C], "
+            f"{path}: x must be numbers [N, ...] (uint8 or float images, features...), "
             f"got {x.dtype} {list(x.shape)}",
             EXIT_DATA,
         )
@@ -306,7 +702,54 @@ def load_eval_data(path: str):
             f"got {y.dtype} {list(y.shape)}",
             EXIT_DATA,
         )
+    if x.shape[0] == 0:
+        raise RunnerFailure("BadData", f"{path}: x holds no samples", EXIT_DATA)
+    for name, v in (("preprocess_scale", scale), ("preprocess_offset", offset)):
+        if v is not None and not math.isfinite(v):
+            raise RunnerFailure("BadData", f"{path}: {name} must be a finite number", EXIT_DATA)
     return x, y, scale, offset
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def run_samples(interpreter, samples) -> list:
+    """Feed each sample (one array per input, in order), invoke, and collect every output:
+    returns one array per output, stacked over the samples ([n, *output shape])."""
+    import numpy as np
+
+    in_idx = [d["index"] for d in interpreter.get_input_details()]
+    outs = interpreter.get_output_details()
+    collected = [[] for _ in outs]
+    for sample in samples:
+        for idx, arr in zip(in_idx, sample):
+            interpreter.set_tensor(idx, arr)
+        interpreter.invoke()
+        for k, d in enumerate(outs):
+            collected[k].append(np.array(interpreter.get_tensor(d["index"])))
+    stacked = []
+    for k, arrays in enumerate(collected):
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise RunnerFailure(
+                "UnsupportedOutput",
+                f"output {outs[k].get('name')} changes shape between samples "
+                f"({sorted(shapes)}): agreement needs fixed output shapes",
+                EXIT_MODEL,
+            )
+        stacked.append(np.stack(arrays) if arrays else np.zeros((0,), np.float32))
+    return stacked
+
+
+def save_outputs(path: str, arrays) -> str:
+    """Write outputs as output_0, output_1, ... into an .npz (atomically); returns sha256."""
+    import numpy as np
+
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **{f"output_{k}": a for k, a in enumerate(arrays)})
+    os.replace(tmp, path)
+    return sha256_file(path)
 
 
 # --------------------------------------------------------------------------- timing
@@ -351,17 +794,23 @@ def _loop(step, runs: int, min_s: float, max_s: float):
 
 
 def benchmark(interpreter, sample, args) -> dict:
-    """Warm up, then time invoke() alone and the end-to-end call (set, invoke, get)."""
+    """Warm up, then time invoke() alone and the end-to-end call (set every input, invoke,
+    read every output). `sample`: one array per input, in order (one-input models may pass
+    the array itself)."""
     clock = time.perf_counter_ns
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    i_idx, o_idx = inp["index"], out["index"]
+    inputs = interpreter.get_input_details()
+    arrays = list(sample) if isinstance(sample, (list, tuple)) else [sample]
+    if len(arrays) != len(inputs):
+        raise ValueError(f"benchmark(): {len(arrays)} arrays for {len(inputs)} inputs")
+    feeds = [(d["index"], a) for d, a in zip(inputs, arrays)]
+    o_idx = [d["index"] for d in interpreter.get_output_details()]
     set_tensor, invoke, get_tensor = (
         interpreter.set_tensor,
         interpreter.invoke,
         interpreter.get_tensor,
     )
-    set_tensor(i_idx, sample)
+    for idx, a in feeds:
+        set_tensor(idx, a)
 
     t0 = clock()
     invoke()
@@ -381,9 +830,11 @@ def benchmark(interpreter, sample, args) -> dict:
 
     def timed_e2e():
         t = clock()
-        set_tensor(i_idx, sample)
+        for idx, a in feeds:
+            set_tensor(idx, a)
         invoke()
-        get_tensor(o_idx)
+        for o in o_idx:
+            get_tensor(o)
         e2e_ns.append(clock() - t)
 
     n, steady_ns = _loop(timed_invoke, args.runs, args.min_s, args.max_s)
@@ -563,7 +1014,7 @@ def parse_args(argv):
     p = _Parser(prog="edgeq_runner", description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?", help="the .tflite model")
     p.add_argument("--probe", action="store_true", help="print the environment and exit")
-    p.add_argument("--data", help=".npz with uint8 images x and labels y, for accuracy")
+    p.add_argument("--data", help=".npz with samples x and integer labels y, for accuracy")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
     p.add_argument("--batch-size", type=int, default=64, help="accuracy batch size")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -573,19 +1024,44 @@ def parse_args(argv):
     p.add_argument("--min-s", type=float, default=1.0)
     p.add_argument("--max-s", type=float, default=60.0, help="stop timing a phase after this")
     p.add_argument("--out", help="write the JSON here instead of stdout")
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="run input NAME at this shape (sets its dynamic dimensions); repeatable",
+    )
+    p.add_argument(
+        "--input-range",
+        action="append",
+        default=[],
+        metavar="NAME=LOW,HIGH",
+        help="draw input NAME's random data from LOW..HIGH (real values); repeatable",
+    )
+    p.add_argument(
+        "--agreement",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N seeded random inputs and save every output to --outputs-out",
+    )
+    p.add_argument("--agreement-seed", type=int, default=0, help="seed of those inputs")
+    p.add_argument("--outputs-out", help=".npz for the agreement outputs")
     args = p.parse_args(argv)
     if not args.probe and not args.model:
         p.error("a model path is required (or --probe)")
     for name in ("threads", "runs", "batch_size"):
         if getattr(args, name) < 1:
             p.error("--{} must be >= 1".format(name.replace("_", "-")))
-    for name in ("warmup_runs", "limit"):
+    for name in ("warmup_runs", "limit", "agreement", "agreement_seed"):
         if getattr(args, name) < 0:
             p.error("--{} must be >= 0".format(name.replace("_", "-")))
     for name in ("warmup_min_s", "min_s", "max_s"):
         v = getattr(args, name)
         if not (v >= 0 and math.isfinite(v)):
             p.error("--{} must be a number >= 0".format(name.replace("_", "-")))
+    if args.agreement and not args.outputs_out:
+        p.error("--agreement needs --outputs-out FILE.npz (where the outputs are saved)")
     return args
 
 
@@ -618,40 +1094,60 @@ def run(args) -> dict:
         "bytes": os.path.getsize(args.model),
         "sha256": sha256_file(args.model),
     }
+    given_shapes = parse_input_shapes(args.input_shape)
+    given_ranges = parse_input_ranges(args.input_range)
     data = load_eval_data(args.data) if args.data else None
 
     t0 = clock()
     interp = make_interpreter(interpreter_cls, args.model, args.threads)
     load_ns = clock() - t0
-    t0 = clock()
-    try:
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise RunnerFailure(
-            "BadModel", f"cannot allocate tensors: {_one_line(exc)}", EXIT_MODEL
-        ) from None
-    alloc_ns = clock() - t0
-    inp = interp.get_input_details()[0]
-    doc["model"]["inputs"] = [tensor_info(d) for d in interp.get_input_details()]
-    doc["model"]["outputs"] = [tensor_info(d) for d in interp.get_output_details()]
+    details = interp.get_input_details()
+    shapes_by_pos = match_inputs(details, given_shapes)
+    ranges_by_pos = match_inputs(details, given_ranges, "--input-range")
+    classes, not_classifier = classifier_classes(interp.get_output_details())
 
+    data_shape = rule = None
     if data is not None:
         x, y, scale, offset = data
-        scale = DEFAULT_INPUT_SCALE if scale is None else scale
-        offset = DEFAULT_INPUT_OFFSET if offset is None else offset
-        sample = quantize_input(prepare_images(x[:1], scale, offset), inp)
-    else:
-        rng = np.random.RandomState(0)
-        sample = quantize_input(rng.uniform(-1, 1, size=inp["shape"]).astype(np.float32), inp)
-    if list(sample.shape) != [int(v) for v in inp["shape"]]:
-        raise RunnerFailure(
-            "BadData",
-            "evaluation images have shape {} per batch of 1, the model expects {}".format(
-                list(sample.shape), [int(v) for v in inp["shape"]]
-            ),
-            EXIT_DATA,
-        )
+        if len(details) != 1:
+            raise RunnerFailure(
+                "BadData",
+                "evaluation data feeds one input; this model has {} inputs ({}): run it "
+                "without --data (latency and output agreement need none)".format(
+                    len(details), ", ".join(f"{d['name']} {_sig(d)}" for d in details)
+                ),
+                EXIT_DATA,
+            )
+        data_shape, add_channel = fit_data(x.shape, details[0], shapes_by_pos.get(0))
+        if add_channel:
+            x = x[..., None]
+        rule = preprocessing_rule(x.dtype, details[0], scale, offset)
+        if classes:
+            check_labels(y, classes)
+    shapes = resolve_input_shapes(details, shapes_by_pos, data_shape)
+
+    t0 = clock()
+    apply_input_shapes(interp, shapes)
+    alloc_ns = clock() - t0
+    in_details = interp.get_input_details()
+    doc["model"]["inputs"] = [tensor_info(d) for d in in_details]
+    doc["model"]["outputs"] = [tensor_info(d) for d in interp.get_output_details()]
+
+    specs = [input_spec(d, None, ranges_by_pos.get(i)) for i, d in enumerate(in_details)]
+    sample = next(random_inputs(specs, 1, seed=0))
+    fed = [dict(spec, source="random", seed=0) for spec in specs]
+    if data is not None:
+        first = np.arange(shapes[0][0]) % len(x)
+        sample[0] = to_input(x[first], in_details[0], rule)
+        fed[0] = {
+            "name": specs[0]["name"],
+            "shape": specs[0]["shape"],
+            "dtype": specs[0]["dtype"],
+            "source": "data",
+            "preprocess": rule,
+        }
     bench = benchmark(interp, sample, args)
+    doc["benchmark_inputs"] = fed
     doc["phases_ms"] = {
         "load": load_ns / 1e6,
         "allocate": alloc_ns / 1e6,
@@ -668,18 +1164,49 @@ def run(args) -> dict:
         "runs": args.runs,
         "min_s": args.min_s,
         "max_s": args.max_s,
+        "input_shapes": given_shapes,
+        "input_ranges": {k: list(v) for k, v in given_ranges.items()},
+        "agreement": args.agreement,
+        "agreement_seed": args.agreement_seed,
     }
 
     doc["accuracy"] = None
-    if data is not None:
-        x, y, _s, _o = data
+    if data is None:
+        doc["accuracy_note"] = "not measured: no evaluation data (--data)"
+    elif classes is None:
+        doc["accuracy_note"] = not_classifier
+    else:
+        doc["accuracy_note"] = None
         if args.limit:
             x, y = x[: args.limit], y[: args.limit]
         acc_interp = make_interpreter(interpreter_cls, args.model, args.threads)
-        acc_interp.allocate_tensors()
+        apply_input_shapes(acc_interp, shapes)
         doc["accuracy"] = evaluate_accuracy(acc_interp, x, y, scale, offset, args.batch_size)
         doc["accuracy"]["source"] = "device"
+        doc["accuracy"]["classes"] = classes
         doc["accuracy"]["data_sha256"] = sha256_file(args.data)
+
+    doc["agreement"] = None
+    if args.agreement:
+        ag_interp = make_interpreter(interpreter_cls, args.model, args.threads)
+        apply_input_shapes(ag_interp, shapes)
+        t0 = clock()
+        arrays = run_samples(ag_interp, random_inputs(specs, args.agreement, args.agreement_seed))
+        seconds = (clock() - t0) / 1e9
+        out_details = ag_interp.get_output_details()
+        doc["agreement"] = {
+            "samples": args.agreement,
+            "seed": args.agreement_seed,
+            "generator": GENERATOR,
+            "inputs": specs,
+            "outputs": [
+                dict(tensor_info(d), key=f"output_{k}", saved_shape=list(a.shape))
+                for k, (d, a) in enumerate(zip(out_details, arrays))
+            ],
+            "outputs_file": args.outputs_out,
+            "outputs_sha256": save_outputs(args.outputs_out, arrays),
+            "seconds": seconds,
+        }
     doc["memory"] = {"peak_rss_kb": peak_rss_kb()}
     doc["ok"] = True
     doc["error"] = None

@@ -163,6 +163,16 @@ def artifacts(tmp_path_factory, trained, data_dir):
     return out, manifest
 
 
+@pytest.fixture(scope="session")
+def foreign():
+    """Models nobody here wrote (tests/support/foreign_models.py), built once and cached:
+    {name: ForeignModel} for float_rgb, uint8_gray, two_inputs, dynamic_batch, dynamic_seq,
+    regression and mixed_dtypes."""
+    from tests.support.foreign_models import build_all
+
+    return build_all()
+
+
 # --------------------------------------------------------------------------- devices
 
 

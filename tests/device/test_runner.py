@@ -77,9 +77,16 @@ def test_bad_data(artifacts, tmp_path):
     np.savez(f, images=np.zeros((2, 28, 28), np.uint8))
     rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
     assert rc == 4 and "must hold images under 'x'" in doc["error"]["message"]
-    np.savez(f, x=np.zeros((2, 28, 28), np.float32), y=np.zeros(2, np.uint8))
+    np.savez(f, x=np.zeros((2, 28, 28), np.int16), y=np.zeros(2, np.uint8))
     rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
-    assert rc == 4 and "must be uint8" in doc["error"]["message"]
+    assert rc == 4 and "must be uint8, float or int8" in doc["error"]["message"]
+    np.savez(f, x=np.zeros((2, 32, 32), np.uint8), y=np.zeros(2, np.uint8))
+    rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
+    msg = doc["error"]["message"]
+    assert rc == 4 and "[32, 32]" in msg and "[N, 28, 28, 1]" in msg, msg
+    np.savez(f, x=np.zeros((2, 28, 28), np.uint8), y=np.array([0, 10]))
+    rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
+    assert rc == 4 and "the model has 10 classes (0..9)" in doc["error"]["message"]
 
 
 def test_probe_works_without_numpy():

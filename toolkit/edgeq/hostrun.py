@@ -1,54 +1,641 @@
-"""Running a .tflite on this host with the device runner's own functions.
+"""Host-side runs of .tflite models, with the device runner's own functions.
 
-The code host and device share — preprocessing, input quantization, batched accuracy —
-lives in the device runner (`device_scripts/edgeq_runner.py`, installed as
-`edgeq_device.edgeq_runner`), because the device must get it as one self-contained file.
-This module is the one place host code reaches it from, so a figure measured on the host
-and one measured on a device always come from one implementation.
+The device runner (`device_scripts/edgeq_runner.py`, installed as `edgeq_device`) must stay
+one self-contained file, so the functions host and device share live there: input
+preparation and quantization, seeded random inputs, accuracy, shape resolution. This module
+is the ONE place host code imports them from (re-exported below), and it adds what only the
+host does:
+
+    interpreter(artifact)         an allocated host interpreter and its runtime name
+    model_io(artifact)            every input/output tensor: name, shape, signature, dtype,
+                                  quantization; is it a classifier
+    check_data(io, data)          the pre-push check of evaluation data against the model
+                                  (DataError, exit 2, naming both shapes and the fix)
+    host_accuracy(artifact, npz)  top-1 on this host's interpreter, as the device computes it
+    reference_for(artifact)       the model the device's outputs are compared with
+    agreement(artifact, run, npz) the device's agreement outputs vs the host reference
+    host_agreement(artifact, n)   the same with the artifact run here (for `edgeq eval`)
+    compare_outputs(...)          per output: max abs diff, RMSE, cosine, top-1 agreement
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edgeq_device import edgeq_runner as runner
+from edgeq_device.edgeq_runner import (
+    DEFAULT_INPUT_OFFSET,
+    DEFAULT_INPUT_SCALE,
+    GENERATOR,
+    RunnerFailure,
+    benchmark,
+    dequantize_output,
+    evaluate_accuracy,
+    find_interpreter,
+    input_spec,
+    load_eval_data,
+    make_interpreter,
+    predict,
+    prepare_images,
+    preprocessing_rule,
+    quantize_input,
+    random_inputs,
+    run_samples,
+    tensor_info,
+    to_input,
+)
 
-from .fsutil import sha256_file
+from . import fsutil
+from .errors import DataError, ModelError, RunnerError, UsageError
 
-__all__ = ["host_accuracy", "interpreter", "runner"]
+if TYPE_CHECKING:
+    from .evaldata import EvalData
+
+__all__ = [
+    "DEFAULT_INPUT_OFFSET",
+    "DEFAULT_INPUT_SCALE",
+    "GENERATOR",
+    "AgreementReport",
+    "DataCheck",
+    "ModelIO",
+    "OutputAgreement",
+    "Reference",
+    "RunnerFailure",
+    "TensorInfo",
+    "agreement",
+    "apply_shapes",
+    "benchmark",
+    "check_data",
+    "compare_outputs",
+    "dequantize_output",
+    "evaluate_accuracy",
+    "find_interpreter",
+    "host_accuracy",
+    "host_agreement",
+    "input_spec",
+    "interpreter",
+    "load_eval_data",
+    "make_interpreter",
+    "model_io",
+    "open_model",
+    "parse_input_shapes",
+    "predict",
+    "prepare_images",
+    "preprocessing_rule",
+    "quantize_input",
+    "random_inputs",
+    "reference_for",
+    "reference_outputs",
+    "resolve_shapes",
+    "run_samples",
+    "runner",
+    "runtime",
+    "tensor_info",
+    "to_input",
+]
+
+NO_DATA_FIX = "or run with --no-data (size, latency and output agreement are still judged)"
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output tensor as the interpreter describes it."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_detail(cls, detail: dict[str, Any]) -> TensorInfo:
+        """From an interpreter detail dict or a run document's tensor entry."""
+        i = runner._info(detail)
+        return cls(
+            name=str(i["name"]),
+            index=int(i["index"]) if i.get("index") is not None else -1,
+            shape=tuple(int(v) for v in i["shape"]),
+            shape_signature=tuple(int(v) for v in i["shape_signature"]),
+            dtype=str(i["dtype"]),
+            scale=float(i["scale"]),
+            zero_point=int(i["zero_point"]),
+        )
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+    @property
+    def dynamic(self) -> bool:
+        return any(v == -1 for v in self.shape_signature)
+
+    @property
+    def short_name(self) -> str:
+        """The name without the converter's `serving_default_` / `:0` decoration."""
+        return runner._short_name(self.name)
+
+    def describe(self) -> str:
+        """`image float32 [-1, 64, 64, 3]` (plus `s=…, zp=…` when quantized)."""
+        sig = ", ".join(str(v) for v in self.shape_signature)
+        q = f" (s={self.scale:.4g}, zp={self.zero_point})" if self.quantized else ""
+        return f"{self.short_name} {self.dtype} [{sig}]{q}"
+
+    def compact(self) -> str:
+        """`uint8[-1,48,48,1]`: dtype and shape signature, for tables."""
+        return f"{self.dtype}[{','.join(str(v) for v in self.shape_signature)}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"], d["shape_signature"] = list(self.shape), list(self.shape_signature)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """A model's inputs and outputs, and whether accuracy applies to it."""
+
+    path: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+    @property
+    def classes(self) -> int | None:
+        """N for a classifier (one output of [1, N] scores, N > 1), else None."""
+        return runner.classifier_classes([t.to_dict() for t in self.outputs])[0]
+
+    @property
+    def accuracy_note(self) -> str | None:
+        """Why accuracy does not apply (None for a classifier)."""
+        return runner.classifier_classes([t.to_dict() for t in self.outputs])[1]
+
+    def describe_inputs(self) -> str:
+        return ", ".join(t.describe() for t in self.inputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "classes": self.classes,
+            "accuracy_note": self.accuracy_note,
+        }
+
+
+def open_model(artifact: Path, threads: int | None = None) -> Any:
+    """A host interpreter for `artifact` (not yet allocated); ModelError if it is no model."""
+    cls, _, _ = find_interpreter()
+    try:
+        return make_interpreter(cls, str(artifact), threads)
+    except RunnerFailure as exc:
+        what = "not a TFLite model" if exc.kind == "BadModel" else "cannot be run here"
+        raise ModelError(f"{artifact}: {what} ({exc.message}); {exc.hint}") from None
 
 
 def interpreter(artifact: Path, threads: int | None = None) -> tuple[Any, str]:
     """An allocated interpreter for `artifact` and the runtime's "name version"."""
-    cls, name, version = runner.find_interpreter()
-    interp = runner.make_interpreter(cls, str(artifact), threads)
-    interp.allocate_tensors()
-    return interp, f"{name} {version or ''}".strip()
+    interp = open_model(artifact, threads)
+    try:
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{artifact}: cannot allocate the model ({exc})") from None
+    return interp, runtime()
+
+
+def model_io(artifact: Path) -> ModelIO:
+    """Every input and output tensor of `artifact`, read by this host's interpreter."""
+    interp = open_model(artifact)
+    return ModelIO(
+        path=str(artifact),
+        inputs=tuple(TensorInfo.from_detail(d) for d in interp.get_input_details()),
+        outputs=tuple(TensorInfo.from_detail(d) for d in interp.get_output_details()),
+    )
+
+
+def runtime() -> str:
+    """`ai-edge-litert 2.3.0`: the host interpreter package and version."""
+    _, name, version = find_interpreter()
+    return f"{name} {version or ''}".strip()
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def parse_input_shapes(items: Iterable[str] | None) -> dict[str, list[int]]:
+    """`--input-shape NAME=d0,d1,...` values -> {NAME: shape}; UsageError if malformed."""
+    try:
+        return runner.parse_input_shapes(list(items or ()))
+    except RunnerFailure as exc:
+        raise UsageError(exc.message) from None
+
+
+def _positions(io: ModelIO, input_shapes: dict[str, list[int]] | None) -> dict[int, list[int]]:
+    try:
+        return runner.match_inputs([t.to_dict() for t in io.inputs], input_shapes or {})
+    except RunnerFailure as exc:
+        raise UsageError(f"{Path(io.path).name}: {exc.message}") from None
+
+
+def resolve_shapes(
+    io: ModelIO,
+    input_shapes: dict[str, list[int]] | None = None,
+    data_sample_shape: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """The shape each input runs at (as the device runner resolves it); UsageError naming
+    the input and its signature when a dynamic dimension is left unset."""
+    try:
+        return runner.resolve_input_shapes(
+            [t.to_dict() for t in io.inputs],
+            _positions(io, input_shapes),
+            list(data_sample_shape) if data_sample_shape is not None else None,
+        )
+    except RunnerFailure as exc:
+        raise UsageError(f"{Path(io.path).name}: {exc.message}") from None
+
+
+def apply_shapes(interp: Any, shapes: list[list[int]], artifact: Path) -> None:
+    """Resize the interpreter's inputs to `shapes` and allocate (UsageError if refused)."""
+    try:
+        runner.apply_input_shapes(interp, shapes)
+    except RunnerFailure as exc:
+        cls = UsageError if exc.kind == "BadInput" else ModelError
+        raise cls(f"{artifact}: {exc.message}") from None
+
+
+# --------------------------------------------------------------------------- data check
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """What check_data found: whether accuracy applies, and how the data will be fed."""
+
+    applicable: bool
+    note: str | None
+    classes: int | None
+    samples: int
+    sample_shape: list[int]
+    preprocess: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_data(
+    io: ModelIO, data: EvalData, input_shapes: dict[str, list[int]] | None = None
+) -> DataCheck:
+    """Check evaluation data against the model BEFORE anything is pushed.
+
+    DataError (exit 2) names the model's input shape, the data's shape and the fix. A
+    model that is not a classifier passes with `applicable=False` and the reason (its
+    outputs are judged by output agreement instead).
+    """
+    name = Path(io.path).name
+    x, y = data.x, data.y
+    got = f"{list(x.shape[1:])} ({x.dtype}, {len(x)} samples)"
+    if len(io.inputs) != 1:
+        raise DataError(
+            f"{data.source}: evaluation data feeds one input, and {name} has "
+            f"{len(io.inputs)} ({io.describe_inputs()}); {NO_DATA_FIX}"
+        )
+    inp = io.inputs[0]
+    given = _positions(io, input_shapes).get(0)
+    try:
+        sample_shape, add_channel = runner.fit_data(x.shape, inp.to_dict(), given)
+    except RunnerFailure:
+        want = list(given[1:]) if given else list(inp.shape_signature[1:])
+        fixes = [f"give data of shape [N, {', '.join(map(str, want))}]"]
+        if data.kind == "npz":
+            fixes.append("or an image folder CLASS_NAME/*.png|jpg (resized for you)")
+        if inp.dynamic or given:
+            example = ",".join(map(str, [1, *x.shape[1:]]))
+            fixes.append(f"or --input-shape {inp.short_name}={example} if the model takes it")
+        raise DataError(
+            f"{data.source}: samples of shape {got} do not fit {name}, whose input is "
+            f"{inp.describe()}: {', '.join(fixes)}, {NO_DATA_FIX}"
+        ) from None
+    try:
+        rule = preprocessing_rule(
+            x.dtype, inp.to_dict(), data.preprocess_scale, data.preprocess_offset
+        )
+        to_input(x[:1, ..., None] if add_channel else x[:1], _d(inp), rule)
+    except RunnerFailure as exc:
+        raise DataError(
+            f"{data.source}: {exc.message} ({name}'s input is {inp.describe()}); store x as "
+            f"uint8 or float32, with preprocess_scale/preprocess_offset for the model's value "
+            f"range, {NO_DATA_FIX}"
+        ) from None
+    resolve_shapes(io, input_shapes, sample_shape)
+    classes = io.classes
+    if classes is not None:
+        yv = np.asarray(y)
+        if yv.size and (int(yv.min()) < 0 or int(yv.max()) >= classes):
+            raise DataError(
+                f"{data.source}: labels y range over {int(yv.min())}..{int(yv.max())}, and "
+                f"{name} scores {classes} classes (labels 0..{classes - 1}): store class "
+                f"ids in that range, {NO_DATA_FIX}"
+            )
+    return DataCheck(
+        applicable=classes is not None,
+        note=io.accuracy_note,
+        classes=classes,
+        samples=len(x),
+        sample_shape=list(sample_shape),
+        preprocess=rule,
+    )
+
+
+def _d(t: TensorInfo) -> dict[str, Any]:
+    return {**t.to_dict(), "quantization": (t.scale, t.zero_point)}
+
+
+# --------------------------------------------------------------------------- accuracy
 
 
 def host_accuracy(
     artifact: Path,
-    eval_npz: Path,
+    npz: Path,
     limit: int | None = None,
     batch_size: int = 64,
     threads: int | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    """Top-1 of `artifact` on a staged evaluation file, on this host (`source: host`)."""
-    x, y, scale, offset = runner.load_eval_data(str(eval_npz))
+    """Top-1 of `artifact` on the staged evaluation .npz, on this host's interpreter, exactly
+    as the device runner computes it (first `limit` samples). DataError if the data does
+    not fit or the model is not a classifier."""
+    from .evaldata import EvalData
+
+    try:
+        x, y, scale, offset = load_eval_data(str(npz))
+    except RunnerFailure as exc:
+        raise DataError(exc.message) from None
+    io = model_io(artifact)
+    data = EvalData(x, y, str(npz), "npz", scale, offset)
+    check = check_data(io, data, input_shapes)
+    if not check.applicable:
+        raise DataError(f"{artifact}: accuracy {check.note}")
     if limit:
         x, y = x[:limit], y[:limit]
-    interp, runtime = interpreter(artifact, threads)
-    acc = runner.evaluate_accuracy(
-        interp,
-        x,
-        y,
-        runner.DEFAULT_INPUT_SCALE if scale is None else scale,
-        runner.DEFAULT_INPUT_OFFSET if offset is None else offset,
-        batch_size,
-    )
+    if x.ndim == len(check.sample_shape):
+        x = x[..., None]
+    interp = open_model(artifact, threads)
+    apply_shapes(interp, resolve_shapes(io, input_shapes, check.sample_shape), artifact)
+    acc = evaluate_accuracy(interp, x, y, scale, offset, batch_size)
     acc["source"] = "host"
-    acc["runtime"] = runtime
-    acc["data_sha256"] = sha256_file(eval_npz)
-    acc["model_sha256"] = sha256_file(artifact)
+    acc["classes"] = check.classes
+    acc["runtime"] = runtime()
+    acc["data_sha256"] = fsutil.sha256_file(npz)
+    acc["model_sha256"] = fsutil.sha256_file(artifact)
     return acc
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The model a run's outputs are compared with."""
+
+    path: Path
+    kind: str  # "float32 sibling" (from the manifest) or "same model"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "kind": self.kind}
+
+
+def reference_for(artifact: Path) -> Reference:
+    """The float32 sibling of `artifact` (same source model in its manifest) if there is
+    one, else the artifact itself (then the host interpreter is the reference)."""
+    from . import convert
+
+    artifact = Path(artifact)
+    entry = convert.manifest_entry(artifact)
+    if entry and entry.get("mode") != "float32":
+        sibling = artifact.with_name(convert.artifact_name("float32"))
+        se = convert.manifest_entry(sibling) if sibling.is_file() else None
+        if se and se.get("source_model_sha256") == entry.get("source_model_sha256"):
+            return Reference(sibling, "float32 sibling")
+    return Reference(artifact, "same model")
+
+
+@dataclass(frozen=True)
+class OutputAgreement:
+    """How one output of the measured model compares with the reference's."""
+
+    name: str
+    shape: list[int]
+    max_abs_diff: float
+    rmse: float
+    cosine: float
+    reference_abs_max: float
+    top1_agreement: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    """Outputs of N seeded random inputs: measured model vs the reference.
+
+    `score` is what `min_output_agreement` judges: the top-1 agreement for a classifier,
+    else the lowest cosine similarity over the outputs.
+    """
+
+    reference: Reference
+    samples: int
+    seed: int
+    outputs: tuple[OutputAgreement, ...]
+    classifier: bool
+
+    @property
+    def score(self) -> float:
+        if self.classifier and self.outputs[0].top1_agreement is not None:
+            return self.outputs[0].top1_agreement
+        return min(o.cosine for o in self.outputs)
+
+    @property
+    def score_kind(self) -> str:
+        return "top-1 agreement" if self.classifier else "cosine similarity (lowest output)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference.to_dict(),
+            "samples": self.samples,
+            "seed": self.seed,
+            "generator": GENERATOR,
+            "classifier": self.classifier,
+            "score": self.score,
+            "score_kind": self.score_kind,
+            "outputs": [o.to_dict() for o in self.outputs],
+        }
+
+
+def agreement_inputs(specs: list[dict[str, Any]], n: int, seed: int) -> Iterator[list]:
+    """The very inputs the device fed in agreement mode (run document's `agreement.inputs`)."""
+    return random_inputs(specs, n, seed)
+
+
+def _match_reference_inputs(specs: list[dict[str, Any]], ref_io: ModelIO) -> list[int]:
+    """For each reference input, the position of the measured model's input it takes."""
+    if len(specs) != len(ref_io.inputs):
+        raise ModelError(
+            f"{ref_io.path} has {len(ref_io.inputs)} inputs and the measured model "
+            f"{len(specs)}: it cannot be the reference"
+        )
+    names = [runner._short_name(s["name"]) for s in specs]
+    ref_names = [t.short_name for t in ref_io.inputs]
+    if sorted(names) == sorted(ref_names) and len(set(names)) == len(names):
+        return [names.index(n) for n in ref_names]
+    return list(range(len(specs)))
+
+
+def reference_outputs(
+    reference: Path, specs: list[dict[str, Any]], n: int, seed: int, threads: int | None = None
+) -> tuple[list[np.ndarray], ModelIO]:
+    """Run the reference on the agreement inputs (converted to its dtypes through their real
+    values, at the measured model's shapes); returns (outputs stacked [n, ...], its IO)."""
+    ref_io = model_io(reference)
+    order = _match_reference_inputs(specs, ref_io)
+    shapes = [list(specs[j]["shape"]) for j in order]
+    interp = open_model(reference, threads)
+    apply_shapes(interp, shapes, reference)
+    ref_details = interp.get_input_details()
+
+    def convert(sample: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for detail, j in zip(ref_details, order, strict=True):
+            arr, spec = sample[j], specs[j]
+            want = np.dtype(detail["dtype"])
+            if arr.dtype == want and (spec.get("scale") or 0.0) == detail["quantization"][0]:
+                out.append(arr)
+                continue
+            real = dequantize_output(arr, spec)
+            if want.kind == "f":
+                out.append(real.astype(want))
+            elif detail["quantization"][0]:
+                out.append(quantize_input(real, detail))
+            else:
+                out.append(np.asarray(real).astype(want))
+        return out
+
+    samples = (convert(s) for s in agreement_inputs(specs, n, seed))
+    return run_samples(interp, samples), ref_io
+
+
+def compare_outputs(
+    measured: Sequence[np.ndarray],
+    measured_info: Sequence[TensorInfo],
+    reference: Sequence[np.ndarray],
+    reference_info: Sequence[TensorInfo],
+    classifier: bool,
+) -> list[OutputAgreement]:
+    """Per output, in real values (quantized outputs dequantized): max abs diff, RMSE,
+    cosine similarity over all samples, and top-1 agreement of the argmax for a classifier.
+    Arrays are [n, *output shape]."""
+    if len(measured) != len(reference):
+        raise ModelError(
+            f"the reference has {len(reference)} outputs and the measured model "
+            f"{len(measured)}: they cannot be compared"
+        )
+    result = []
+    for k, (m, mi, r, ri) in enumerate(
+        zip(measured, measured_info, reference, reference_info, strict=True)
+    ):
+        mv = dequantize_output(m, _d(mi)).astype(np.float64)
+        rv = dequantize_output(r, _d(ri)).astype(np.float64)
+        if mv.shape != rv.shape:
+            raise ModelError(
+                f"output {k} ({mi.name}) has shape {list(mv.shape[1:])} on the measured model "
+                f"and {list(rv.shape[1:])} on the reference: they cannot be compared"
+            )
+        n = mv.shape[0]
+        diff = mv - rv
+        top1 = None
+        if classifier and k == 0 and n:
+            top1 = float(
+                np.mean(mv.reshape(n, -1).argmax(axis=1) == rv.reshape(n, -1).argmax(axis=1))
+            )
+        result.append(
+            OutputAgreement(
+                name=mi.name,
+                shape=list(mi.shape),
+                max_abs_diff=float(np.max(np.abs(diff))) if diff.size else 0.0,
+                rmse=float(np.sqrt(np.mean(diff**2))) if diff.size else 0.0,
+                cosine=_cosine(mv.ravel(), rv.ravel()),
+                reference_abs_max=float(np.max(np.abs(rv))) if rv.size else 0.0,
+                top1_agreement=top1,
+            )
+        )
+    return result
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0 or not (math.isfinite(na) and math.isfinite(nb)):
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def agreement(
+    artifact: Path,
+    run: dict[str, Any],
+    outputs_npz: Path,
+    reference: Reference | None = None,
+    threads: int | None = None,
+) -> AgreementReport:
+    """Compare the outputs a device saved in agreement mode (`--agreement N --outputs-out`,
+    pulled to `outputs_npz`) with the reference run on this host on the same inputs."""
+    section = run.get("agreement")
+    if not isinstance(section, dict) or not section.get("samples"):
+        raise UsageError("the run has no agreement section (run the runner with --agreement N)")
+    reference = reference or reference_for(artifact)
+    specs, n, seed = section["inputs"], int(section["samples"]), int(section["seed"])
+    try:
+        with np.load(outputs_npz, allow_pickle=False) as f:
+            measured = [f[o["key"]] for o in section["outputs"]]
+    except (OSError, KeyError, ValueError) as exc:
+        raise RunnerError(
+            f"{outputs_npz}: the device's agreement outputs are unusable ({exc})"
+        ) from None
+    ref, ref_io = reference_outputs(reference.path, specs, n, seed, threads)
+    measured_info = [TensorInfo.from_detail(o) for o in section["outputs"]]
+    classifier = runner.classifier_classes(section["outputs"])[0] is not None
+    outs = compare_outputs(measured, measured_info, ref, ref_io.outputs, classifier)
+    return AgreementReport(reference, n, seed, tuple(outs), classifier)
+
+
+def host_agreement(
+    artifact: Path,
+    samples: int,
+    seed: int = 0,
+    input_shapes: dict[str, list[int]] | None = None,
+    reference: Reference | None = None,
+    threads: int | None = None,
+) -> AgreementReport:
+    """Agreement with `artifact` itself run on this host (what `edgeq eval` reports: an
+    int8 model against its float32 sibling)."""
+    reference = reference or reference_for(artifact)
+    io = model_io(artifact)
+    shapes = resolve_shapes(io, input_shapes)
+    interp = open_model(artifact, threads)
+    apply_shapes(interp, shapes, artifact)
+    details = interp.get_input_details()
+    specs = [input_spec(d) for d in details]
+    measured = run_samples(interp, agreement_inputs(specs, samples, seed))
+    out_info = [TensorInfo.from_detail(d) for d in interp.get_output_details()]
+    ref, ref_io = reference_outputs(reference.path, specs, samples, seed, threads)
+    classifier = io.classes is not None
+    outs = compare_outputs(measured, out_info, ref, ref_io.outputs, classifier)
+    return AgreementReport(reference, samples, seed, tuple(outs), classifier)

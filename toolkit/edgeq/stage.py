@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq_device.edgeq_runner import DEFAULT_INPUT_OFFSET, DEFAULT_INPUT_SCALE
-
 from . import __version__, data, fsutil
+from .hostrun import DEFAULT_INPUT_OFFSET, DEFAULT_INPUT_SCALE
 
 
 def cache_root() -> Path:

@@ -12,8 +12,9 @@ from rich.table import Table
 from .. import convert as convert_mod
 from .. import data as data_mod
 from .. import evaluate as evaluate_mod
+from .. import hostrun
 from .. import train as train_mod
-from .common import JsonOpt, emit_json, out, use_json
+from .common import JsonOpt, emit_json, err, out, use_json
 from .progress import steps_bar, training_bar
 
 DataOpt = Annotated[
@@ -144,43 +145,133 @@ def evaluate(
     dataset: Annotated[
         str | None, typer.Option(help="Dataset (default: from the artifacts' manifest).")
     ] = None,
-    data: DataOpt = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Your evaluation data (an .npz with x and y, or an image folder "
+            "CLASS_NAME/*.png|jpg), or a Keras-layout dataset .npz / a folder holding "
+            "<dataset>.npz. Default: MNIST for 28x28 10-class models ($EDGEQ_DATA_DIR, then "
+            "the Keras download); other models get no accuracy.",
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on a deterministic subset of the test split.")
     ] = None,
     runs: Annotated[int, typer.Option(help="Timed single-image inferences per artifact.")] = 200,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            help="NAME=d0,d1,... : run input NAME at this shape (its dynamic dimensions); "
+            "repeatable.",
+        ),
+    ] = None,
+    agreement: Annotated[
+        int | None,
+        typer.Option(
+            "--agreement",
+            help="Seeded random samples whose outputs are compared with the float32 sibling "
+            f"(default: {evaluate_mod.AUTO_AGREEMENT} for artifacts without accuracy, else 0).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Accuracy on the test split, drop vs float32, size and 1-thread latency per artifact."""
+    """Accuracy, drop vs float32, output agreement, size and 1-thread latency per artifact.
+
+    Exit codes: 0 every artifact evaluated; 2 some row holds an error (the other rows are
+    still evaluated and printed).
+    """
     use_json(json_out)
+    shapes = hostrun.parse_input_shapes(input_shape or [])
     with steps_bar("evaluating") as bar:
-        rep = evaluate_mod.evaluate(artifacts, dataset, data, limit, runs, progress=bar)
+        rep = evaluate_mod.evaluate(
+            artifacts,
+            dataset,
+            data,
+            limit,
+            runs,
+            progress=bar,
+            input_shapes=shapes,
+            agreement=agreement,
+        )
+    for r in rep.rows:
+        if r.error:
+            err.print(f"[bold red]edgeq: error:[/] {escape(r.error['message'])}", markup=True)
     if json_out:
         emit_json(rep.to_dict())
-        return
-    table = Table(
-        title=f"{rep.dataset} test split ({rep.rows[0].samples:,} images), "
-        f"{rep.runtime} {rep.runtime_version or ''}"
-    )
-    for col in ("artifact", "mode", "KB", "accuracy", "drop (pp)", "p50 ms", "p90 ms"):
-        table.add_column(col, justify="left" if col in ("artifact", "mode") else "right")
+    else:
+        _print_eval(rep)
+    if rep.exit_code:
+        raise typer.Exit(rep.exit_code)
+
+
+def _print_eval(rep: evaluate_mod.EvalReport) -> None:
+    samples = next((r.samples for r in rep.rows if r.samples), None)
+    if rep.dataset:
+        what = f"{rep.dataset} test split ({samples or 0:,} images)"
+    elif rep.data_source:
+        what = f"{rep.data_source} ({samples or 0:,} samples)"
+    else:
+        what = "no evaluation data"
+    table = Table(title=f"{what}, {rep.runtime} {rep.runtime_version or ''}")
+    cols = ("artifact", "mode", "KB", "accuracy", "drop (pp)", "agreement", "p50 ms", "p90 ms")
+    for col in cols:
+        table.add_column(
+            col,
+            justify="left" if col in ("artifact", "mode") else "right",
+            overflow="fold",
+        )
     for r in rep.rows:
-        drop = "-" if r.drop_pp is None else f"{r.drop_pp:+.2f}"
         name = Path(r.artifact).name + (" (reference)" if r.reference else "")
+        if r.error:
+            table.add_row(escape(name), "-", "-", "error", "-", "-", "-", "-")
+            continue
         table.add_row(
-            name,
-            r.mode or "?",
+            escape(name),
+            r.mode or "-",
             f"{r.kb:.2f}",
-            f"{r.top1:.2%}",
-            drop,
+            f"{r.top1:.2%}" if r.top1 is not None else "n/a",
+            "-" if r.drop_pp is None else f"{r.drop_pp:+.2f}",
+            _agreement_cell(r.agreement),
             f"{r.latency_p50_ms:.3f}",
             f"{r.latency_p90_ms:.3f}",
         )
     out.print(table)
     for r in rep.rows:
+        name = escape(Path(r.artifact).name)
+        if r.error:
+            continue  # said on stderr
+        if r.accuracy_note:
+            inputs = "; ".join(hostrun.TensorInfo(**t).describe() for t in r.inputs)
+            out.print(f"{name} (input {escape(inputs)}): accuracy {escape(r.accuracy_note)}")
+        if r.agreement and r.agreement.get("note"):
+            out.print(f"{name}: agreement not measured: {escape(r.agreement['note'])}")
+        if r.agreement and r.agreement.get("reference"):
+            ref = Path(r.agreement["reference"]["path"]).name
+            for o in r.agreement["outputs"]:
+                top1 = (
+                    f", top-1 agreement {o['top1_agreement']:.1%}"
+                    if o["top1_agreement"] is not None
+                    else ""
+                )
+                out.print(
+                    f"{name}: output {escape(o['name'])} vs {escape(ref)} on "
+                    f"{r.agreement['samples']} random inputs: max |diff| "
+                    f"{o['max_abs_diff']:.4g} (outputs up to {o['reference_abs_max']:.4g}), "
+                    f"RMSE {o['rmse']:.4g}, cosine {o['cosine']:.5f}{top1}"
+                )
         if r.book_shortcut_top1 is not None:
             out.print(
-                f"{escape(Path(r.artifact).name)}: inputs quantized with the tensor's scale/zero "
+                f"{name}: inputs quantized with the tensor's scale/zero "
                 f"point ({r.top1:.2%}); the book's (x*127).astype(int8) shortcut would give "
                 f"{r.book_shortcut_top1:.2%}"
             )
+
+
+def _agreement_cell(agreement: dict | None) -> str:
+    if not agreement or not agreement.get("reference"):
+        return "-"
+    if agreement["classifier"]:
+        return f"top-1 {agreement['score']:.1%}"
+    return f"cos {agreement['score']:.4f}"
