@@ -69,14 +69,17 @@ def test_unknown_host_key(run_deploy, tmp_path):
     assert "ssh-keyscan" in line
 
 
-def test_runner_crash_on_corrupt_model(run_deploy, artifacts, tmp_path, pi_workdir):
+def test_corrupt_model_is_refused_on_the_host(run_deploy, artifacts, tmp_path, pi_workdir):
     good = (artifacts[0] / "model_int8.tflite").read_bytes()
     bad = tmp_path / "corrupt.tflite"
     bad.write_bytes(good[:8] + b"\xff" * 200)  # TFL3 header, garbage after
     res = run_deploy(model=bad)
-    assert res.exit_code == 3
-    assert "cannot load" in _error_line(res.stderr)
+    assert res.exit_code == 2  # an input error, found before anything is pushed
+    line = _error_line(res.stderr)
+    assert str(bad) in line and "not a TFLite model" in line
     assert _leftovers(pi_workdir) == []
+    cache = pi_workdir / "edgeq-cache"
+    assert not cache.exists() or not any(cache.glob("*.tflite"))
 
 
 def test_runner_crash_shows_remote_stderr_tail(run_deploy, tmp_path, pi_python, pi_workdir):

@@ -22,6 +22,8 @@ class Budget:
     latency_kind: str = "invoke"
     min_accuracy: float = 0.98
     max_accuracy_drop_pp: float = 0.5
+    require_accuracy: bool = False
+    min_output_agreement: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Budget:
@@ -145,16 +147,20 @@ def judge(
 
     acc = run.get("accuracy")
     if acc is None:
+        note = run.get("accuracy_note") or "not measured: no evaluation data was run"
+        required = budget.require_accuracy
         checks.append(
             Check(
                 "accuracy",
                 None,
                 budget.min_accuracy,
                 ">=",
-                None,
+                False if required else None,
                 "",
                 "",
-                "no evaluation data was run",
+                f"{note}; the budget requires accuracy (require_accuracy = true)"
+                if required
+                else note,
             )
         )
     else:
@@ -196,4 +202,26 @@ def judge(
                     f"{src} vs float32 on {reference_source}",
                 )
             )
+    checks += _agreement_checks(budget, run)
     return Verdict(tuple(checks))
+
+
+def _agreement_checks(budget: Budget, run: dict[str, Any]) -> list[Check]:
+    """Output agreement with the host reference: judged by `min_output_agreement` (top-1
+    agreement for a classifier, else the lowest cosine similarity)."""
+    section = run.get("agreement") or {}
+    report = section.get("report") if isinstance(section, dict) else None
+    limit = budget.min_output_agreement
+    if report is None:
+        if limit is None or not section:
+            return []
+        why = section.get("note") or section.get("error") or "not measured"
+        return [Check("output_agreement", None, limit, ">=", None, "", "", why)]
+    ref = report["reference"]
+    source = f"device vs {ref['kind']} on the host ({report['samples']} inputs)"
+    note = report["score_kind"]
+    if limit is None:
+        return [Check("output_agreement", report["score"], 0.0, ">=", None, "", source,
+                      f"{note}; not judged: no min_output_agreement in the budget")]  # fmt: skip
+    ok = report["score"] >= limit
+    return [Check("output_agreement", report["score"], limit, ">=", ok, "", source, note)]

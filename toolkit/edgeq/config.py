@@ -94,6 +94,17 @@ BUDGET_FIELDS: dict[str, Field] = {
         minimum=0,
         maximum=100,
     ),
+    "require_accuracy": _f(
+        bool, False, "fail the verdict when accuracy could not be measured (e.g. --no-data)"
+    ),
+    "min_output_agreement": _f(
+        (int, float),
+        None,
+        "lowest output agreement with the host reference: top-1 agreement for a classifier, "
+        "else cosine similarity (0..1)",
+        minimum=0,
+        maximum=1,
+    ),
 }
 
 MODEL_FIELDS: dict[str, Field] = {
@@ -119,7 +130,7 @@ LAB_FIELDS: dict[str, Field] = {
     "inventory": _f(str, "lab.toml", "the lab inventory `edgeq lab` uses without --inventory"),
 }
 
-SECTIONS = {"targets", "budget", "model", "lab"}
+SECTIONS = {"targets", "budget", "model", "lab", "data"}
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,8 @@ class Config:
     budget: dict[str, Any]
     model: dict[str, Any]
     lab: dict[str, Any] = field(default_factory=dict)
+    #: the [data] table: your evaluation data and its preprocessing (see edgeq.evaldata)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def target(self, name: str) -> TargetConfig:
         if name not in self.targets:
@@ -238,9 +251,15 @@ def load(path: Path | None = None) -> Config:
     budget = validate_section(f"{src} [budget]", raw.get("budget", {}), BUDGET_FIELDS)
     model = validate_section(f"{src} [model]", raw.get("model", {}), MODEL_FIELDS)
     lab = validate_section(f"{src} [lab]", raw.get("lab", {}), LAB_FIELDS)
-    if found and not Path(lab["inventory"]).expanduser().is_absolute():
-        lab["inventory"] = str(found.parent / lab["inventory"])
-    return Config(found, targets, budget, model, lab)
+    inventory = lab["inventory"]
+    if found and "://" not in inventory and not Path(inventory).expanduser().is_absolute():
+        lab["inventory"] = str(found.parent / inventory)
+    from .evaldata import DATA_FIELDS
+
+    data = validate_section(f"{src} [data]", raw.get("data", {}), DATA_FIELDS)
+    if found and data["path"] and not Path(data["path"]).expanduser().is_absolute():
+        data["path"] = str(found.parent / data["path"])
+    return Config(found, targets, budget, model, lab, data)
 
 
 def load_budget_file(path: Path) -> dict[str, Any]:

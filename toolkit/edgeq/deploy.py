@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,8 @@ def measure(
     settings: RunSettings,
     progress: Progress | None = None,
     runner: Runner | None = None,
+    input_shapes: tuple[str, ...] = (),
+    agreement: int = 0,
 ) -> Measurement:
     """Measure `artifact` on `target` with the runner the target asks for (opened and closed
     inside; its per-run workdir is removed unless the target keeps it), with the settings'
@@ -159,7 +162,86 @@ def measure(
     from . import measure as measure_mod
 
     runner = runner or choose(target.config, settings)
-    return measure_mod.measure(target, runner, Job(Path(artifact), eval_npz, settings), progress)
+    job = Job(Path(artifact), eval_npz, settings, tuple(input_shapes), agreement)
+    return measure_mod.measure(target, runner, job, progress)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What evaluation data a deploy sends, decided (and checked) on the host before
+    anything is pushed: the staged file, or why there is none."""
+
+    eval_npz: Path | None
+    note: str | None = None
+    source: str | None = None
+    dataset: str | None = None
+
+
+def _mnist_like(io: Any, dataset: str) -> bool:
+    """Could the book's dataset feed this model? (one input of 28×28(×1), 10 classes)"""
+    if len(io.inputs) != 1 or io.classes != 10 or dataset not in data.DATASETS:
+        return False
+    sig = [d for d in io.inputs[0].shape_signature[1:] if d != 1]
+    return sig in ([28, 28], [784], [-1, -1]) or sorted(sig) == [28, 28]
+
+
+def plan_data(
+    artifact: Path,
+    dataset: str,
+    data_path: Path | None,
+    with_data: bool,
+    limit: int | None,
+    input_shapes: dict[str, list[int]],
+    data_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> DataPlan:
+    """Stage the evaluation data for `artifact`, after checking its shapes, dtypes and
+    label range against the model's input (DataError, exit 2, naming both and the fix)."""
+    from . import evaldata, hostrun
+
+    io = hostrun.model_io(artifact)
+    opts = data_options or {}
+    if not with_data:
+        hostrun.resolve_shapes(io, input_shapes)
+        return DataPlan(None, "not measured: --no-data")
+    kind = evaldata.kind_of(data_path) if data_path is not None else "keras"
+    if kind in ("npz", "images"):
+        d = evaldata.load(
+            data_path,
+            io,
+            preprocess_scale=opts.get("preprocess_scale"),
+            preprocess_offset=opts.get("preprocess_offset"),
+            resize=opts.get("resize") or "bilinear",
+            input_shapes=input_shapes,
+        )
+        check = hostrun.check_data(io, d, input_shapes)
+        if not check.applicable:
+            return DataPlan(None, check.note, d.source)
+        _say(progress, f"staging {d.describe()}")
+        return DataPlan(evaldata.stage(evaldata.subset(d, limit)), None, d.source)
+    if not _mnist_like(io, dataset):
+        hostrun.resolve_shapes(io, input_shapes)
+        if data_path is not None:  # asked for this dataset explicitly: say why it cannot be
+            raise UsageError(
+                f"{data_path}: the {dataset} test split (28×28 images, 10 classes) does not fit "
+                f"{artifact.name}, whose input is {io.describe_inputs()}; give --data "
+                f"FILE.npz (x, y) or an image folder CLASS_NAME/*.png for it, or --no-data"
+            )
+        why = io.accuracy_note or "not measured: no evaluation data for this model"
+        if io.classes is not None:
+            why = (
+                "not measured: no evaluation data for this model (give --data FILE.npz or "
+                "an image folder CLASS_NAME/*.png)"
+            )
+        return DataPlan(None, why)
+    _say(progress, f"staging the {dataset} test split")
+    npz = stage.eval_data(dataset, data_path, limit)
+    x, y, scale, offset = hostrun.load_eval_data(str(npz))
+    hostrun.check_data(io, evaldata.EvalData(x, y, str(npz), "npz", scale, offset), input_shapes)
+    return DataPlan(npz, None, str(npz), dataset)
 
 
 # --------------------------------------------------------------------------- deploy
@@ -176,23 +258,48 @@ def deploy(
     results_dir: Path | None = Path("results"),
     progress: Progress | None = None,
     with_data: bool = True,
+    input_shapes: list[str] | tuple[str, ...] | None = None,
+    data_options: dict[str, Any] | None = None,
 ) -> DeployResult:
-    """Measure `artifact` on the target and judge it (budget None: measure only)."""
+    """Measure `artifact` on the target and judge it (budget None: measure only).
+
+    Everything that can be checked on the host is checked before anything is pushed: the
+    artifact (a TFLite flatbuffer the host interpreter can load), the input shapes, and
+    the evaluation data against the model's input (see `plan_data`)."""
+    from . import hostrun
+    from .settings import DEFAULT_AGREEMENT
+
     settings = (settings or RunSettings()).validate()
     artifact = resolve_artifact(artifact)
+    shapes = hostrun.parse_input_shapes(input_shapes or ())
     runner = choose(target_cfg, settings)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
-    eval_npz = None
-    if with_data:
-        _say(progress, f"staging the {dataset} test split")
-        eval_npz = stage.eval_data(dataset, data_path, settings.limit)
+    plan = plan_data(
+        artifact, dataset, data_path, with_data, settings.limit, shapes, data_options, progress
+    )
+    eval_npz = plan.eval_npz
+    agreement = settings.agreement
+    if agreement is None:
+        agreement = DEFAULT_AGREEMENT if eval_npz is None else 0
     ref_top1, ref_path = (None, None)
     if budget is not None and eval_npz is not None:
         ref_top1, ref_path = host_reference(artifact, eval_npz, progress)
     target = make_target(target_cfg, keep=keep)
-    got = measure(target, artifact, eval_npz, settings, progress, runner)
+    got = measure(
+        target, artifact, eval_npz, settings, progress, runner, tuple(input_shapes or ()), agreement
+    )
     run = got.run
+    if not run.get("accuracy") and plan.note:
+        run["accuracy_note"] = plan.note
+    if agreement and not (run.get("agreement") or {}).get("report"):
+        section = run.get("agreement") if isinstance(run.get("agreement"), dict) else {}
+        run["agreement"] = {
+            **section,
+            "report": None,
+            "note": section.get("error")
+            or f"not measured: the {runner.name} runner returns no model outputs",
+        }
     if run["model"]["sha256"] != fsutil.sha256_file(artifact):
         raise RunnerError(
             f"{target_cfg.name}: the device ran a different model than sent "
@@ -219,7 +326,8 @@ def deploy(
             "sha256": run["model"]["sha256"],
             "bytes": run["model"]["bytes"],
             "mode": entry["mode"] if entry else None,
-            "dataset": dataset,
+            "dataset": plan.dataset,
+            "data": plan.source,
         },
         run=run,
         verdict=verdict,
@@ -236,6 +344,7 @@ def deploy(
             "budget": budget.to_dict() if budget else None,
             "settings": settings.to_dict(),
             "runner": runner.name,
+            "input_shapes": list(input_shapes or ()),
         },
         started_utc=started,
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

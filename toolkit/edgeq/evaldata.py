@@ -34,8 +34,8 @@ import numpy as np
 
 from . import fsutil
 from . import stage as staging
-from .config import Field
 from .errors import DataError, UsageError
+from .fields import Field
 from .hostrun import ModelIO, RunnerFailure, load_eval_data, resolve_shapes
 
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
@@ -53,6 +53,8 @@ DATA_FIELDS: dict[str, Field] = {
         (int, float),
         None,
         "float input = x * preprocess_scale + preprocess_offset (overrides the .npz's keys)",
+        minimum=0,
+        exclusive=True,
     ),
     "preprocess_offset": Field(
         (int, float), None, "added after preprocess_scale (may be negative, e.g. -1)"

@@ -31,7 +31,7 @@ import re
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import DeviceError
@@ -297,9 +297,8 @@ def measure(
                     if not simple:
                         _say(progress, f"threads {t}, run {rep + 1} of {s.repeat}")
                     before = _safe_sample(target, "before")
-                    got = runner.measure(
-                        target, Job(job.artifact, job.eval_npz if first else None, one), progress
-                    )
+                    this = replace(job.first_only(first), settings=one)
+                    got = runner.measure(target, this, progress)
                     after = _safe_sample(target, "after")
                     inner = got.run.get("sampling") or []
                     samples = [x for x in (before, *inner, after) if x]

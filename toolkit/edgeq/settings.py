@@ -78,6 +78,11 @@ SPECS: tuple[Spec, ...] = (
          "--cooldown-max-s", minimum=0),
     Spec("pin_governor", str, "", "Set this CPU frequency governor (e.g. performance) for the "
          "run and restore the previous one afterwards.", "--pin-governor"),
+    Spec("agreement", int, None, "Also run N seeded random inputs and compare every output with "
+         "a host reference (default: 32 when there is no labelled data, else 0).",
+         "--agreement", minimum=0, optional=True),
+    Spec("agreement_seed", int, 0, "Seed of the agreement inputs.", "--agreement-seed",
+         minimum=0),
     Spec("accept_invalid", bool, False, "Judge latency even when the run's validity is "
          "invalid (throttled, heated up, frequency changed).", "--accept-invalid"),
     Spec("use_xnnpack", bool, None, "benchmark_model: XNNPACK on/off (default: its own).",
@@ -123,6 +128,8 @@ class RunSettings:
     cooldown_max_s: float = SPEC["cooldown_max_s"].default
     pin_governor: str = SPEC["pin_governor"].default
     accept_invalid: bool = SPEC["accept_invalid"].default
+    agreement: int | None = SPEC["agreement"].default
+    agreement_seed: int = SPEC["agreement_seed"].default
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, (list, str)):
@@ -208,6 +215,10 @@ def parse_many(value: Any, opt: str) -> int | tuple[int, ...]:
     if len(set(out)) != len(out):
         raise UsageError(f"{opt} lists a value twice: {value!r}")
     return out[0] if len(out) == 1 else out
+
+
+#: Agreement samples when there is no labelled data and --agreement is not given.
+DEFAULT_AGREEMENT = 32
 
 
 #: The lab's [run] keys (lab.toml), with the same defaults and bounds.

@@ -19,7 +19,6 @@ from ..settings import RunSettings
 from ..targets import make_target
 from .common import JsonOpt, emit_json, out, use_json
 from .options import run_settings_options
-from .pipeline import DataOpt
 from .progress import progress_printer, training_bar
 
 DatasetOpt = Annotated[
@@ -39,7 +38,28 @@ KeepOpt = Annotated[
     bool, typer.Option("--keep", help="Keep the per-run folder on the device (for debugging).")
 ]
 NoDataOpt = Annotated[
-    bool, typer.Option("--no-data", help="Latency and size only: skip the accuracy run.")
+    bool,
+    typer.Option(
+        "--no-data",
+        help="No accuracy run: size, latency and output agreement are judged, accuracy shows "
+        "as not measured.",
+    ),
+]
+MeasureDataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Evaluation data: your .npz (x, y), an image folder CLASS_NAME/*.png|jpg, or a "
+        "Keras-layout dataset .npz / folder holding <dataset>.npz. Default: [data] path of "
+        "the config, else the dataset from $EDGEQ_DATA_DIR or the Keras download.",
+    ),
+]
+InputShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-shape",
+        help="NAME=d0,d1,... the shape to run input NAME at (sets dynamic dimensions); repeatable.",
+    ),
 ]
 
 
@@ -58,8 +78,9 @@ def _progress(json_out: bool):
 MEASURING: dict = {
     "target": (TargetOpt, "local"),
     "dataset": (DatasetOpt, None),
-    "data": (DataOpt, None),
+    "data": (MeasureDataOpt, None),
     "no_data": (NoDataOpt, False),
+    "input_shape": (InputShapeOpt, None),
     "config": (ConfigOpt, None),
     "keep": (KeepOpt, False),
 }
@@ -84,6 +105,7 @@ def deploy(
     dataset,
     data,
     no_data,
+    input_shape,
     config,
     keep,
     settings: RunSettings,
@@ -94,13 +116,25 @@ def deploy(
     tcfg = cfg.target(target)
     bud = Budget.load(budget, cfg.budget)
     say = _progress(json_out)
+    data = data or _config_data(cfg)
     if model is None:
         model_cfg = {**cfg.model, "dataset": dataset or cfg.model["dataset"]}
         with training_bar() as bar:
             model = deploy_mod.prepare_artifact(model_cfg, data, say, bar)
     dataset = dataset or deploy_mod.dataset_of(model, cfg.model["dataset"])
     res = deploy_mod.deploy(
-        tcfg, model, dataset, data, bud, settings, keep, results_dir, say, with_data=not no_data
+        tcfg,
+        model,
+        dataset,
+        data,
+        bud,
+        settings,
+        keep,
+        results_dir,
+        say,
+        with_data=not no_data,
+        input_shapes=input_shape,
+        data_options=cfg.data,
     )
     if json_out:
         emit_json({"ok": res.verdict.passed, **res.to_dict()})
@@ -119,6 +153,7 @@ def bench(
     dataset,
     data,
     no_data,
+    input_shape,
     config,
     keep,
     settings: RunSettings,
@@ -130,18 +165,25 @@ def bench(
         cfg.target(target),
         model,
         dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
-        data,
+        data or _config_data(cfg),
         None,
         settings,
         keep,
         None,
         _progress(json_out),
         with_data=not no_data,
+        input_shapes=input_shape,
+        data_options=cfg.data,
     )
     if json_out:
         emit_json({"ok": True, **res.to_dict()})
     else:
         print_result(res)
+
+
+def _config_data(cfg) -> Path | None:
+    """The [data] path of the config, if it names one."""
+    return Path(cfg.data["path"]) if cfg.data.get("path") else None
 
 
 def targets(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
@@ -240,9 +282,54 @@ def print_result(res: DeployResult) -> None:
     if run.get("accuracy"):
         a = run["accuracy"]
         out.print(
-            f"accuracy: {a['top1']:.2%} on {a['samples']:,} images "
+            f"accuracy: {a['top1']:.2%} on {a['samples']:,} samples "
             f"(measured on the {a.get('source', 'device')})"
         )
+    elif run.get("accuracy_note"):
+        out.print(escape(f"accuracy: {run['accuracy_note']}"))
+    agreement = (run.get("agreement") or {}).get("report")
+    if agreement:
+        o = agreement["outputs"][0]
+        top1 = (
+            f", top-1 agreement {o['top1_agreement']:.1%}"
+            if o["top1_agreement"] is not None
+            else ""
+        )
+        out.print(
+            escape(
+                f"output agreement vs the {agreement['reference']['kind']} on the host "
+                f"({agreement['samples']} seeded inputs): max |diff| {o['max_abs_diff']:.4g}, "
+                f"RMSE {o['rmse']:.4g}, cosine {o['cosine']:.5f}{top1}"
+                + (
+                    f" (+{len(agreement['outputs']) - 1} more outputs)"
+                    if len(agreement["outputs"]) > 1
+                    else ""
+                )
+            )
+        )
+    validity = run.get("validity")
+    if validity:
+        style = {"valid": "green", "suspect": "yellow", "invalid": "red"}[validity["verdict"]]
+        why = "; ".join(validity["reasons"])
+        out.print(
+            f"validity: [{style}]{validity['verdict']}[/]" + (f" ({escape(why)})" if why else "")
+        )
+    rep = run.get("repeat")
+    if rep:
+        p = rep.get("p90") or rep.get("p50") or {}
+        key = "p90" if rep.get("p90") else "p50"
+        out.print(
+            f"{rep['n']} repetitions: {key} median {_fmt(p.get('median'))} ms, 95 % interval "
+            f"{_fmt(p.get('ci_low'))}..{_fmt(p.get('ci_high'))} ms"
+        )
+    sweep = run.get("threads_sweep")
+    if sweep:
+        rows = ", ".join(
+            f"{r['threads']}: {_fmt((r['repeat'].get('p50') or {}).get('median'))}"
+            + (" (no effect)" if r["no_effect"] else "")
+            for r in sweep["settings"]
+        )
+        out.print(f"threads (p50 ms): {rows} · best {sweep['best']}")
     mem = (run.get("memory") or {}).get("peak_rss_kb")
     if mem:
         out.print(f"peak RSS: {mem / 1024:.1f} MiB")
@@ -260,14 +347,13 @@ def print_result(res: DeployResult) -> None:
             result = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[
                 c.passed
             ]
+            pct = c.metric in ("accuracy", "output_agreement")
             measured = (
                 "-"
                 if c.measured is None
-                else (
-                    f"{c.measured:.2%}" if c.metric == "accuracy" else f"{c.measured:.3f} {c.unit}"
-                )
+                else (f"{c.measured:.2%}" if pct else f"{c.measured:.3f} {c.unit}")
             )
-            limit = f"{c.limit:.2%}" if c.metric == "accuracy" else f"{c.limit:g} {c.unit}"
+            limit = f"{c.limit:.2%}" if pct else f"{c.limit:g} {c.unit}"
             v.add_row(c.metric, measured, f"{c.op} {limit}", result, c.source)
         out.print(v)
         for c in res.verdict.checks:

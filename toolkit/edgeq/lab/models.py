@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import convert, fsutil, stage
+from .. import convert, fsutil
 from .. import deploy as deploy_mod
 from ..errors import UsageError
 from .inventory import Inventory
@@ -92,14 +92,17 @@ def stage_models(
     data_path: Path | None,
     say: Callable[[str], None] | None = None,
 ) -> list[Artifact]:
-    """Stage the evaluation data and compute the host references once, before the fan-out
-    (both are cached, so every device's deploy then finds them ready)."""
+    """Check and stage each model's evaluation data and its host reference once, before
+    the fan-out (both are cached, so every device's deploy then finds them ready). A model
+    the data does not fit is refused here (exit 2), before any device is touched."""
     if not inv.lab["accuracy"]:
         return artifacts
     limit = inv.lab["eval_limit"] or None
     staged = []
     for a in artifacts:
-        npz = stage.eval_data(a.dataset, data_path, limit)
-        ref, _ = deploy_mod.host_reference(a.path, npz, say)
-        staged.append(Artifact(**{**asdict(a), "eval_npz": npz, "reference_top1": ref}))
+        plan = deploy_mod.plan_data(a.path, a.dataset, data_path, True, limit, {}, None, say)
+        ref = None
+        if plan.eval_npz is not None:
+            ref, _ = deploy_mod.host_reference(a.path, plan.eval_npz, say)
+        staged.append(Artifact(**{**asdict(a), "eval_npz": plan.eval_npz, "reference_top1": ref}))
     return staged

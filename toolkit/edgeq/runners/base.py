@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,11 +64,22 @@ class Health:
 
 @dataclass(frozen=True)
 class Job:
-    """What to measure: the artifact, the staged evaluation data (or None), the settings."""
+    """What to measure: the artifact, the staged evaluation data (or None), the settings,
+    the shapes of dynamic inputs (`NAME=d0,d1,…`) and how many agreement samples to run
+    (0: none) — compared with `reference` on the host."""
 
     artifact: Path
     eval_npz: Path | None
     settings: RunSettings
+    input_shapes: tuple[str, ...] = ()
+    agreement: int = 0
+    reference: Path | None = None
+
+    def first_only(self, first: bool) -> Job:
+        """This job for one repetition: accuracy and agreement are measured once."""
+        if first:
+            return self
+        return replace(self, eval_npz=None, agreement=0)
 
 
 @dataclass

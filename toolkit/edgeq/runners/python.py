@@ -138,17 +138,29 @@ class PythonRunner(Runner):
         return health
 
     def argv(self, target: Target, remote_runner: str, remote_model: str, out: str,
-             remote_data: str | None, settings=None) -> list[str]:  # fmt: skip
+             remote_data: str | None, job: Job) -> list[str]:  # fmt: skip
+        """The device runner's command line for `job` (settings, shapes, agreement)."""
         argv = [
             *target.python_argv(),
             remote_runner,
             remote_model,
             "--out",
             out,
-            *settings_mod.argv(settings or self.settings, "edgeq"),
+            *settings_mod.argv(job.settings, "edgeq"),
         ]
         if remote_data:
             argv += ["--data", remote_data]
+        for shape in job.input_shapes:
+            argv += ["--input-shape", shape]
+        if job.agreement:
+            argv += [
+                "--agreement",
+                str(job.agreement),
+                "--agreement-seed",
+                str(job.settings.agreement_seed),
+                "--outputs-out",
+                f"{target.workdir}/agreement.npz",
+            ]
         return argv
 
     def measure(self, target: Target, job: Job, progress: Progress | None = None) -> Measurement:
@@ -161,18 +173,41 @@ class PythonRunner(Runner):
             say(progress, f"sent {target.bytes_sent:,} bytes")
             workdir = target.workdir
             out_remote = f"{workdir}/result.json"
-            argv = self.argv(
-                target, remote_runner, remote_model, out_remote, remote_data, job.settings
-            )
+            argv = self.argv(target, remote_runner, remote_model, out_remote, remote_data, job)
             say(progress, f"running the benchmark on {target.name}")
             t_run = time.perf_counter()
             res = target.run(argv, timeout=job.settings.timeout, check=False, killable=True)
             run_s = time.perf_counter() - t_run
             text = pull_text(target, out_remote)
             doc = interpret(target, res, text)
+            if job.agreement:
+                say(progress, f"comparing {job.agreement} outputs with the host reference")
+                judge_agreement(target, job, doc, f"{workdir}/agreement.npz")
             if target.keep:
                 say(progress, f"kept the workdir {workdir} on {target.name}")
         return Measurement.of(target, doc, run_s, t0, workdir)
+
+
+def judge_agreement(target: Target, job: Job, doc: dict[str, Any], remote: str) -> None:
+    """Pull the outputs the device saved in agreement mode and compare them with the host
+    reference on the same seeded inputs; the report goes into `doc["agreement"]`."""
+    from ..errors import EdgeqError
+    from ..hostrun import Reference, agreement, reference_for
+
+    section = doc.get("agreement")
+    if not isinstance(section, dict) or not section.get("samples"):
+        return
+    ref = reference_for(job.artifact)
+    if job.reference is not None:
+        ref = Reference(Path(job.reference), "given")
+    with tempfile.TemporaryDirectory(prefix="edgeq-agree-") as tmp:
+        local = Path(tmp) / "agreement.npz"
+        try:
+            target.get(remote, local)
+            section["report"] = agreement(job.artifact, doc, local, ref).to_dict()
+        except (EdgeqError, OSError) as exc:
+            section["report"] = None
+            section["error"] = getattr(exc, "message", str(exc))
 
 
 def pull_text(target: Target, remote: str) -> str | None:
