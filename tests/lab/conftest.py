@@ -189,8 +189,6 @@ def labgrid_rig(tmp_path_factory, sshd_factory, pi_python):
             "bare": (None, {"suite": "pair"}),  # no resource yet: edgeq cannot reach it
             "held": ("host-b/pi-busy/NetworkService", {"suite": "busy"}),
             "flaky": ("host-b/pi-down/NetworkService", {"suite": "down"}),
-            "int-1": ("host-a/pi-1/NetworkService", {"suite": "interrupt"}),
-            "int-2": ("host-b/pi-2/NetworkService", {"suite": "interrupt"}),
         }
         if phone:
             places["phone"] = (

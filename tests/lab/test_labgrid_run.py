@@ -145,17 +145,17 @@ def test_ctrl_c_releases_every_place_and_a_crashed_run_is_reported(
     lab = labgrid_rig["lab"]
     # the benchmarks last ≥ 3 s, so both places are held when the signal comes
     inventory = lab_toml(
-        "interrupt", devices={"int-1": {"run": {"min_s": 3.0}}, "int-2": {"run": {"min_s": 3.0}}}
+        "pair", devices={"pi-a": {"run": {"min_s": 3.0}}, "pi-b": {"run": {"min_s": 3.0}}}
     )
     proc = _start_run(inventory, tmp_path)
     if not wait_until(lambda: len(_markers(tmp_path)) == 2, timeout=90):
         proc.kill()
         pytest.fail("edgeq never held both places: " + proc.communicate()[1])
-    assert set(lab.acquired()) >= {"int-1", "int-2"}
+    assert set(lab.acquired()) >= {"pi-a", "pi-b"}
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert not {"int-1", "int-2"} & set(lab.acquired())
+    assert not {"pi-a", "pi-b"} & set(lab.acquired())
     assert _markers(tmp_path) == []
 
     # a run that dies without its finally (kill -9) leaves its places acquired …
@@ -166,17 +166,17 @@ def test_ctrl_c_releases_every_place_and_a_crashed_run_is_reported(
     proc.kill()
     proc.communicate(timeout=30)
     held = lab.acquired()
-    assert {"int-1", "int-2"} <= set(held)
+    assert {"pi-a", "pi-b"} <= set(held)
     try:
         # … which the next run reports with the command that releases them, and leaves alone
         code, doc = run_json(cli, inventory)
         assert code == 0 and set(statuses(doc).values()) == {"busy"}
         notes = [n for n in doc["notices"] if "ended without releasing it" in n]
         assert len(notes) == 2
-        assert f"labgrid-client -x {lab.address} -p int-1 release" in " ".join(notes)
-        assert lab.acquired()["int-1"] == held["int-1"]
+        assert f"labgrid-client -x {lab.address} -p pi-a release" in " ".join(notes)
+        assert lab.acquired()["pi-a"] == held["pi-a"]
     finally:
-        for place in ("int-1", "int-2"):
+        for place in ("pi-a", "pi-b"):
             lab.client("-p", place, "release", check=False)
 
 
