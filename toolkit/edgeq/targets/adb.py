@@ -166,6 +166,16 @@ class AdbTarget(Target):
             argv += ["-s", self._serial]
         return argv + list(args)
 
+    def _timed_out(self, what: str, timeout: float | None) -> CommandTimeout:
+        return CommandTimeout(
+            f"{self.name}: {what} did not finish within {timeout:g} s on {self._where()} and "
+            f"was stopped; raise --timeout or lower --runs/--min-s"
+        )
+
+    def _where(self) -> str:
+        """The device, for messages."""
+        return self.serial or "the device"
+
     def _adb(
         self, *args: str, timeout: float | None, with_serial: bool = True, what: str = ""
     ) -> _Proc:
@@ -189,11 +199,7 @@ class AdbTarget(Target):
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(proc)
-            raise CommandTimeout(
-                f"{self.name}: {what or 'adb ' + args[0]} did not finish within {timeout:g} s "
-                f"on {self.serial or 'the device'} and was stopped; raise --timeout or lower "
-                f"--runs/--min-s"
-            ) from None
+            raise self._timed_out(what or f"adb {args[0]}", timeout) from None
         except BaseException:
             kill_group(proc)
             raise

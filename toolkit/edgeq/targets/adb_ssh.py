@@ -76,6 +76,9 @@ class AdbSshTarget(AdbTarget):
     def identity(self) -> str:
         return f"adb+ssh://{self.hop.describe()}/{self.config.get('serial')}"
 
+    def _where(self) -> str:
+        return f"{self.serial} (via {self.hop.describe()})"
+
     # ------------------------------------------------------------------ the remote client
 
     def _executable(self) -> str:
@@ -90,11 +93,7 @@ class AdbSshTarget(AdbTarget):
         try:
             res = self.hop.run(argv, timeout=timeout, check=False, killable=True)
         except CommandTimeout:
-            raise CommandTimeout(
-                f"{self.name}: {what or 'adb ' + args[0]} did not finish within {timeout:g} s "
-                f"on {self.serial} (via {self.hop.describe()}) and was stopped; raise --timeout "
-                f"or lower --runs/--min-s"
-            ) from None
+            raise self._timed_out(what or f"adb {args[0]}", timeout) from None
         if res.exit_code == 127 and not res.stdout:  # the shell's (or setsid's) "not found"
             raise ConnectError(
                 f"{self.name}: the adb client {self.adb_path!r} was not found on "
