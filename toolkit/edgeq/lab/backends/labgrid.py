@@ -198,57 +198,64 @@ class Coordinator:
                 raise self._unavailable(str(exc)) from None
             raise
 
-    async def _rpc(self, name: str, request, sync: bool = True):
-        session = self._session
-        if session.stopping.is_set():
-            raise self._unavailable("the connection was lost")
-        response = await getattr(session.stub, name)(request)
-        if sync:  # our mirror of places/resources has seen the change
-            await session.sync_with_coordinator()
-        return response
+    async def _rpc(self, name: str, request):
+        """One request. No sync round trip after it: nothing here reads its own change back
+        at once (the mirror of places catches up from the coordinator's stream), and the
+        coordinator serializes acquisitions, so every round trip saved shortens the queue."""
+        return await getattr(self._live().stub, name)(request)
 
-    # ------------------------------------------------------------------ reading
+    def _live(self):
+        session = self._session
+        if session is None or session.stopping.is_set():
+            raise self._unavailable("the connection was lost")
+        return session
+
+    @staticmethod
+    def _plain(place, resources: list | None) -> dict[str, Any]:
+        out = {
+            "name": place.name,
+            "tags": dict(place.tags),
+            "acquired": place.acquired,
+            "reservation": place.reservation,
+            "changed": place.changed,
+        }
+        if resources is not None:  # the resources it matches (only discover needs them)
+            out["resources"] = [
+                {
+                    "path": f"{exporter}/{group}/{entry.cls}/{name}",
+                    "cls": entry.cls,
+                    "params": dict(entry.params),
+                    "avail": bool(entry.avail),
+                }
+                for exporter, group, name, entry in resources
+                if place.hasmatch((exporter, group, entry.cls, name))
+            ]
+        return out
 
     def places(self) -> dict[str, dict[str, Any]]:
         """Every place, as plain data, with the resources it matches."""
 
         async def snapshot():
-            session = self._session
-            if session.stopping.is_set():
-                raise self._unavailable("the connection was lost")
+            session = self._live()
             resources = [
                 (exporter, group, name, entry)
                 for exporter, groups in session.resources.items()
                 for group, entries in groups.items()
                 for name, entry in entries.items()
+                if entry.data.get("cls")
             ]
-            out = {}
-            for pname, place in session.places.items():
-                matched = []
-                for exporter, group, name, entry in resources:
-                    if entry.data.get("cls") and place.hasmatch((exporter, group, entry.cls, name)):
-                        matched.append(
-                            {
-                                "path": f"{exporter}/{group}/{entry.cls}/{name}",
-                                "cls": entry.cls,
-                                "params": dict(entry.params),
-                                "avail": bool(entry.avail),
-                            }
-                        )
-                out[pname] = {
-                    "name": pname,
-                    "tags": dict(place.tags),
-                    "acquired": place.acquired,
-                    "reservation": place.reservation,
-                    "changed": place.changed,
-                    "resources": matched,
-                }
-            return out
+            return {n: self._plain(p, resources) for n, p in session.places.items()}
 
         return self._call(snapshot())
 
     def place(self, name: str) -> dict[str, Any] | None:
-        return self.places().get(name)
+        """One place's tags and holder (cheap: no resource matching)."""
+
+        async def one():
+            place = self._live().places.get(name)
+            return None if place is None else self._plain(place, None)
+
+        return self._call(one())
 
     # ------------------------------------------------------------------ changing
 
@@ -258,18 +265,18 @@ class Coordinator:
         request = pb.CreateReservationRequest(
             filters={"main": pb.Reservation.Filter(filter=filters)}, prio=0.0
         )
-        res = self._call(self._rpc("CreateReservation", request, sync=False)).reservation
+        res = self._call(self._rpc("CreateReservation", request)).reservation
         return res.token, _state(res)
 
     def poll(self, token: str) -> str:
         res = self._call(
-            self._rpc("PollReservation", self._pb.PollReservationRequest(token=token), sync=False)
+            self._rpc("PollReservation", self._pb.PollReservationRequest(token=token))
         ).reservation
         return _state(res)
 
     def cancel(self, token: str) -> None:
         request = self._pb.CancelReservationRequest(token=token)
-        self._call(self._rpc("CancelReservation", request, sync=False))
+        self._call(self._rpc("CancelReservation", request))
 
     def acquire(self, place: str) -> None:
         self._call(self._rpc("AcquirePlace", self._pb.AcquirePlaceRequest(placename=place)))
