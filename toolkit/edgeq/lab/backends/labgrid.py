@@ -100,6 +100,7 @@ class Coordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
         self._pb = None
+        self._opening = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,8 +111,12 @@ class Coordinator:
         )
 
     def open(self) -> Coordinator:
-        if self._session is not None:
-            return self
+        with self._opening:
+            if self._session is None:
+                self._open()
+        return self
+
+    def _open(self) -> None:
         os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")  # the lab forks (ssh, adb)
         try:
             import labgrid
@@ -141,7 +146,6 @@ class Coordinator:
             loop.call_soon_threadsafe(loop.stop)
             self._loop = None
             raise
-        return self
 
     async def _start(self):
         from labgrid.remote.client import ClientSession
