@@ -148,9 +148,27 @@ class Coordinator:
             raise
 
     async def _start(self):
+        import grpc
         from labgrid.remote.client import ClientSession
+        from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
 
         session = ClientSession(self.address, asyncio.get_running_loop())
+        # The coordinator tells clients apart by their TCP peer, and gRPC shares one
+        # connection between the channels of a process: give this session its own (with
+        # the keepalive labgrid's client uses), or a second session in the same process —
+        # a test, a library user — is refused.
+        await session.channel.close()
+        session.channel = grpc.aio.insecure_channel(
+            self.address,
+            options=[
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.keepalive_time_ms", 7500),
+                ("grpc.keepalive_timeout_ms", 10000),
+                ("grpc.http2.ping_timeout_ms", 10000),
+                ("grpc.http2.max_pings_without_data", 0),
+            ],
+        )
+        session.stub = labgrid_coordinator_pb2_grpc.CoordinatorStub(session.channel)
         await session.start()
         return session
 
@@ -352,6 +370,13 @@ class LabgridBackend(Backend):
         return str(p if p.is_absolute() else self.folder / p)
 
     def discover(self) -> dict[str, dict[str, Any]]:
+        try:
+            return self._discover()
+        except BaseException:
+            self.close()  # no run follows to close the session
+            raise
+
+    def _discover(self) -> dict[str, dict[str, Any]]:
         places = self.coordinator.open().places()
         chosen = {
             n: p
