@@ -182,6 +182,13 @@ class AdbTarget(Target):
         """Run the adb client once; a timeout or Ctrl-C kills it (and its session)."""
         argv = self.adb_argv(*args, with_serial=with_serial)
         t0 = time.perf_counter()
+        code, out, err = self._run_client(argv, timeout, what or f"adb {args[0]}")
+        return _Proc(code, out, err, time.perf_counter() - t0)
+
+    def _run_client(
+        self, argv: list[str], timeout: float | None, what: str
+    ) -> tuple[int, str, str]:
+        """One adb client process on this host → (exit code, stdout, stderr)."""
         try:
             proc = subprocess.Popen(
                 argv,
@@ -199,16 +206,11 @@ class AdbTarget(Target):
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(proc)
-            raise self._timed_out(what or f"adb {args[0]}", timeout) from None
+            raise self._timed_out(what, timeout) from None
         except BaseException:
             kill_group(proc)
             raise
-        return _Proc(
-            proc.returncode,
-            out.decode(errors="replace"),
-            err.decode(errors="replace"),
-            time.perf_counter() - t0,
-        )
+        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     # ------------------------------------------------------------------ errors
 

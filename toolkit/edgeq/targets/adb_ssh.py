@@ -14,7 +14,6 @@ when the target closes. A timeout or Ctrl-C kills the remote `adb` client too.
 from __future__ import annotations
 
 import shlex
-import time
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -22,7 +21,7 @@ from typing import ClassVar
 from ..errors import CommandTimeout, ConnectError
 from ..fields import Field, TargetConfig, f
 from . import register
-from .adb import DEFAULT_SERVER_PORT, AdbTarget, _Proc
+from .adb import DEFAULT_SERVER_PORT, AdbTarget
 from .ssh import SshTarget
 
 #: The SSH keys of the hop (the exporter host), as the `ssh` target declares them.
@@ -84,23 +83,21 @@ class AdbSshTarget(AdbTarget):
     def _executable(self) -> str:
         return self.adb_path  # resolved by the exporter host's shell (PATH there)
 
-    def _adb(
-        self, *args: str, timeout: float | None, with_serial: bool = True, what: str = ""
-    ) -> _Proc:
-        """Run the exporter host's adb client once; a timeout kills it there."""
-        argv = self.adb_argv(*args, with_serial=with_serial)
-        t0 = time.perf_counter()
+    def _run_client(
+        self, argv: list[str], timeout: float | None, what: str
+    ) -> tuple[int, str, str]:
+        """The exporter host's adb client, once; a timeout kills it there."""
         try:
             res = self.hop.run(argv, timeout=timeout, check=False, killable=True)
         except CommandTimeout:
-            raise self._timed_out(what or f"adb {args[0]}", timeout) from None
+            raise self._timed_out(what, timeout) from None
         if res.exit_code == 127 and not res.stdout:  # the shell's (or setsid's) "not found"
             raise ConnectError(
                 f"{self.name}: the adb client {self.adb_path!r} was not found on "
                 f"{self.hop.host}; install it there (Debian/Ubuntu: sudo apt-get install adb) "
                 f"or set adb_path in {self.config.where}"
             )
-        return _Proc(res.exit_code, res.stdout, res.stderr, time.perf_counter() - t0)
+        return res.exit_code, res.stdout, res.stderr
 
     # ------------------------------------------------------------------ primitives
 
