@@ -181,8 +181,9 @@ def labgrid_rig(tmp_path_factory, sshd_factory, pi_python):
 
     lab = lg.Lab(root / "coordinator").start()
     try:
-        lab.exporter("host-a", {"pi-1": service("pi-1")})
-        lab.exporter("host-b", {n: service(n) for n in servers if n != "pi-1"})
+        # exporters start while the places are made (a match is only a pattern)
+        lab.exporter("host-a", {"pi-1": service("pi-1")}, wait=False)
+        lab.exporter("host-b", {n: service(n) for n in servers if n != "pi-1"}, wait=False)
         places = {
             "pi-a": ("host-a/pi-1/NetworkService", {"suite": "pair"}),
             "pi-b": ("host-b/pi-2/NetworkService", {"suite": "pair"}),
@@ -196,6 +197,7 @@ def labgrid_rig(tmp_path_factory, sshd_factory, pi_python):
                 {"suite": "phone", "adb_serial": "edgeq_phone1"},
             )
         lab.make_places(places)
+        lab.wait_for_resources()
         yield {
             "lab": lab,
             "servers": servers,

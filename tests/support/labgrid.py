@@ -151,17 +151,23 @@ class Lab:
             e.stop()
         _stop(self.proc)
 
-    def exporter(self, name: str, services: dict[str, dict]) -> Exporter:
-        """Start an exporter; returns once the coordinator lists all its resources."""
+    def exporter(self, name: str, services: dict[str, dict], wait: bool = True) -> Exporter:
+        """Start an exporter; with `wait`, return once the coordinator lists its resources."""
         exp = Exporter(name, self.root, self.address, services).start()
         self.exporters.append(exp)
-        want = {f"{name}/{group}/NetworkService" for group in services}
-        deadline = time.time() + 30
+        if wait:
+            self.wait_for_resources()
+        return exp
+
+    def wait_for_resources(self, timeout: float = 60) -> None:
+        """Until `labgrid-client resources` lists every exporter's every group."""
+        want = {f"{e.name}/{g}/NetworkService" for e in self.exporters for g in e.services}
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if want <= set(self.client("resources").stdout.split()):
-                return exp
+                return
             time.sleep(0.3)
-        raise RuntimeError(f"exporter {name} did not register: {want}")
+        raise RuntimeError(f"exporters did not register: {want}")
 
     # ------------------------------------------------------------------ labgrid-client
 
