@@ -580,7 +580,15 @@ class PlaceLease(Lease):
                     told = True
                 time.sleep(min(float(self.backend.settings["poll_s"]), max(deadline - now, 0)))
                 state = co.poll(token)
-            co.acquire(self.place)
+            try:
+                co.acquire(self.place)
+            except _RpcError as exc:
+                raise DeviceError(
+                    f"the coordinator at {co.address} refused to acquire place {self.place} "
+                    f"({exc.message}): is its exporter running, or its resource held through "
+                    f"another place? See {self._command('show')}",
+                    details=exc.details,
+                ) from None
         except BaseException:
             try:
                 co.cancel(token)
