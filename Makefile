@@ -17,12 +17,12 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## create .venv and install edgeq (editable) with dev extras
+setup: $(VENV)/.installed ## create .venv and install edgeq (editable) with the dev and labgrid extras
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,labgrid]'
 	touch $@
 
 test: setup ## run the default test suite (no slow or arm tiers)

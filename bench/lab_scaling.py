@@ -11,10 +11,19 @@ Caveat: here every "device" runs on the host's own cores (sshd, shell, python st
 the runner), so device-side CPU competes with the orchestration; on a real lab it runs on
 the devices. The CPU columns show how much of the wall time that explains.
 
+Fleet mode (`--fleet 8,64`): the same N "Pis" driven through the file inventory and through
+labgrid (a real labgrid-coordinator and two labgrid-exporters on 127.0.0.1; every device a
+place), interleaved. Per configuration it reports the lab host's own CPU per device-run
+(this process and its children: scheduler, SSH, history, labgrid session), the coordinator's
+and exporters' CPU, the devices' CPU (every sshd and what ran under it, from their
+/proc/PID/stat), and the wall time divided by the device-side floor (device CPU ÷ cores);
+for labgrid also the time each device spent in reserve + acquire + release.
+
 Run from the repository root (needs root for the test sshd, like the tests):
 
     .venv/bin/python bench/lab_scaling.py                 # 8 vs 1, 5 repetitions
     .venv/bin/python bench/lab_scaling.py --devices 8 --reps 5 --model path/to/model.tflite
+    .venv/bin/python bench/lab_scaling.py --fleet 8,64 --reps 2   # file vs labgrid
 """
 
 from __future__ import annotations
@@ -88,6 +97,248 @@ def inventory(path: Path, devices: dict[str, dict], parallel: int, db: Path, loc
     return write_inventory(path, sections, devices)
 
 
+def proc_cpu_s(pid: int, children: bool = True) -> float:
+    """CPU seconds of one process (plus its waited-for descendants), from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(v) for v in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def lab_cpu_s() -> float:
+    """This process and its waited-for children (the lab host's own CPU)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
+class LeaseClock:
+    """Times every lease's acquire + release (wrapping the backend's leases)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def wrap(self, backend) -> None:
+        original = backend.lease
+        clock = self
+
+        def lease(device, owner, timeout_s):
+            inner = original(device, owner, timeout_s)
+            spent = [0.0]
+            acquire, release = inner.acquire, inner.release
+
+            def timed_acquire(on_wait=None):
+                t0 = time.perf_counter()
+                try:
+                    return acquire(on_wait)
+                finally:
+                    spent[0] += time.perf_counter() - t0
+
+            def timed_release():
+                t0 = time.perf_counter()
+                try:
+                    release()
+                finally:
+                    spent[0] += time.perf_counter() - t0
+                    clock.samples.append(spent[0])
+
+            inner.acquire, inner.release = timed_acquire, timed_release
+            return inner
+
+        backend.lease = lease
+
+
+def fleet(args) -> int:
+    """file vs labgrid for each N of --fleet (see the module docstring)."""
+    import getpass
+
+    from edgeq.lab import load_inventory, run_lab
+    from tests.lab.conftest import PI_SSHD
+    from tests.support import labgrid as lg
+    from tests.support import sshd
+    from tests.support.device_venv import PI_PACKAGES, ensure_venv
+
+    why = sshd.available() or lg.available()
+    if why:
+        print(f"cannot run: {why}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+    os.environ.setdefault("EDGEQ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "edgeq-bench"))
+    sizes = sorted({int(n) for n in args.fleet.split(",")})
+    biggest = sizes[-1]
+    print(f"preparing: device venv, model, {biggest} servers, labgrid", file=sys.stderr)
+    pi_python = str(ensure_venv(PI_PACKAGES, "pi-venv"))
+    model = args.model or quick_model(REPO / "tests" / "fixtures")
+    root = Path(tempfile.mkdtemp(prefix="edgeq-lab-fleet-"))
+    key = sshd.keygen(root / "lab_key")
+    servers: list = []
+    lab = None
+    samples: dict[tuple[int, str], list[dict]] = {}
+    leases: dict[tuple[int, str], list[float]] = {}
+    try:
+        for i in range(biggest):
+            srv = sshd.SshServer(root / f"sshd{i}", extra_config=PI_SSHD).start()
+            srv.authorized_keys.write_text((root / "lab_key.pub").read_text())
+            servers.append(srv)
+        known = root / "known_hosts"
+        known.write_text("".join(s.known_hosts.read_text() for s in servers))
+        # the coordinator and two exporter "hosts" holding half of the Pis each
+        lab = lg.Lab(root / "coordinator")
+        groups = {
+            f"pi{i}": ("host-a" if i % 2 == 0 else "host-b", srv) for i, srv in enumerate(servers)
+        }
+        lab.preload_places(
+            {
+                name: (
+                    f"{host}/{name}/NetworkService",
+                    {f"n{n}": "yes" for n in sizes if int(name[2:]) < n},
+                )
+                for name, (host, _) in groups.items()
+            }
+        )
+        lab.start()
+        for host in ("host-a", "host-b"):
+            services = {
+                name: {"address": "127.0.0.1", "port": srv.port, "username": getpass.getuser()}
+                for name, (h, srv) in groups.items()
+                if h == host
+            }
+            lab.exporter(host, services)
+        infra = [lab.proc.pid, *(e.proc.pid for e in lab.exporters)]
+        keys = {"key_file": str(key), "known_hosts": str(known), "python": pi_python}
+        invs = {}
+        for n in sizes:
+            common = {
+                "models": [str(model)],
+                "accuracy": False,
+                "parallel": args.parallel or n,
+                "retries": 0,
+                "timeout_s": 600,
+                "lock_timeout_s": 60,
+            }
+            sections = {
+                "run": LIGHT_RUN,
+                "budget": GENEROUS,
+                "regression": {"metrics": []},
+            }
+            file_devices = {
+                f"pi{i}": {**servers[i].target_values(python=pi_python), **keys} for i in range(n)
+            }
+            for backend in ("file", "labgrid"):
+                lab_table = {
+                    **common,
+                    "db": str(root / f"h-{n}-{backend}.sqlite"),
+                    "lock_dir": str(root / f"locks-{backend}"),
+                }
+                extra = {}
+                if backend == "labgrid":
+                    lab_table["inventory"] = f"{lab.url}?n{n}=yes"
+                    extra = {"labgrid": keys}
+                from tests.lab.conftest import write_inventory
+
+                path = write_inventory(
+                    root / f"lab-{n}-{backend}.toml",
+                    {"lab": lab_table, **sections, **extra},
+                    file_devices if backend == "file" else {},
+                )
+                invs[(n, backend)] = path
+        for rep in range(args.reps + 1):  # rep 0 warms up: device caches, imports
+            for key_ in invs:
+                n, backend = key_
+                pids = [s.proc.pid for s in servers[:n]]
+                d0 = sum(proc_cpu_s(p) for p in pids)
+                i0 = sum(proc_cpu_s(p) for p in infra)
+                c0, l0, t0 = system_cpu_s(), lab_cpu_s(), time.perf_counter()
+                inv = load_inventory(invs[key_])  # labgrid: the places, from the coordinator
+                clock = LeaseClock()
+                clock.wrap(inv.backend)
+                run = run_lab(inv)
+                wall = time.perf_counter() - t0
+                lab_cpu = lab_cpu_s() - l0
+                machine = system_cpu_s() - c0
+                dev = sum(proc_cpu_s(p) for p in pids) - d0
+                inf = sum(proc_cpu_s(p) for p in infra) - i0
+                assert run.ok, [r.reason for r in run.results if not r.passed]
+                assert len(run.results) == n
+                print(
+                    f"  rep {rep}: N={n} {backend}: {wall:.2f} s, lab CPU {lab_cpu:.2f} s",
+                    file=sys.stderr,
+                )
+                if rep == 0:
+                    continue
+                samples.setdefault(key_, []).append(
+                    {"wall": wall, "lab": lab_cpu, "dev": dev, "infra": inf, "machine": machine}
+                )
+                leases.setdefault(key_, []).extend(clock.samples)
+    finally:
+        if lab is not None:
+            lab.stop()
+        for s in servers:
+            s.stop()
+
+    cores = os.cpu_count() or 1
+    med = statistics.median
+    print()
+    print(
+        f"edgeq lab run, file inventory vs labgrid — {cores} cores, {args.reps} repetitions "
+        f"(median), light runner, --parallel {args.parallel or 'N'}"
+    )
+    head = (
+        f"{'N':>3} {'backend':<8} {'wall s':>7} {'lab CPU/dev-run ms':>19} "
+        f"{'coord+exp CPU s':>16} {'device CPU s':>13} {'floor s':>8} {'wall/floor':>11} "
+        f"{'other CPU s':>12} {'wall/all-CPU':>13} {'lease s (med/max)':>18}"
+    )
+    print(head)
+    rows = {}
+    for (n, backend), rs in samples.items():
+        wall = med(r["wall"] for r in rs)
+        lab_ms = med(r["lab"] for r in rs) / n * 1000
+        inf = med(r["infra"] for r in rs)
+        dev = med(r["dev"] for r in rs)
+        floor = dev / cores
+        other = med(r["machine"] - r["lab"] - r["dev"] - r["infra"] for r in rs)
+        busy = med(r["wall"] / (r["machine"] / cores) for r in rs)
+        ls = leases.get((n, backend)) or [0.0]
+        rows[(n, backend)] = {"wall": wall, "lab_ms": lab_ms, "ratio": wall / floor}
+        print(
+            f"{n:>3} {backend:<8} {wall:7.2f} {lab_ms:19.1f} {inf:16.2f} {dev:13.2f} "
+            f"{floor:8.2f} {wall / floor:10.2f}× {other:12.2f} {busy:12.2f}× "
+            f"{med(ls):8.3f}/{max(ls):.3f}"
+        )
+    print()
+    for n in sizes:
+        f_, g = rows.get((n, "file")), rows.get((n, "labgrid"))
+        if f_ and g:
+            print(
+                f"N={n}: labgrid − file = {(g['wall'] - f_['wall']) / n:+.3f} s wall per device, "
+                f"{g['lab_ms'] - f_['lab_ms']:+.1f} ms lab CPU per device-run"
+            )
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        for backend in ("file", "labgrid"):
+            a, b = rows.get((lo, backend)), rows.get((hi, backend))
+            if a and b:
+                print(
+                    f"{backend}: lab CPU per device-run N={hi} / N={lo} = "
+                    f"{b['lab_ms'] / a['lab_ms']:.2f}×; wall/floor at N={hi} = {b['ratio']:.2f}×"
+                )
+    print()
+    print("lab CPU: this process + its children (scheduler, SSH, history, labgrid session);")
+    print("device CPU: the sshds and everything under them (shells, device runners);")
+    print(f"floor: device CPU / {cores} cores; other CPU: the rest of the machine (other users);")
+    print(f"wall/all-CPU: wall / (machine CPU / {cores}) — 1.0× means the cores never idled.")
+    print("lease s: per device, reserve + acquire + release (file: the local flock).")
+    print(
+        f"reproduce: .venv/bin/python bench/lab_scaling.py --fleet {args.fleet} "
+        f"--reps {args.reps}" + (f" --parallel {args.parallel}" if args.parallel else "")
+    )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", type=int, default=8, help="devices in the big lab (default 8)")
@@ -96,7 +347,11 @@ def main() -> int:
     ap.add_argument(
         "--no-serial", action="store_true", help="skip the --parallel 1 reference configuration"
     )
+    ap.add_argument("--fleet", help="fleet mode: sizes such as 8,64, each through file and labgrid")
+    ap.add_argument("--parallel", type=int, help="fleet mode: --parallel (default: N)")
     args = ap.parse_args()
+    if args.fleet:
+        return fleet(args)
 
     from edgeq.lab import load_inventory, run_lab
     from tests.lab.conftest import PI_SSHD

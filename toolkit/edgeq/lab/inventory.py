@@ -386,7 +386,11 @@ def parse_inventory(
             if not isinstance(override, dict):
                 raise ConfigError(f"{src} [devices.{name}]: must be a table of keys")
             tables_by_name[name] = {**table, **override}
-    devices = {name: _device(name, d, src, lab) for name, d in tables_by_name.items()}
+    try:
+        devices = {name: _device(name, d, src, lab) for name, d in tables_by_name.items()}
+    except BaseException:
+        backend.close()  # e.g. a labgrid session opened by discover(): no run will close it
+        raise
     return Inventory(
         path, lab, run, budget, regression, model, devices, backend=backend, base=folder
     )

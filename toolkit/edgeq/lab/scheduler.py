@@ -31,7 +31,7 @@ from ..errors import CommandTimeout, EdgeqError, UsageError
 from ..settings import RunSettings
 from . import health as health_mod
 from . import regress
-from .backends import DeviceBusy
+from .backends import BackendUnavailable, DeviceBusy
 from .history import History, provenance, utc_now
 from .inventory import Device, Inventory
 from .metrics import budget_checks, flatten_metrics
@@ -174,6 +174,8 @@ class Lab:
         except DeviceBusy as exc:
             outcome.reason, outcome.error = exc.message, exc
             return self.unmeasured(dev, outcome, S.BUSY, "lock", exc)
+        except BackendUnavailable:
+            raise  # no device's fault: the run stops (exit 3)
         except EdgeqError as exc:
             outcome.reason, outcome.error = exc.message, exc
             return self.unmeasured(dev, outcome, S.ERROR, "lock", exc)
@@ -362,6 +364,8 @@ def run_lab(
             # Ctrl-C: no new device starts; running ones stop at their next step, and
             # every lease is released by its own `finally`.
             lab.stop.set()
+            if inv.backend:
+                inv.backend.interrupt()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()

@@ -29,7 +29,7 @@ __all__ = [
 
 TRANSPORTS: dict[str, type[Target]] = {}
 
-_MODULES = ("local", "ssh", "adb")
+_MODULES = ("local", "ssh", "adb", "adb_ssh")
 
 
 def register(cls: type[Target]) -> type[Target]:

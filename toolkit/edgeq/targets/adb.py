@@ -156,11 +156,28 @@ class AdbTarget(Target):
             argv += ["-s", self._serial]
         return argv + list(args)
 
+    def _timed_out(self, what: str, timeout: float | None, command: str = "") -> CommandTimeout:
+        return CommandTimeout(
+            f"{self.name}: {what} did not finish within {timeout:g} s on {self._where()} and "
+            f"was stopped; raise --timeout or lower --runs/--min-s",
+            command=command,
+        )
+
+    def _where(self) -> str:
+        """The device, for messages."""
+        return self.serial or "the device"
+
     def _adb(
         self, *args: str, timeout: float | None, with_serial: bool = True, what: str = ""
     ) -> _process.Completed:
         """Run the adb client once; a timeout or Ctrl-C kills it (and its session)."""
         argv = self.adb_argv(*args, with_serial=with_serial)
+        return self._run_client(argv, timeout, what or f"adb {args[0]}")
+
+    def _run_client(
+        self, argv: list[str], timeout: float | None, what: str
+    ) -> _process.Completed:
+        """One adb client process on this host (its own session, killed on timeout)."""
         try:
             return _process.run(argv, timeout)
         except OSError as exc:
@@ -169,12 +186,7 @@ class AdbTarget(Target):
                 f"reinstall it or fix adb_path in {self.config.where}"
             ) from None
         except _process.TimedOut:
-            raise CommandTimeout(
-                f"{self.name}: {what or 'adb ' + args[0]} did not finish within {timeout:g} s "
-                f"on {self.serial or 'the device'} and was stopped; raise --timeout or lower "
-                f"--runs/--min-s",
-                command=" ".join(argv),
-            ) from None
+            raise self._timed_out(what, timeout, " ".join(argv)) from None
 
     # ------------------------------------------------------------------ errors
 

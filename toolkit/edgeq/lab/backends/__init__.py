@@ -8,13 +8,22 @@ import importlib
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError
-from .base import Backend, DeviceBusy, Lease
+from .base import Backend, BackendUnavailable, DeviceBusy, Lease
 
-__all__ = ["BACKENDS", "Backend", "DeviceBusy", "Lease", "backend_class", "register", "scheme_of"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
+    "DeviceBusy",
+    "Lease",
+    "backend_class",
+    "register",
+    "scheme_of",
+]
 
 BACKENDS: dict[str, type[Backend]] = {}
 
-_MODULES = ("file",)
+_MODULES = ("file", "labgrid")
 
 
 def register(cls: type[Backend]) -> type[Backend]:

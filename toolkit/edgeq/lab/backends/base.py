@@ -14,10 +14,12 @@ its module name in `backends/__init__.py`). The scheduler only ever calls:
     skip_reason(device)        → why not to run a device at all (e.g. tagged unhealthy)
     mark_health(device, ok, …) → make a health verdict visible to others (e.g. a place tag)
     notices()                  → lines to show the user (e.g. a place left acquired)
+    interrupt()                → the run is being stopped (Ctrl-C): stop waiting for devices
     close()
 
 Constructors never touch the network; `discover()` may, and raises ConnectError (exit 3)
-naming the address and the fix when the source cannot be reached.
+naming the address and the fix when the source cannot be reached; `BackendUnavailable`
+from a lease stops the whole run the same way (it is no device's failure).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...errors import DeviceError
+from ...errors import ConnectError, DeviceError
 from ...fields import Field
 
 if TYPE_CHECKING:
@@ -46,6 +48,14 @@ class DeviceBusy(DeviceError):
     def __init__(self, message: str, *, holder: dict[str, Any] | None = None) -> None:
         super().__init__(message, details={"holder": holder or {}})
         self.holder = holder or {}
+
+
+class BackendUnavailable(ConnectError):
+    """The inventory's source (e.g. a labgrid coordinator) cannot be reached.
+
+    Not a device's fault: the run stops with exit 3 and no device is recorded as failed."""
+
+    transient = False
 
 
 class Lease(ABC):
@@ -120,6 +130,9 @@ class Backend(ABC):
     def notices(self) -> list[str]:
         """Lines worth telling the user about the backend's state (default: none)."""
         return []
+
+    def interrupt(self) -> None:  # noqa: B027
+        """The run is stopping (Ctrl-C): give up waiting for busy devices (default: no-op)."""
 
     def close(self) -> None:  # noqa: B027
         """Release whatever the backend itself holds (connections, sessions)."""
