@@ -174,9 +174,7 @@ class AdbTarget(Target):
         argv = self.adb_argv(*args, with_serial=with_serial)
         return self._run_client(argv, timeout, what or f"adb {args[0]}")
 
-    def _run_client(
-        self, argv: list[str], timeout: float | None, what: str
-    ) -> _process.Completed:
+    def _run_client(self, argv: list[str], timeout: float | None, what: str) -> _process.Completed:
         """One adb client process on this host (its own session, killed on timeout)."""
         try:
             return _process.run(argv, timeout)

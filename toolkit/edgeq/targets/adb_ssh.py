@@ -83,9 +83,7 @@ class AdbSshTarget(AdbTarget):
     def _executable(self) -> str:
         return self.adb_path  # resolved by the exporter host's shell (PATH there)
 
-    def _run_client(
-        self, argv: list[str], timeout: float | None, what: str
-    ) -> _process.Completed:
+    def _run_client(self, argv: list[str], timeout: float | None, what: str) -> _process.Completed:
         """The exporter host's adb client, once; a timeout kills it there."""
         try:
             res = self.hop.run(argv, timeout=timeout, check=False, killable=True)
