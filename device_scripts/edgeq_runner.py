@@ -27,6 +27,8 @@ document with "ok": false.
 from __future__ import annotations
 
 import argparse
+import array
+import glob
 import hashlib
 import json
 import math
@@ -39,7 +41,13 @@ import time
 import traceback
 
 SCHEMA = "edgeq.run/1"
-RUNNER_VERSION = "1.1"
+RUNNER_VERSION = "1.2"
+#: Timed runs kept per loop (invoke, end to end): the latency samples live in preallocated
+#: arrays of this many 8-byte entries, so memory does not grow with --min-s; a steady state
+#: that reaches it stops there (the document says so).
+MAX_SAMPLES = 100_000
+#: Latency samples kept in the result document (every k-th), for `edgeq compare`.
+DOC_SAMPLES = 2000
 
 #: The book's preprocessing: float32 in [-1, 1] = uint8 * (1/127.5) - 1.
 DEFAULT_INPUT_SCALE = 1.0 / 127.5
@@ -793,10 +801,41 @@ def _loop(step, runs: int, min_s: float, max_s: float):
     return count, clock() - start
 
 
-def benchmark(interpreter, sample, args) -> dict:
+def _timed_loop(step, buf, runs: int, min_s: float, max_s: float):
+    """Like `_loop`, timing each call into the preallocated `buf` (it also stops when
+    `buf` is full). Returns (calls, total ns)."""
+    clock = time.perf_counter_ns
+    start = clock()
+    min_ns, max_ns = int(min_s * 1e9), int(max_s * 1e9)
+    cap = len(buf)
+    i = 0
+    while i < cap:
+        t = clock()
+        step()
+        done = clock()
+        buf[i] = done - t
+        i += 1
+        elapsed = done - start
+        if i >= runs and elapsed >= min_ns:
+            break
+        if max_ns and elapsed >= max_ns:
+            break
+    return i, clock() - start
+
+
+def sample_buffers(cap: int = MAX_SAMPLES):
+    """Two zeroed arrays of `cap` nanosecond timings (invoke, end to end), touched now so
+    they count in the memory baseline, not in the model's footprint."""
+    return array.array("q", bytes(8 * cap)), array.array("q", bytes(8 * cap))
+
+
+def benchmark(interpreter, sample, args, buffers=None, on_phase=None) -> dict:
     """Warm up, then time invoke() alone and the end-to-end call (set every input, invoke,
     read every output). `sample`: one array per input, in order (one-input models may pass
-    the array itself)."""
+    the array itself). `buffers`: preallocated timing arrays (`sample_buffers`);
+    `on_phase(name)` is called before the warm-up, after it and after the steady state."""
+    import numpy as np
+
     clock = time.perf_counter_ns
     inputs = interpreter.get_input_details()
     arrays = list(sample) if isinstance(sample, (list, tuple)) else [sample]
@@ -811,41 +850,84 @@ def benchmark(interpreter, sample, args) -> dict:
     )
     for idx, a in feeds:
         set_tensor(idx, a)
+    invoke_buf, e2e_buf = buffers or sample_buffers(getattr(args, "max_samples", MAX_SAMPLES))
+    phase = on_phase or (lambda name: None)
 
     t0 = clock()
     invoke()
     first_ns = clock() - t0
 
+    phase("before_warmup")
     warm_count, warm_ns = (0, 0)
     if args.warmup_runs > 0 or args.warmup_min_s > 0:
         warm_count, warm_ns = _loop(invoke, args.warmup_runs, args.warmup_min_s, args.max_s)
+    phase("after_warmup")
 
-    invoke_ns = []
-    e2e_ns = []
-
-    def timed_invoke():
-        t = clock()
-        invoke()
-        invoke_ns.append(clock() - t)
-
-    def timed_e2e():
-        t = clock()
+    def e2e():
         for idx, a in feeds:
             set_tensor(idx, a)
         invoke()
         for o in o_idx:
             get_tensor(o)
-        e2e_ns.append(clock() - t)
 
-    n, steady_ns = _loop(timed_invoke, args.runs, args.min_s, args.max_s)
-    _, e2e_total_ns = _loop(timed_e2e, n, 0.0, args.max_s)
+    n, steady_ns = _timed_loop(invoke, invoke_buf, args.runs, args.min_s, args.max_s)
+    phase("after_steady_state")
+    m, e2e_total_ns = _timed_loop(e2e, e2e_buf, n, 0.0, args.max_s)
+    peak = peak_rss_kb()  # before any statistics allocate: the inference's own peak
+    invoke_ns = np.frombuffer(invoke_buf, dtype=np.int64, count=n)
+    e2e_ns = np.frombuffer(e2e_buf, dtype=np.int64, count=m)
+    step = max(1, -(-n // DOC_SAMPLES))
     return {
         "first_inference_ns": first_ns,
         "warmup": {"count": warm_count, "ms": warm_ns / 1e6},
         "steady_ns": steady_ns,
         "e2e_total_ns": e2e_total_ns,
+        "capped": n >= len(invoke_buf),
+        "peak_rss_kb": peak,
         "latency_ms": {"invoke": latency_stats(invoke_ns), "end_to_end": latency_stats(e2e_ns)},
+        "samples_ms": [float(v) / 1e6 for v in invoke_ns[::step]],
+        "samples_every": step,
     }
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _sys(path: str) -> str:
+    """A /sys path under $EDGEQ_SYSFS_ROOT (set only by tests)."""
+    return os.environ.get("EDGEQ_SYSFS_ROOT", "") + path
+
+
+def _cores_in_use() -> list:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def sample_device(phase: str) -> dict:
+    """Every thermal zone (°C), the frequency of the cores this process may run on (MHz),
+    the governor and the Pi firmware's throttle flags: what makes a run valid or not."""
+    out = {"phase": phase, "time": time.time(), "temps_c": {}, "freqs_mhz": {}}
+    for zone in sorted(glob.glob(_sys("/sys/class/thermal/thermal_zone*"))):
+        raw = _read(zone + "/temp")
+        if raw and raw.lstrip("-").isdigit():
+            out["temps_c"][os.path.basename(zone)] = int(raw) / 1000
+    governors = set()
+    for cpu in _cores_in_use():
+        base = _sys(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq")
+        freq = _read(base + "/scaling_cur_freq")
+        if freq and freq.isdigit():
+            out["freqs_mhz"][f"cpu{cpu}"] = int(freq) / 1000
+        gov = _read(base + "/scaling_governor")
+        if gov:
+            governors.add(gov)
+    out["governor"] = ",".join(sorted(governors)) or None
+    raw = _read(_sys("/sys/devices/platform/soc/soc:firmware/get_throttled"))
+    m = re.search(r"0x[0-9a-fA-F]+", raw or "") or re.fullmatch(r"[0-9a-fA-F]+", raw or "")
+    if m:
+        out["throttled"] = int(m.group(0), 16)
+    return out
 
 
 # --------------------------------------------------------------------------- environment
@@ -973,7 +1055,34 @@ def probe() -> dict:
     return env
 
 
+def memory_doc(imports, allocated, inference_peak, process_peak) -> dict:
+    """RSS after the imports (and the timing arrays), after allocate_tensors and at its
+    peak during inference, all in KiB; the model's footprint is the difference, which does
+    not depend on how long the steady state ran."""
+
+    def diff(a, b):
+        return a - b if a is not None and b is not None else None
+
+    return {
+        "rss_after_imports_kb": imports,
+        "rss_after_allocate_kb": allocated,
+        "peak_rss_kb": inference_peak,
+        "peak_process_rss_kb": process_peak,
+        "model_footprint_kb": diff(inference_peak, imports),
+        "allocate_kb": diff(allocated, imports),
+        "note": "peak_rss_kb is the peak up to the end of the steady state; "
+        "peak_process_rss_kb includes the accuracy and agreement runs",
+    }
+
+
+def rss_kb() -> int | None:
+    """This process's resident set now (VmRSS), in KiB."""
+    m = re.search(r"^VmRSS:\s+(\d+)\s+kB", _read("/proc/self/status") or "", re.M)
+    return int(m.group(1)) if m else None
+
+
 def peak_rss_kb() -> int | None:
+    """The process's peak resident set so far (VmHWM), in KiB."""
     status = _read("/proc/self/status") or ""
     m = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.M)
     if m:
@@ -1023,6 +1132,12 @@ def parse_args(argv):
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--min-s", type=float, default=1.0)
     p.add_argument("--max-s", type=float, default=60.0, help="stop timing a phase after this")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=MAX_SAMPLES,
+        help="timed runs kept in memory per loop (the steady state stops there)",
+    )
     p.add_argument("--out", help="write the JSON here instead of stdout")
     p.add_argument(
         "--input-shape",
@@ -1050,9 +1165,11 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if not args.probe and not args.model:
         p.error("a model path is required (or --probe)")
-    for name in ("threads", "runs", "batch_size"):
+    for name in ("threads", "runs", "batch_size", "max_samples"):
         if getattr(args, name) < 1:
             p.error("--{} must be >= 1".format(name.replace("_", "-")))
+    if args.runs > args.max_samples:
+        p.error(f"--runs must be <= --max-samples ({args.max_samples})")
     for name in ("warmup_runs", "limit", "agreement", "agreement_seed"):
         if getattr(args, name) < 0:
             p.error("--{} must be >= 0".format(name.replace("_", "-")))
@@ -1086,6 +1203,8 @@ def run(args) -> dict:
     interpreter_cls, rt_name, rt_version = find_interpreter()
     doc["environment"]["runtime"] = rt_name
     doc["environment"]["runtime_version"] = rt_version
+    buffers = sample_buffers(args.max_samples)
+    rss_imports = rss_kb()
 
     if not os.path.isfile(args.model):
         raise RunnerFailure("BadModel", f"model not found: {args.model}", EXIT_MODEL)
@@ -1129,6 +1248,7 @@ def run(args) -> dict:
     t0 = clock()
     apply_input_shapes(interp, shapes)
     alloc_ns = clock() - t0
+    rss_allocated = rss_kb()
     in_details = interp.get_input_details()
     doc["model"]["inputs"] = [tensor_info(d) for d in in_details]
     doc["model"]["outputs"] = [tensor_info(d) for d in interp.get_output_details()]
@@ -1146,7 +1266,17 @@ def run(args) -> dict:
             "source": "data",
             "preprocess": rule,
         }
-    bench = benchmark(interp, sample, args)
+    samples = []
+    bench = benchmark(
+        interp, sample, args, buffers, lambda phase: samples.append(sample_device(phase))
+    )
+    peak_inference = bench["peak_rss_kb"]
+    doc["sampling"] = samples
+    doc["latency_samples_ms"] = {
+        "invoke": bench["samples_ms"],
+        "every": bench["samples_every"],
+        "of": bench["latency_ms"]["invoke"]["count"],
+    }
     doc["benchmark_inputs"] = fed
     doc["phases_ms"] = {
         "load": load_ns / 1e6,
@@ -1164,6 +1294,8 @@ def run(args) -> dict:
         "runs": args.runs,
         "min_s": args.min_s,
         "max_s": args.max_s,
+        "max_samples": args.max_samples,
+        "steady_state_capped": bench["capped"],
         "input_shapes": given_shapes,
         "input_ranges": {k: list(v) for k, v in given_ranges.items()},
         "agreement": args.agreement,
@@ -1207,7 +1339,7 @@ def run(args) -> dict:
             "outputs_sha256": save_outputs(args.outputs_out, arrays),
             "seconds": seconds,
         }
-    doc["memory"] = {"peak_rss_kb": peak_rss_kb()}
+    doc["memory"] = memory_doc(rss_imports, rss_allocated, peak_inference, peak_rss_kb())
     doc["ok"] = True
     doc["error"] = None
     return doc

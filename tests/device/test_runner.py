@@ -178,3 +178,53 @@ def test_benchmark_counts(artifacts):
     b = runner.benchmark(it, sample, args)
     assert b["warmup"]["count"] == 3
     assert b["latency_ms"]["invoke"]["count"] == b["latency_ms"]["end_to_end"]["count"] == 25
+
+
+def test_timed_runs_live_in_bounded_arrays(artifacts):
+    cls, _, _ = runner.find_interpreter()
+    it = runner.make_interpreter(cls, str(artifacts[0] / "model_int8.tflite"))
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    sample = runner.quantize_input(np.zeros(inp["shape"], np.float32), inp)
+    args = argparse.Namespace(warmup_runs=0, warmup_min_s=0, runs=1, min_s=10, max_s=60)
+    bufs = runner.sample_buffers(200)
+    phases = []
+    b = runner.benchmark(it, sample, args, bufs, phases.append)
+    assert b["capped"] is True and b["latency_ms"]["invoke"]["count"] == 200  # not 10 s
+    assert phases == ["before_warmup", "after_warmup", "after_steady_state"]
+    assert len(b["samples_ms"]) == 200 and b["samples_every"] == 1
+
+
+def test_the_models_footprint_does_not_grow_with_min_s(artifacts):
+    model = artifacts[0] / "model_int8.tflite"
+    feet = []
+    for min_s in ("0", "3"):
+        code, doc, err = _run(sys.executable, model, "--runs", "20", "--min-s", min_s,
+                              "--warmup-runs", "0", "--warmup-min-s", "0")  # fmt: skip
+        assert code == 0, err
+        feet.append(doc["memory"]["model_footprint_kb"])
+        counts = doc["latency_ms"]["invoke"]["count"]
+    assert counts > 2000  # the 3-second run timed thousands of invokes...
+    assert abs(feet[1] - feet[0]) <= 256, feet  # ...in the same memory
+    mem = doc["memory"]
+    assert mem["rss_after_imports_kb"] <= mem["rss_after_allocate_kb"] <= mem["peak_rss_kb"]
+    assert len(doc["latency_samples_ms"]["invoke"]) <= runner.DOC_SAMPLES
+
+
+def test_the_runner_samples_a_realistic_sysfs(artifacts, tmp_path):
+    import os
+
+    from tests.deploy.test_trustworthy import make_sysfs
+
+    root = make_sysfs(tmp_path / "sys-root", temps=(51.5,))
+    proc = subprocess.run(
+        [sys.executable, RUNNER, str(artifacts[0] / "model_int8.tflite"), *QUICK],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "EDGEQ_SYSFS_ROOT": str(root)},
+    )  # fmt: skip
+    doc = json.loads(proc.stdout)
+    phases = [s["phase"] for s in doc["sampling"]]
+    assert phases == ["before_warmup", "after_warmup", "after_steady_state"]
+    first = doc["sampling"][0]
+    assert first["temps_c"] == {"thermal_zone0": 51.5} and first["throttled"] == 0
+    assert set(first["freqs_mhz"]) <= {"cpu0", "cpu1"} and first["governor"] == "ondemand"

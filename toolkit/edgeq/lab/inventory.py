@@ -77,6 +77,7 @@ REGRESSION_METRICS = (
     "e2e_latency_p50",
     "e2e_latency_p90",
     "peak_rss_kb",
+    "model_footprint_kb",
     "accuracy",
     "model_bytes",
 )
@@ -90,7 +91,7 @@ REGRESSION_FIELDS: dict[str, Field] = {
     "size_tolerance_bytes": Field((int,), 0, "model growth vs the median allowed, in bytes"),
     "metrics": Field(
         (list,),
-        ["latency_p50", "latency_p90", "peak_rss_kb", "accuracy", "model_bytes"],
+        ["latency_p50", "latency_p90", "model_footprint_kb", "accuracy", "model_bytes"],
         "metrics watched for regressions",
     ),
 }

@@ -28,9 +28,10 @@ def flatten_metrics(res: DeployResult) -> dict[str, float]:
         out["accuracy"] = float(acc["top1"])
         out["accuracy_samples"] = float(acc["samples"])
     out["model_bytes"] = float(run["model"]["bytes"])
-    rss = (run.get("memory") or {}).get("peak_rss_kb")
-    if _num(rss):
-        out["peak_rss_kb"] = float(rss)
+    memory = run.get("memory") or {}
+    for key in ("peak_rss_kb", "model_footprint_kb"):
+        if _num(memory.get(key)):
+            out[key] = float(memory[key])
     for c in res.verdict.checks if res.verdict else ():
         if c.metric == "accuracy_drop" and _num(c.measured):
             out["accuracy_drop_pp"] = float(c.measured)

@@ -52,6 +52,7 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("e2e_latency_p50", "higher", "band", "ms"),
         MetricSpec("e2e_latency_p90", "higher", "band", "ms"),
         MetricSpec("peak_rss_kb", "higher", "band", "KB"),
+        MetricSpec("model_footprint_kb", "higher", "band", "KB"),
         MetricSpec("accuracy", "lower", "accuracy", ""),
         MetricSpec("model_bytes", "higher", "size", "B"),
     )
@@ -71,7 +72,7 @@ class Policy:
     metrics: tuple[str, ...] = (
         "latency_p50",
         "latency_p90",
-        "peak_rss_kb",
+        "model_footprint_kb",
         "accuracy",
         "model_bytes",
     )
