@@ -12,9 +12,14 @@ MNIST model and on a larger one, and how stable its p50 is from run to run.
    the 1-epoch book CNN in int8 and for a random-weight MobileNetV2 α=0.35 float32 at
    [1, 224, 224, 3] (built here with keras.applications, weights=None: nothing downloaded;
    latency depends on the graph, not on the weights).
+   The runner's `benchmark()` runs with its device sampling on (thermal zones, core
+   frequencies, throttle flags read before and after the warm-up and after the steady
+   state), as on a device.
 2. Run the runner as a program (as the local target does) `rounds` times on the MNIST
    model; the coefficient of variation of its steady-state p50 is the run-to-run noise
    (target ≤ 3 %).
+3. `edgeq bench --repeat 5` on the local target (five fresh runner processes): the half
+   width of the bootstrap 95 % interval of the median p50, relative to it (target ±2 %).
 """
 
 from __future__ import annotations
@@ -62,11 +67,16 @@ def overhead(model: Path, rounds: int, runs: int, threads: int, warm: int) -> di
     for _ in range(warm):
         interp.invoke()
     bare, harness = [], []
+    taken = []
+
+    def sampling(phase: str) -> None:  # the device runner's own sampling, on
+        taken.append(hostrun.runner.sample_device(phase))
+
     for i in range(rounds):  # a pair per round, alternating which goes first
         pair = [
             lambda: bare.append(bare_p50(interp, sample, runs)),
             lambda: harness.append(
-                hostrun.benchmark(interp, sample, ns)["latency_ms"]["invoke"]["p50"]
+                hostrun.benchmark(interp, sample, ns, None, sampling)["latency_ms"]["invoke"]["p50"]
             ),
         ]
         for step in pair if i % 2 == 0 else pair[::-1]:
@@ -127,6 +137,19 @@ def main() -> None:
         p50s.append(json.loads(proc.stdout)["latency_ms"]["invoke"]["p50"])
     cv = statistics.stdev(p50s) / statistics.mean(p50s)
 
+    from edgeq import config, deploy
+    from edgeq.settings import RunSettings
+
+    rep = deploy.deploy(
+        config.local_target(),
+        model,
+        with_data=False,
+        results_dir=None,
+        settings=RunSettings(runs=args.runs, min_s=1.0, threads=args.threads, repeat=5),
+    ).run["repeat"]
+    p50 = rep["p50"]
+    width = (p50["ci_high"] - p50["ci_low"]) / 2 / p50["median"]
+
     print(f"{hostrun.runtime()}, {args.threads} thread(s)")
     for label, path, ov in rows:
         print(
@@ -145,6 +168,9 @@ def main() -> None:
     print(f"{'book CNN: runner program p50 over runs (ms)':<52}")
     print(f"{'':<4}{' '.join(f'{p:.4f}' for p in p50s)}")
     print(f"{'book CNN: run-to-run CV of p50':<52}{cv:>12.2%}{'<= 3 %':>10}")
+    ci = f"{p50['ci_low']:.4f}..{p50['ci_high']:.4f}"
+    print(f"{'book CNN: --repeat 5, median p50 (ms), 95 % CI':<52}{p50['median']:>12.4f}  {ci}")
+    print(f"{'book CNN: --repeat 5, CI half-width / median':<52}{width:>12.2%}{'<= 2 %':>10}")
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     print("reproduce: .venv/bin/python bench/harness.py " + " ".join(sys.argv[1:]))
 
