@@ -10,6 +10,7 @@ per the [model] recipe, reusing an earlier result with the same content hash.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from . import __version__, convert, data, fsutil, stage
 from .budget import Budget, judge
-from .errors import ModelError, RunnerError, UsageError
+from .errors import EdgeqError, ModelError, RunnerError, UsageError
 from .fields import TargetConfig
 from .results import DeployResult
 from .runners import Job, Measurement, Runner, choose
@@ -28,6 +29,7 @@ __all__ = [
     "RunSettings",
     "dataset_of",
     "deploy",
+    "device_lock",
     "host_reference",
     "measure",
     "prepare_artifact",
@@ -96,6 +98,8 @@ def dataset_of(artifact: Path, default: str = "mnist") -> str:
 
 
 def resolve_artifact(path: Path) -> Path:
+    """The artifact if it is a TFLite model this host can load, else ModelError (exit 2)
+    naming the user's file — before anything is sent to a device."""
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"artifact not found: {p}")
@@ -105,7 +109,29 @@ def resolve_artifact(path: Path) -> Path:
         raise ModelError(
             f"{p}: not a TFLite flatbuffer (no TFL3 identifier); use a .tflite from `edgeq convert`"
         )
+    check_loadable(p)
     return p
+
+
+def check_loadable(p: Path) -> None:
+    """Load the model with the host's interpreter (its flatbuffer verifier finds truncated
+    and damaged files). Operators the host lacks are the device's business (a custom or
+    delegate op may exist only there), and without a host interpreter nothing is checked."""
+    from edgeq_device import edgeq_runner as runner
+
+    try:
+        cls, _, _ = runner.find_interpreter()
+    except runner.RunnerFailure:
+        return
+    try:
+        runner.make_interpreter(cls, str(p))
+    except runner.RunnerFailure as exc:
+        if exc.kind == "BadModel":
+            why = exc.message.split(": ", 1)[-1]
+            raise ModelError(
+                f"{p}: not a loadable TFLite model ({why}); the file is truncated or damaged "
+                f"— copy it again, or re-create it with `edgeq convert`"
+            ) from None
 
 
 def host_reference(
@@ -152,11 +178,32 @@ def measure(
     settings: RunSettings,
     progress: Progress | None = None,
     runner: Runner | None = None,
+    probe: bool = True,
 ) -> Measurement:
     """Measure `artifact` on `target` with the runner the target asks for (opened and closed
-    inside; its per-run workdir is removed unless the target keeps it)."""
+    inside; its per-run workdir is removed unless the target keeps it). `probe`: check what
+    the device needs before sending model and data (False right after a health check)."""
     runner = runner or choose(target.config, settings)
-    return runner.measure(target, Job(Path(artifact), eval_npz, settings), progress)
+    return runner.measure(target, Job(Path(artifact), eval_npz, settings, probe), progress)
+
+
+def device_lock(target_cfg: TargetConfig, wait: bool = True, timeout_s: float = 3600.0):
+    """The device's lock — the one `edgeq lab run` takes (keyed by the device's identity,
+    in the same folder), so two measurements never share a device. Not yet acquired: use
+    `with lock.acquire(on_wait):`; DeviceBusy (exit 3, naming the holder) if it is held
+    longer than `timeout_s`, or at once with `wait=False`."""
+    import os
+    import sys
+
+    from .lab.backends.flock import DeviceLock, default_lock_dir
+
+    return DeviceLock(
+        make_target(target_cfg).identity(),
+        default_lock_dir(),
+        timeout_s if wait else 0.0,
+        owner={"command": " ".join(["edgeq", *sys.argv[1:]])[:200], "pid": os.getpid()},
+        fix="wait for it to finish (leave out --no-wait) or try again later",
+    )
 
 
 # --------------------------------------------------------------------------- deploy
@@ -173,10 +220,18 @@ def deploy(
     results_dir: Path | None = Path("results"),
     progress: Progress | None = None,
     with_data: bool = True,
+    probe: bool = True,
 ) -> DeployResult:
-    """Measure `artifact` on the target and judge it (budget None: measure only)."""
+    """Measure `artifact` on the target and judge it (budget None: measure only).
+
+    The results folder is checked before anything is measured; if saving still fails at
+    the end, the result goes to a fallback folder (`host.saved_to` says where). If edgeq
+    fails after the measurement, what was measured is saved as a partial record."""
     settings = (settings or RunSettings()).validate()
+    if results_dir is not None:
+        fsutil.check_writable_dir(results_dir, "--results")
     artifact = resolve_artifact(artifact)
+    sent_sha = fsutil.sha256_file(artifact)
     runner = choose(target_cfg, settings)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
@@ -188,13 +243,53 @@ def deploy(
     if budget is not None and eval_npz is not None:
         ref_top1, ref_path = host_reference(artifact, eval_npz, progress)
     target = make_target(target_cfg, keep=keep)
-    got = measure(target, artifact, eval_npz, settings, progress, runner)
+    got = measure(target, artifact, eval_npz, settings, progress, runner, probe)
     run = got.run
-    if run["model"]["sha256"] != fsutil.sha256_file(artifact):
+    now_sha = fsutil.sha256_file(artifact) if artifact.is_file() else "(deleted)"
+    if now_sha != sent_sha:
+        raise ModelError(
+            f"{artifact} changed while the deploy ran (sha256 {sent_sha[:12]}… when it was "
+            f"checked, {now_sha[:12]}… now); the measurement is of content that is gone and "
+            f"is not saved — run again once the file is no longer being written"
+        )
+    if run["model"]["sha256"] != sent_sha:
         raise RunnerError(
             f"{target_cfg.name}: the device ran a different model than sent "
             f"(sha256 mismatch); clear its cache folder {target.cache_dir}"
         )
+    try:
+        return _conclude(
+            target_cfg, target, artifact, dataset, budget, settings, runner, got, ref_top1,
+            ref_path, started, t0, results_dir, progress,
+        )  # fmt: skip
+    except (EdgeqError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug after the measurement: keep what was measured
+        if results_dir is not None:
+            path = _save_partial(results_dir, target_cfg, artifact, got, exc)
+            if path is not None:
+                _say(progress, f"saved the measurement so far to {path}")
+        raise
+
+
+def _conclude(
+    target_cfg: TargetConfig,
+    target: Target,
+    artifact: Path,
+    dataset: str,
+    budget: Budget | None,
+    settings: RunSettings,
+    runner: Runner,
+    got: Measurement,
+    ref_top1: float | None,
+    ref_path: str | None,
+    started: str,
+    t0: float,
+    results_dir: Path | None,
+    progress: Progress | None,
+) -> DeployResult:
+    """The verdict and the saved result of a finished measurement."""
+    run = got.run
     verdict = judge(budget, run, ref_top1) if budget is not None else None
     total = time.perf_counter() - t0
     measured = sum(v for v in run.get("phases_ms", {}).values() if v) / 1000
@@ -216,7 +311,11 @@ def deploy(
         },
         run=run,
         verdict=verdict,
-        transfer={"bytes_sent": got.bytes_sent, "files": got.files},
+        transfer={
+            "bytes_sent": got.bytes_sent,
+            "files": got.files,
+            "method": got.transfer_method or None,
+        },
         timing={
             "total_s": total,
             "runner_process_s": got.runner_process_s,
@@ -234,7 +333,63 @@ def deploy(
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     if results_dir is not None:
-        path = result.save(results_dir)
-        _say(progress, f"saved {path}")
-        result.host["saved_to"] = str(path)
+        save(result, results_dir, progress)
     return result
+
+
+def fallback_dir() -> Path:
+    """Where results go when their folder cannot take them."""
+    return stage.cache_root() / "unsaved-results"
+
+
+def save(result: DeployResult, results_dir: Path, progress: Progress | None = None) -> Path:
+    """Save the result (atomically: never half a file) in `results_dir`, else in the
+    fallback folder, else the temp folder — saying where it went and why."""
+    try:
+        path = result.save(results_dir)
+    except (OSError, UsageError) as exc:
+        why = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
+        result.host["save_error"] = f"{results_dir}: {why}"
+        for folder in (fallback_dir(), Path(tempfile.gettempdir()) / "edgeq-unsaved-results"):
+            try:
+                path = result.save(folder)
+                break
+            except (OSError, UsageError):
+                continue
+        else:
+            raise UsageError(
+                f"cannot save the result in {results_dir} ({why}) nor in {fallback_dir()}; "
+                f"free some space and run again"
+            ) from None
+        _say(
+            progress,
+            f"warning: could not write the result to {results_dir} ({why}); saved it to "
+            f"{path} instead",
+        )
+    else:
+        _say(progress, f"saved {path}")
+    result.host["saved_to"] = str(path)
+    return path
+
+
+def _save_partial(
+    results_dir: Path, target_cfg: TargetConfig, artifact: Path, got: Measurement, exc: Exception
+) -> Path | None:
+    """A partial record (schema edgeq.deploy-partial/1): the measurement and the error."""
+    doc = {
+        "schema": "edgeq.deploy-partial/1",
+        "edgeq_version": __version__,
+        "error": {"type": type(exc).__name__, "message": str(exc)},
+        "target": {"name": target_cfg.name, "transport": target_cfg.transport},
+        "artifact": {"path": str(artifact), "sha256": got.run["model"]["sha256"]},
+        "run": got.run,
+        "transfer": {"bytes_sent": got.bytes_sent, "files": got.files},
+    }
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target_cfg.name)
+    for folder in (Path(results_dir), fallback_dir()):
+        try:
+            return fsutil.write_json(folder / f"{stamp}_{safe}.partial.json", doc)
+        except (OSError, UsageError):
+            continue
+    return None

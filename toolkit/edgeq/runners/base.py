@@ -64,11 +64,14 @@ class Health:
 
 @dataclass(frozen=True)
 class Job:
-    """What to measure: the artifact, the staged evaluation data (or None), the settings."""
+    """What to measure: the artifact, the staged evaluation data (or None), the settings.
+    `probe`: check what the device needs before sending the model and data (fail fast);
+    False when a health check just did (the lab)."""
 
     artifact: Path
     eval_npz: Path | None
     settings: RunSettings
+    probe: bool = True
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Measurement:
     total_s: float = 0.0
     workdir: str | None = None
     kept: bool = False
+    #: how the files travelled ("sftp", "exec", "copy", "adb")
+    transfer_method: str = ""
 
     def facts(self) -> dict[str, Any]:
         d = asdict(self)
@@ -102,6 +107,7 @@ class Measurement:
             total_s=time.perf_counter() - started,
             workdir=workdir,
             kept=target.keep,
+            transfer_method=target.transfer_method,
         )
 
 
