@@ -69,14 +69,14 @@ def test_unknown_host_key(run_deploy, tmp_path):
     assert "ssh-keyscan" in line
 
 
-def test_runner_crash_on_corrupt_model(run_deploy, artifacts, tmp_path, pi_workdir):
+def test_corrupt_model_is_refused_on_the_host(run_deploy, artifacts, tmp_path, pi_workdir):
     good = (artifacts[0] / "model_int8.tflite").read_bytes()
     bad = tmp_path / "corrupt.tflite"
     bad.write_bytes(good[:8] + b"\xff" * 200)  # TFL3 header, garbage after
     res = run_deploy(model=bad)
-    assert res.exit_code == 3
-    assert "cannot load" in _error_line(res.stderr)
-    assert _leftovers(pi_workdir) == []
+    assert res.exit_code == 2  # the host's interpreter refuses it before anything is sent
+    assert f"{bad}: not a loadable TFLite model" in _error_line(res.stderr)
+    assert list(pi_workdir.iterdir()) == []
 
 
 def test_runner_crash_shows_remote_stderr_tail(run_deploy, tmp_path, pi_python, pi_workdir):
