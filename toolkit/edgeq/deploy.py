@@ -226,7 +226,37 @@ def deploy(
 
     The results folder is checked before anything is measured; if saving still fails at
     the end, the result goes to a fallback folder (`host.saved_to` says where). If edgeq
-    fails after the measurement, what was measured is saved as a partial record."""
+    fails after the measurement (a bug), what was measured is saved as a partial record."""
+    measured: list[Measurement] = []
+    try:
+        return _deploy(
+            target_cfg, artifact, dataset, data_path, budget, settings, keep, results_dir,
+            progress, with_data, probe, measured,
+        )  # fmt: skip
+    except (EdgeqError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if measured and results_dir is not None:
+            path = _save_partial(results_dir, target_cfg, Path(artifact), measured[0], exc)
+            if path is not None:
+                _say(progress, f"saved the measurement so far to {path}")
+        raise
+
+
+def _deploy(
+    target_cfg: TargetConfig,
+    artifact: Path,
+    dataset: str,
+    data_path: Path | None,
+    budget: Budget | None,
+    settings: RunSettings | None,
+    keep: bool,
+    results_dir: Path | None,
+    progress: Progress | None,
+    with_data: bool,
+    probe: bool,
+    measured: list[Measurement],
+) -> DeployResult:
     settings = (settings or RunSettings()).validate()
     if results_dir is not None:
         fsutil.check_writable_dir(results_dir, "--results")
@@ -244,6 +274,7 @@ def deploy(
         ref_top1, ref_path = host_reference(artifact, eval_npz, progress)
     target = make_target(target_cfg, keep=keep)
     got = measure(target, artifact, eval_npz, settings, progress, runner, probe)
+    measured.append(got)
     run = got.run
     now_sha = fsutil.sha256_file(artifact) if artifact.is_file() else "(deleted)"
     if now_sha != sent_sha:
@@ -257,39 +288,6 @@ def deploy(
             f"{target_cfg.name}: the device ran a different model than sent "
             f"(sha256 mismatch); clear its cache folder {target.cache_dir}"
         )
-    try:
-        return _conclude(
-            target_cfg, target, artifact, dataset, budget, settings, runner, got, ref_top1,
-            ref_path, started, t0, results_dir, progress,
-        )  # fmt: skip
-    except (EdgeqError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # a bug after the measurement: keep what was measured
-        if results_dir is not None:
-            path = _save_partial(results_dir, target_cfg, artifact, got, exc)
-            if path is not None:
-                _say(progress, f"saved the measurement so far to {path}")
-        raise
-
-
-def _conclude(
-    target_cfg: TargetConfig,
-    target: Target,
-    artifact: Path,
-    dataset: str,
-    budget: Budget | None,
-    settings: RunSettings,
-    runner: Runner,
-    got: Measurement,
-    ref_top1: float | None,
-    ref_path: str | None,
-    started: str,
-    t0: float,
-    results_dir: Path | None,
-    progress: Progress | None,
-) -> DeployResult:
-    """The verdict and the saved result of a finished measurement."""
-    run = got.run
     verdict = judge(budget, run, ref_top1) if budget is not None else None
     total = time.perf_counter() - t0
     measured = sum(v for v in run.get("phases_ms", {}).values() if v) / 1000
