@@ -284,10 +284,13 @@ class SshTarget(Target):
                 while chan.recv_stderr_ready():
                     err.add(chan.recv_stderr(65536))
                     got = True
+                # done when the status is in AND stdout reached its end: sshd may send the
+                # exit status before the last of the output (a busy host makes it likely)
                 if (
                     chan.exit_status_ready()
+                    and chan.eof_received
                     and not chan.recv_ready()
-                    and not (chan.recv_stderr_ready())
+                    and not chan.recv_stderr_ready()
                 ):
                     break
                 if chan.closed and not got:
