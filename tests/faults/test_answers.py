@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from edgeq import config
+from edgeq.targets import make_target
+from edgeq.targets._process import MAX_OUTPUT
 from tests.faults.conftest import EASY, cached, error_line, leftovers, script
 
 SPOIL = (
@@ -24,11 +29,11 @@ def _spoiling_python(tmp_path, pi_python, spoil: str, name: str = "spoiling-pyth
 
 
 def test_huge_and_non_utf8_output_is_bounded(pi_deploy, tmp_path, pi_python, pi_workdir):
-    # 24 MB of random bytes on each stream before the real runner runs: kept to the last
+    # 12 MB of random bytes on each stream before the real runner runs: kept to the last
     # 4 MB, decoded with replacement characters, and the result still comes from its file
     noisy = script(
         tmp_path / "noisy-python",
-        "head -c 24000000 /dev/urandom; head -c 24000000 /dev/urandom >&2\n"
+        "head -c 12000000 /dev/urandom; head -c 12000000 /dev/urandom >&2\n"
         f'exec "{pi_python}" "$@"\n',
     )
     t0 = time.monotonic()
@@ -36,6 +41,19 @@ def test_huge_and_non_utf8_output_is_bounded(pi_deploy, tmp_path, pi_python, pi_
     assert res.exit_code == 0, res.stderr[-2000:]
     assert time.monotonic() - t0 < 120
     assert leftovers(pi_workdir) == []
+
+
+@pytest.mark.parametrize("transport", ["ssh", "local"])
+def test_output_is_kept_to_its_last_4_mb(transport, pi_server, pi_workdir):
+    values = pi_server.target_values() if transport == "ssh" else {"transport": "local"}
+    target = make_target(config.validate_target("dev", values, "test"))
+    with target as t:
+        res = t.run("head -c 10000000 /dev/urandom; echo; echo THE-END; echo oops >&2")
+    out = res.stdout.encode("utf-8", "surrogateescape")
+    assert res.stdout.endswith("\nTHE-END\n") and res.stderr == "oops\n"
+    assert len(out) < 8 * MAX_OUTPUT  # (replacement characters take 3 bytes each)
+    assert len(res.stdout) <= MAX_OUTPUT
+    assert res.dropped[0] >= 10_000_000 - MAX_OUTPUT and res.dropped[1] == 0
 
 
 def test_huge_non_utf8_output_of_a_failing_runner_gives_one_short_line(
