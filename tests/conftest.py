@@ -264,13 +264,20 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
-    """Keep the suite's host-side cache out of the developer's ~/.cache."""
+    """Keep the suite's host-side cache out of the developer's ~/.cache, and its device
+    locks out of the host's shared lock folder (a deploy to `local` in another checkout's
+    test run must not wait for this one)."""
     import os
 
-    old = os.environ.get("EDGEQ_CACHE_DIR")
-    os.environ["EDGEQ_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgeq-cache"))
+    private = {
+        "EDGEQ_CACHE_DIR": str(tmp_path_factory.mktemp("edgeq-cache")),
+        "EDGEQ_LOCK_DIR": str(tmp_path_factory.mktemp("edgeq-locks")),
+    }
+    old = {k: os.environ.get(k) for k in private}
+    os.environ.update(private)
     yield
-    if old is None:
-        os.environ.pop("EDGEQ_CACHE_DIR", None)
-    else:
-        os.environ["EDGEQ_CACHE_DIR"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

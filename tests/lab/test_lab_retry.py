@@ -31,17 +31,21 @@ def test_unreachable_device_is_retried_until_it_is_back(
             },
         )
     )
-    timer = threading.Timer(0.5, booting.start)  # "boots" during the first backoff
+    booted = threading.Event()
+
+    def on_event(ev):  # it "boots" during the first backoff, whenever that comes
+        if ev.device == "booting" and ev.phase == "retry" and not booted.is_set():
+            booted.set()
+            booting.start()
+
     try:
-        timer.start()
         t0 = time.monotonic()
-        run = run_lab(inv)
+        run = run_lab(inv, on_event=on_event)
         took = time.monotonic() - t0
     finally:
-        timer.cancel()
-        timer.join()
         booting.stop()
         locked_out.stop()
+    assert booted.is_set()
     dev = {d.name: d for d in run.devices}
     assert dev["booting"].status == "pass" and dev["booting"].health_attempts >= 2
     assert dev["locked-out"].status == "quarantined" and dev["locked-out"].health_attempts == 1

@@ -88,7 +88,7 @@ def test_bad_files_name_the_key(tmp_path, mutate, fragment):
 def test_not_an_npz(tmp_path):
     f = tmp_path / "mnist.npz"
     f.write_text("hello")
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match="not a .npz archive"):
         data.load("mnist", f)
 
 

@@ -48,6 +48,10 @@ class SshServer:
     root: Path
     port: int = 0
     extra_config: str = ""
+    #: False: no SFTP subsystem (like dropbear or a minimal image)
+    sftp: bool = True
+    #: True: password logins allowed (root's too), for the password_env tests
+    password_auth: bool = False
     proc: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -70,12 +74,12 @@ HostKey {self.host_key}
 PidFile {self.root}/sshd.pid
 AuthorizedKeysFile {self.authorized_keys}
 PubkeyAuthentication yes
-PasswordAuthentication no
+PasswordAuthentication {"yes" if self.password_auth else "no"}
 KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
+PermitRootLogin {"yes" if self.password_auth else "prohibit-password"}
 UsePAM no
 StrictModes no
-Subsystem sftp internal-sftp
+{"Subsystem sftp internal-sftp" if self.sftp else "# no SFTP subsystem"}
 MaxStartups 64:30:128
 MaxSessions 64
 LogLevel ERROR

@@ -28,7 +28,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
-from .fields import Field, TargetConfig, check_value, f, validate_section
+from .fields import Field, TargetConfig, check_value, f, percent, validate_section
 
 __all__ = [
     "BUDGET_FIELDS",
@@ -86,6 +86,8 @@ BUDGET_FIELDS: dict[str, Field] = {
         "accuracy floor on the evaluation data, a fraction: 0.98 = 98 %",
         minimum=0,
         maximum=1,
+        parse=percent,
+        hint='for a percent, write it as one: "98%"',
     ),
     "max_accuracy_drop_pp": _f(
         (int, float),
@@ -180,6 +182,11 @@ def validate_target(
     if not isinstance(transport, str) or transport not in TRANSPORTS:
         raise ConfigError(
             f"{where}: key 'transport' must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
+        )
+    if "password" in raw:
+        raise ConfigError(
+            f"{where}: key 'password': a password must not be written in a file; export it in "
+            f'an environment variable and set password_env = "VARIABLE" instead'
         )
     cls = transport_class(transport)
     fields = {**target_fields(transport), **(extra_fields or {})}

@@ -84,20 +84,39 @@ def load(dataset: str = "mnist", data: Path | None = None, limit: int | None = N
     return ds
 
 
+#: What a dataset file is, for messages (never numpy's own advice: no pickles here).
+LAYOUT = (
+    "a dataset file is a .npz archive (as numpy.savez writes it) holding x_train and x_test "
+    "(uint8 images [N, H, W]) and y_train and y_test (integer labels [N]), the layout of "
+    "Keras' mnist.npz"
+)
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise DataError(f"{path}: a single .npy array, not a .npz archive; {LAYOUT}")
+    if not magic.startswith(b"PK"):
+        raise DataError(f"{path}: not a .npz archive; {LAYOUT}")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in _EXPECTED if k not in f.files]
             if missing:
                 raise DataError(
-                    f"{path}: missing key {missing[0]!r} (a Keras-layout .npz holds "
-                    f"x_train, y_train, x_test, y_test; found {sorted(f.files)})"
+                    f"{path}: missing key {missing[0]!r} (found {sorted(f.files)}); {LAYOUT}"
                 )
             return {k: f[k] for k in _EXPECTED}
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+        why = "an array holds Python objects" if "pickle" in str(exc) else type(exc).__name__
+        raise DataError(
+            f"{path}: not a readable .npz archive ({why}; truncated or damaged?); {LAYOUT}"
+        ) from None
 
 
 def _download(dataset: str) -> dict[str, np.ndarray]:

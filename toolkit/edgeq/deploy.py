@@ -10,6 +10,7 @@ per the [model] recipe, reusing an earlier result with the same content hash.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 from . import __version__, convert, data, fsutil, stage
 from .budget import Budget, judge
-from .errors import ModelError, RunnerError, UsageError
+from .errors import EdgeqError, ModelError, RunnerError, UsageError
 from .fields import TargetConfig
 from .results import DeployResult
 from .runners import Job, Measurement, Runner, choose
@@ -29,6 +30,7 @@ __all__ = [
     "RunSettings",
     "dataset_of",
     "deploy",
+    "device_lock",
     "host_reference",
     "measure",
     "prepare_artifact",
@@ -97,6 +99,8 @@ def dataset_of(artifact: Path, default: str = "mnist") -> str:
 
 
 def resolve_artifact(path: Path) -> Path:
+    """The artifact if it is a TFLite model this host can load, else ModelError (exit 2)
+    naming the user's file — before anything is sent to a device."""
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"artifact not found: {p}")
@@ -106,7 +110,29 @@ def resolve_artifact(path: Path) -> Path:
         raise ModelError(
             f"{p}: not a TFLite flatbuffer (no TFL3 identifier); use a .tflite from `edgeq convert`"
         )
+    check_loadable(p)
     return p
+
+
+def check_loadable(p: Path) -> None:
+    """Load the model with the host's interpreter (its flatbuffer verifier finds truncated
+    and damaged files). Operators the host lacks are the device's business (a custom or
+    delegate op may exist only there), and without a host interpreter nothing is checked."""
+    from edgeq_device import edgeq_runner as runner
+
+    try:
+        cls, _, _ = runner.find_interpreter()
+    except runner.RunnerFailure:
+        return
+    try:
+        runner.make_interpreter(cls, str(p))
+    except runner.RunnerFailure as exc:
+        if exc.kind == "BadModel":
+            why = exc.message.split(": ", 1)[-1]
+            raise ModelError(
+                f"{p}: not a loadable TFLite model ({why}); the file is truncated or damaged "
+                f"— copy it again, or re-create it with `edgeq convert`"
+            ) from None
 
 
 def host_reference(
@@ -155,14 +181,17 @@ def measure(
     runner: Runner | None = None,
     input_shapes: tuple[str, ...] = (),
     agreement: int = 0,
+    probe: bool = True,
 ) -> Measurement:
     """Measure `artifact` on `target` with the runner the target asks for (opened and closed
     inside; its per-run workdir is removed unless the target keeps it), with the settings'
-    repetitions, thread sweep, cool-down, governor pin and validity sampling."""
+    repetitions, thread sweep, cool-down, governor pin and validity sampling. `probe`:
+    check what the device needs before sending model and data (False right after a health
+    check)."""
     from . import measure as measure_mod
 
     runner = runner or choose(target.config, settings)
-    job = Job(Path(artifact), eval_npz, settings, tuple(input_shapes), agreement)
+    job = Job(Path(artifact), eval_npz, settings, tuple(input_shapes), agreement, probe=probe)
     return measure_mod.measure(target, runner, job, progress)
 
 
@@ -244,6 +273,25 @@ def plan_data(
     return DataPlan(npz, None, str(npz), dataset)
 
 
+def device_lock(target_cfg: TargetConfig, wait: bool = True, timeout_s: float = 3600.0):
+    """The device's lock — the one `edgeq lab run` takes (keyed by the device's identity,
+    in the same folder), so two measurements never share a device. Not yet acquired: use
+    `with lock.acquire(on_wait):`; DeviceBusy (exit 3, naming the holder) if it is held
+    longer than `timeout_s`, or at once with `wait=False`."""
+    import os
+    import sys
+
+    from .lab.backends.flock import DeviceLock, default_lock_dir
+
+    return DeviceLock(
+        make_target(target_cfg).identity(),
+        default_lock_dir(),
+        timeout_s if wait else 0.0,
+        owner={"command": " ".join(["edgeq", *sys.argv[1:]])[:200], "pid": os.getpid()},
+        fix="wait for it to finish (leave out --no-wait) or try again later",
+    )
+
+
 # --------------------------------------------------------------------------- deploy
 
 
@@ -260,18 +308,57 @@ def deploy(
     with_data: bool = True,
     input_shapes: list[str] | tuple[str, ...] | None = None,
     data_options: dict[str, Any] | None = None,
+    probe: bool = True,
 ) -> DeployResult:
     """Measure `artifact` on the target and judge it (budget None: measure only).
 
     Everything that can be checked on the host is checked before anything is pushed: the
-    artifact (a TFLite flatbuffer the host interpreter can load), the input shapes, and
-    the evaluation data against the model's input (see `plan_data`)."""
+    results folder, the artifact (a TFLite flatbuffer the host interpreter can load), the
+    input shapes, and the evaluation data against the model's input (see `plan_data`). If
+    saving still fails at the end, the result goes to a fallback folder (`host.saved_to`
+    says where). If edgeq fails after the measurement (a bug), what was measured is saved
+    as a partial record."""
+    measured: list[Measurement] = []
+    try:
+        return _deploy(
+            target_cfg, artifact, dataset, data_path, budget, settings, keep, results_dir,
+            progress, with_data, input_shapes, data_options, probe, measured,
+        )  # fmt: skip
+    except (EdgeqError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if measured and results_dir is not None:
+            path = _save_partial(results_dir, target_cfg, Path(artifact), measured[0], exc)
+            if path is not None:
+                _say(progress, f"saved the measurement so far to {path}")
+        raise
+
+
+def _deploy(
+    target_cfg: TargetConfig,
+    artifact: Path,
+    dataset: str,
+    data_path: Path | None,
+    budget: Budget | None,
+    settings: RunSettings | None,
+    keep: bool,
+    results_dir: Path | None,
+    progress: Progress | None,
+    with_data: bool,
+    input_shapes: list[str] | tuple[str, ...] | None,
+    data_options: dict[str, Any] | None,
+    probe: bool,
+    measured: list[Measurement],
+) -> DeployResult:
     from . import hostrun
     from .settings import DEFAULT_AGREEMENT
 
     settings = (settings or RunSettings()).validate()
+    if results_dir is not None:
+        fsutil.check_writable_dir(results_dir, "--results")
     artifact = resolve_artifact(artifact)
     shapes = hostrun.parse_input_shapes(input_shapes or ())
+    sent_sha = fsutil.sha256_file(artifact)
     runner = choose(target_cfg, settings)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
@@ -287,8 +374,17 @@ def deploy(
         ref_top1, ref_path = host_reference(artifact, eval_npz, progress)
     target = make_target(target_cfg, keep=keep)
     got = measure(
-        target, artifact, eval_npz, settings, progress, runner, tuple(input_shapes or ()), agreement
+        target,
+        artifact,
+        eval_npz,
+        settings,
+        progress,
+        runner,
+        tuple(input_shapes or ()),
+        agreement,
+        probe,
     )
+    measured.append(got)
     run = got.run
     if not run.get("accuracy") and plan.note:
         run["accuracy_note"] = plan.note
@@ -300,7 +396,14 @@ def deploy(
             "note": section.get("error")
             or f"not measured: the {runner.name} runner returns no model outputs",
         }
-    if run["model"]["sha256"] != fsutil.sha256_file(artifact):
+    now_sha = fsutil.sha256_file(artifact) if artifact.is_file() else "(deleted)"
+    if now_sha != sent_sha:
+        raise ModelError(
+            f"{artifact} changed while the deploy ran (sha256 {sent_sha[:12]}… when it was "
+            f"checked, {now_sha[:12]}… now); the measurement is of content that is gone and "
+            f"is not saved — run again once the file is no longer being written"
+        )
+    if run["model"]["sha256"] != sent_sha:
         raise RunnerError(
             f"{target_cfg.name}: the device ran a different model than sent "
             f"(sha256 mismatch); clear its cache folder {target.cache_dir}"
@@ -311,9 +414,9 @@ def deploy(
         else None
     )
     total = time.perf_counter() - t0
-    measured = sum(v for v in run.get("phases_ms", {}).values() if v) / 1000
+    device_s = sum(v for v in run.get("phases_ms", {}).values() if v) / 1000
     if run.get("accuracy"):
-        measured += run["accuracy"].get("seconds") or 0.0
+        device_s += run["accuracy"].get("seconds") or 0.0
     entry = convert.manifest_entry(artifact)
     result = DeployResult(
         target={
@@ -331,12 +434,16 @@ def deploy(
         },
         run=run,
         verdict=verdict,
-        transfer={"bytes_sent": got.bytes_sent, "files": got.files},
+        transfer={
+            "bytes_sent": got.bytes_sent,
+            "files": got.files,
+            "method": got.transfer_method or None,
+        },
         timing={
             "total_s": total,
             "runner_process_s": got.runner_process_s,
-            "device_measure_s": measured,
-            "orchestration_s": total - measured,
+            "device_measure_s": device_s,
+            "orchestration_s": total - device_s,
         },
         host={
             "float32_reference": ref_path,
@@ -350,7 +457,63 @@ def deploy(
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     if results_dir is not None:
-        path = result.save(results_dir)
-        _say(progress, f"saved {path}")
-        result.host["saved_to"] = str(path)
+        save(result, results_dir, progress)
     return result
+
+
+def fallback_dir() -> Path:
+    """Where results go when their folder cannot take them."""
+    return stage.cache_root() / "unsaved-results"
+
+
+def save(result: DeployResult, results_dir: Path, progress: Progress | None = None) -> Path:
+    """Save the result (atomically: never half a file) in `results_dir`, else in the
+    fallback folder, else the temp folder — saying where it went and why."""
+    try:
+        path = result.save(results_dir)
+    except (OSError, UsageError) as exc:
+        why = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
+        result.host["save_error"] = f"{results_dir}: {why}"
+        for folder in (fallback_dir(), Path(tempfile.gettempdir()) / "edgeq-unsaved-results"):
+            try:
+                path = result.save(folder)
+                break
+            except (OSError, UsageError):
+                continue
+        else:
+            raise UsageError(
+                f"cannot save the result in {results_dir} ({why}) nor in {fallback_dir()}; "
+                f"free some space and run again"
+            ) from None
+        _say(
+            progress,
+            f"warning: could not write the result to {results_dir} ({why}); saved it to "
+            f"{path} instead",
+        )
+    else:
+        _say(progress, f"saved {path}")
+    result.host["saved_to"] = str(path)
+    return path
+
+
+def _save_partial(
+    results_dir: Path, target_cfg: TargetConfig, artifact: Path, got: Measurement, exc: Exception
+) -> Path | None:
+    """A partial record (schema edgeq.deploy-partial/1): the measurement and the error."""
+    doc = {
+        "schema": "edgeq.deploy-partial/1",
+        "edgeq_version": __version__,
+        "error": {"type": type(exc).__name__, "message": str(exc)},
+        "target": {"name": target_cfg.name, "transport": target_cfg.transport},
+        "artifact": {"path": str(artifact), "sha256": got.run["model"]["sha256"]},
+        "run": got.run,
+        "transfer": {"bytes_sent": got.bytes_sent, "files": got.files},
+    }
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target_cfg.name)
+    for folder in (Path(results_dir), fallback_dir()):
+        try:
+            return fsutil.write_json(folder / f"{stamp}_{safe}.partial.json", doc)
+        except (OSError, UsageError):
+            continue
+    return None

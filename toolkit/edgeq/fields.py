@@ -6,6 +6,7 @@ compose them. An error names the file, the section and the key."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ class Field:
     exclusive: bool = False
     #: numbers: the largest allowed value
     maximum: float | None = None
+    #: turns a string into the value (e.g. "98%" → 0.98); ValueError if it cannot
+    parse: Callable[[str], Any] | None = None
+    #: added to a bounds error (e.g. how to write a percent)
+    hint: str = ""
 
 
 def f(
@@ -38,15 +43,34 @@ def f(
     minimum: float | None = None,
     exclusive: bool = False,
     maximum: float | None = None,
+    parse: Callable[[str], Any] | None = None,
+    hint: str = "",
 ) -> Field:
     """Shorthand for a Field (a single type need not be a tuple)."""
     if not isinstance(types, tuple):
         types = (types,)
-    return Field(types, default, doc, required, choices, minimum, exclusive, maximum)
+    return Field(types, default, doc, required, choices, minimum, exclusive, maximum, parse, hint)
+
+
+def percent(text: str) -> float:
+    """A fraction from an explicit percent: "98%" or "98 %" → 0.98 (ValueError otherwise)."""
+    t = text.strip()
+    if not t.endswith("%"):
+        raise ValueError("not a percent")
+    return float(t[:-1].strip()) / 100
 
 
 def check_value(where: str, key: str, spec: Field, value: Any) -> Any:
     """`value` if it fits `spec`, else ConfigError naming where, the key and what it must be."""
+    given = value
+    hint = f"; {spec.hint}" if spec.hint else ""
+    if isinstance(value, str) and spec.parse is not None:
+        try:
+            value = spec.parse(value)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: key {key!r} must be a number ({spec.doc}), got {given!r}{hint}"
+            ) from None
     ok = isinstance(value, spec.types) and not (isinstance(value, bool) and bool not in spec.types)
     if not ok:
         names = " or ".join(t.__name__ for t in spec.types)
@@ -61,11 +85,11 @@ def check_value(where: str, key: str, spec: Field, value: Any) -> Any:
         )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
-            raise ConfigError(f"{where}: key {key!r} must be a finite number, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be a finite number, got {given!r}")
         lo, hi = spec.minimum, spec.maximum
         if lo is not None and hi is not None and not spec.exclusive and not lo <= value <= hi:
             raise ConfigError(
-                f"{where}: key {key!r} must be in {lo:g}..{hi:g} ({spec.doc}), got {value!r}"
+                f"{where}: key {key!r} must be in {lo:g}..{hi:g} ({spec.doc}), got {given!r}{hint}"
             )
         if lo is not None and (value <= lo if spec.exclusive else value < lo):
             raise ConfigError(

@@ -77,3 +77,24 @@ def ensure_writable_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"output folder {path} is not writable; choose another with --out")
     return path
+
+
+def check_writable_dir(path: Path, option: str = "--results") -> Path:
+    """Create `path` if needed and prove a file can be written there (by writing one), so a
+    bad output folder is found before the work, not after it; UsageError (exit 2) names
+    `option`. (os.access is not enough: /proc, read-only mounts and full disks lie to it.)"""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgeq-write-test-", dir=path)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a writable "
+            f"folder with {option}"
+        ) from None
+    return path

@@ -16,8 +16,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
-from ..errors import EXIT_INTERRUPTED, EdgeqError
+from .. import interrupts
+from ..errors import EXIT_FAILED, EdgeqError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -73,19 +75,55 @@ def report_error(exc: EdgeqError) -> int:
     return exc.exit_code
 
 
+def one_line(text: str, width: int = 300) -> str:
+    """`text` on one line (whitespace runs collapsed), cut to `width`."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def report_internal(exc: Exception) -> int:
+    """A bug (an exception edgeq does not know): one line naming it, never a traceback
+    unless --debug; exit 1."""
+    what = f"{type(exc).__name__}: {one_line(str(exc)) or '(no message)'}"
+    err.print(
+        f"edgeq: internal error: {what} (run again with --debug for the traceback)",
+        markup=False,
+        highlight=False,
+    )
+    if state.json:
+        emit_json(
+            {
+                "ok": False,
+                "exit_code": EXIT_FAILED,
+                "error": {"type": type(exc).__name__, "message": what, "internal": True},
+            }
+        )
+    return EXIT_FAILED
+
+
 class EdgeqGroup(TyperGroup):
-    """Root group: turns edgeq's known errors into one line + exit code, Ctrl-C into 130."""
+    """Root group: edgeq's known errors become one line + their exit code, any other
+    exception one "internal error" line + exit 1, and Ctrl-C, SIGTERM and SIGHUP an
+    interruption (130, 143, 129) after the usual cleanup."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         state.json = False
         try:
-            return super().invoke(ctx)
+            with interrupts.handlers():
+                return super().invoke(ctx)
         except EdgeqError as exc:
             if state.debug:
                 traceback.print_exc()
             ctx.exit(report_error(exc))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if state.debug:
                 traceback.print_exc()
-            err.print("edgeq: interrupted")
-            ctx.exit(EXIT_INTERRUPTED)
+            name = f" ({exc.name})" if isinstance(exc, interrupts.Interrupted) else ""
+            err.print(f"edgeq: interrupted{name}", markup=False)
+            ctx.exit(interrupts.exit_code(exc))
+        except (typer.Exit, typer.Abort, TyperException):  # Typer's own signalling
+            raise
+        except Exception as exc:
+            if state.debug:
+                traceback.print_exc()
+            ctx.exit(report_internal(exc))

@@ -61,6 +61,14 @@ InputShapeOpt = Annotated[
         help="NAME=d0,d1,... the shape to run input NAME at (sets dynamic dimensions); repeatable.",
     ),
 ]
+NoWaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="If another edgeq (a deploy, a bench or the lab) is using the device, fail at "
+        "once as busy (exit 3) instead of waiting for it.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -83,7 +91,19 @@ MEASURING: dict = {
     "input_shape": (InputShapeOpt, None),
     "config": (ConfigOpt, None),
     "keep": (KeepOpt, False),
+    "no_wait": (NoWaitOpt, False),
 }
+
+
+def _locked(tcfg, no_wait: bool, say):
+    """The device's lock (shared with the lab), taken with a waiting message on stderr."""
+    lock = deploy_mod.device_lock(tcfg, wait=not no_wait)
+    return lock.acquire(
+        lambda msg: say(
+            f"{tcfg.name} is in use by {msg.removeprefix('waiting for ')}; waiting for it "
+            f"(Ctrl-C to stop, --no-wait to fail at once)"
+        )
+    )
 
 
 @run_settings_options(shared=MEASURING)
@@ -108,6 +128,7 @@ def deploy(
     input_shape,
     config,
     keep,
+    no_wait,
     settings: RunSettings,
 ) -> None:
     """Take a model to a verdict on a device: push, run, pull, judge against the budget."""
@@ -122,20 +143,21 @@ def deploy(
         with training_bar() as bar:
             model = deploy_mod.prepare_artifact(model_cfg, data, say, bar)
     dataset = dataset or deploy_mod.dataset_of(model, cfg.model["dataset"])
-    res = deploy_mod.deploy(
-        tcfg,
-        model,
-        dataset,
-        data,
-        bud,
-        settings,
-        keep,
-        results_dir,
-        say,
-        with_data=not no_data,
-        input_shapes=input_shape,
-        data_options=cfg.data,
-    )
+    with _locked(tcfg, no_wait, say):
+        res = deploy_mod.deploy(
+            tcfg,
+            model,
+            dataset,
+            data,
+            bud,
+            settings,
+            keep,
+            results_dir,
+            say,
+            with_data=not no_data,
+            input_shapes=input_shape,
+            data_options=cfg.data,
+        )
     if json_out:
         emit_json({"ok": res.verdict.passed, **res.to_dict()})
     else:
@@ -156,25 +178,29 @@ def bench(
     input_shape,
     config,
     keep,
+    no_wait,
     settings: RunSettings,
 ) -> None:
     """Measure a model on a device (latency, accuracy, memory) without judging it."""
     use_json(json_out)
     cfg = config_mod.load(config)
-    res = deploy_mod.deploy(
-        cfg.target(target),
-        model,
-        dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
-        data or _config_data(cfg),
-        None,
-        settings,
-        keep,
-        None,
-        _progress(json_out),
-        with_data=not no_data,
-        input_shapes=input_shape,
-        data_options=cfg.data,
-    )
+    tcfg = cfg.target(target)
+    say = _progress(json_out)
+    with _locked(tcfg, no_wait, say):
+        res = deploy_mod.deploy(
+            tcfg,
+            model,
+            dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
+            data or _config_data(cfg),
+            None,
+            settings,
+            keep,
+            None,
+            say,
+            with_data=not no_data,
+            input_shapes=input_shape,
+            data_options=cfg.data,
+        )
     if json_out:
         emit_json({"ok": True, **res.to_dict()})
     else:
@@ -263,6 +289,7 @@ def print_result(res: DeployResult) -> None:
         escape(
             f"model {Path(res.artifact['path']).name} ({res.artifact['bytes']:,} B, "
             f"sha256 {res.artifact['sha256'][:12]}) · sent {res.bytes_sent:,} bytes"
+            + (f" ({res.transfer['method']})" if res.transfer.get("method") else "")
         )
     )
     t = Table(title="latency (ms), steady state")

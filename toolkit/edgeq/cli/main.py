@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from . import cache as cache_cli
 from . import common, demo, device, pipeline
 from . import compare as compare_cli
 from . import lab as lab_cli
@@ -49,6 +50,7 @@ def root(
 
 app.add_typer(demo.app, name="demo")
 app.add_typer(lab_cli.app, name="lab")
+app.add_typer(cache_cli.app, name="cache")
 pipeline.register(app)
 device.register(app)
 compare_cli.register(app)

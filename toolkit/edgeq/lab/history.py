@@ -6,6 +6,11 @@ writer) with a busy timeout, and each result — its row, its metrics and its ch
 written in ONE `BEGIN IMMEDIATE` transaction: a crash leaves either the whole result or
 nothing.
 
+Another process holding a write transaction for long (a second lab host on the same file,
+`sqlite3` left open in a shell) is waited for with backoff; past `timeout_s` the error
+(`HistoryLocked`, exit 2) names the file and what to do — and the lab keeps the results it
+could not write in a file beside it (see the scheduler).
+
 The schema is versioned with `PRAGMA user_version` (and a `schema_migrations` log);
 `MIGRATIONS[n]` takes a database from version n-1 to n, applied in order inside one
 transaction when the file is opened. A file written by a newer edgeq is refused.
@@ -38,9 +43,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import tenacity
+
 from .. import __version__
 from ..errors import ConfigError, UsageError
 from ..status import RECORDED
+
+
+class HistoryLocked(UsageError):
+    """Another process kept the history's write lock for longer than we wait."""
+
+
+def _locked(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
 
 STATUSES = RECORDED
 
@@ -217,10 +234,16 @@ class History:
 
     def __init__(self, path: Path, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
+        self.timeout_s = float(timeout_s)
+        # SQLite's own busy wait per try; the tries back off up to timeout_s in total
+        busy_ms = int(min(self.timeout_s, 2.0) * 1000)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+                str(self.path),
+                timeout=busy_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
             )
         except (OSError, sqlite3.Error) as exc:
             raise UsageError(
@@ -229,18 +252,47 @@ class History:
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            self._retrying(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
             self._db.execute("PRAGMA synchronous = NORMAL")
             # Migrations rebuild tables; foreign keys are switched on only afterwards (a
             # rebuilt parent table must not cascade-delete its children).
             self._db.execute("PRAGMA foreign_keys = OFF")
             self.migrate()
             self._db.execute("PRAGMA foreign_keys = ON")
+        except HistoryLocked:
+            self._db.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise ConfigError(
                 f"{self.path}: not a usable edgeq lab history ({exc}); point --db elsewhere"
+            ) from None
+
+    def _retrying(self, fn):
+        """`fn()`, tried again with exponential backoff while another process holds the
+        lock, up to `timeout_s`; then HistoryLocked with the fix."""
+        from .. import interrupts
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            interrupts.check()
+
+        try:
+            return tenacity.Retrying(
+                retry=tenacity.retry_if_exception(_locked),
+                wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
+                stop=tenacity.stop_after_delay(self.timeout_s),
+                before_sleep=before_sleep,
+                reraise=True,
+            )(fn)
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            raise HistoryLocked(
+                f"the lab history {self.path} is locked by another process and stayed locked "
+                f"for {self.timeout_s:g} s (another `edgeq lab run` writing, or an open "
+                f"sqlite3 session; `fuser -v {self.path}` shows who); close it and run again, "
+                f"raise history_timeout_s in [lab], or give another --db"
             ) from None
 
     # ------------------------------------------------------------------ lifecycle
@@ -259,7 +311,7 @@ class History:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any error): all or nothing."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._retrying(lambda: self._db.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._db
             except BaseException:

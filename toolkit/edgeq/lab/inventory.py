@@ -58,8 +58,16 @@ LAB_FIELDS: dict[str, Field] = {
     "eval_limit": Field((int,), 1000, "evaluate on this many test images (0 = all)"),
     "parallel": Field((int,), 4, "devices benchmarked at the same time"),
     "db": Field((str,), "lab-data/history.sqlite", "the SQLite history, relative to this file"),
-    "lock_dir": Field((str,), "", "folder of the per-device lock files ('' = $TMPDIR)"),
+    "lock_dir": Field(
+        (str,),
+        "",
+        "folder of the per-device lock files ('' = $EDGEQ_LOCK_DIR, else "
+        "$TMPDIR/edgeq-locks, shared with `edgeq deploy`)",
+    ),
     "lock_timeout_s": Field(NUM, 3600, "give up waiting for a busy device after this long"),
+    "history_timeout_s": Field(
+        NUM, 60, "wait this long for a history another process keeps locked", minimum=0
+    ),
     "timeout_s": Field(NUM, 900, "per-device budget for all its benchmarks, in seconds"),
     "retries": Field((int,), 2, "extra attempts after a transient transport error"),
     "backoff_s": Field(NUM, 5, "first retry delay; doubles on each further retry"),
@@ -204,11 +212,11 @@ class Inventory:
 
     @property
     def lock_dir(self) -> Path:
-        import tempfile
+        from .backends.flock import default_lock_dir
 
         if self.lab["lock_dir"]:
             return self.resolve(self.lab["lock_dir"])
-        return Path(tempfile.gettempdir()) / "edgeq-locks"
+        return default_lock_dir()
 
     @property
     def model_paths(self) -> list[Path]:

@@ -189,11 +189,15 @@ class LabRun:
     results: list[ResultRecord]
     wall_s: float = 0.0
     notices: list[str] = field(default_factory=list)
+    #: results the history could not take (saved aside; see the notices)
+    unrecorded: int = 0
 
     @property
     def ok(self) -> bool:
-        return all(d.status in st.HARMLESS for d in self.devices) and all(
-            r.status in st.HARMLESS for r in self.results
+        return (
+            not self.unrecorded
+            and all(d.status in st.HARMLESS for d in self.devices)
+            and all(r.status in st.HARMLESS for r in self.results)
         )
 
     @property
@@ -226,4 +230,5 @@ class LabRun:
             "results": [r.to_dict() for r in self.results],
             "findings": [f.to_dict() for f in self.findings],
             "notices": self.notices,
+            "unrecorded": self.unrecorded,
         }

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import deploy as deploy_mod
+from .. import fsutil, stage
 from .. import status as st
 from ..errors import CommandTimeout, EdgeqError, UsageError
 from ..settings import RunSettings
 from . import health as health_mod
 from . import regress
 from .backends import BackendUnavailable, DeviceBusy
-from .history import History, provenance, utc_now
+from .history import History, HistoryLocked, provenance, utc_now
 from .inventory import Device, Inventory
 from .metrics import budget_checks, flatten_metrics
 from .models import resolve_models, stage_models
@@ -88,6 +89,9 @@ class Lab:
         self._on_event = on_event
         self._event_lock = threading.Lock()
         self.stop = threading.Event()
+        #: results the history could not take (it stayed locked), kept to be saved aside
+        self.unrecorded: list[ResultRecord] = []
+        self.history_error: HistoryLocked | None = None
 
     def event(self, device: str, phase: str, message: str = "", **kw: Any) -> None:
         if self._on_event:
@@ -124,9 +128,45 @@ class Lab:
         )
 
     def write(self, rec: ResultRecord) -> ResultRecord:
+        """Judge and record a result; if the history stays locked, keep it aside (it is
+        saved beside the history at the end of the run, and the run fails)."""
         dev = self.inv.devices[rec.device]
         policy = regress.Policy.from_dict(self.inv.regression_for(dev))
-        return judge_and_record(self.history, rec, policy)
+        try:
+            return judge_and_record(self.history, rec, policy)
+        except HistoryLocked as exc:
+            rec.finished_utc = rec.finished_utc or utc_now()
+            with self._event_lock:
+                self.unrecorded.append(rec)
+                self.history_error = exc
+            return rec
+
+    def save_unrecorded(self) -> str | None:
+        """Write the results the history could not take to a JSON file beside it (else the
+        edgeq cache); returns the notice to show, None if there were none."""
+        if not self.unrecorded:
+            return None
+        doc = {
+            "schema": "edgeq.lab-unrecorded/1",
+            "run_id": self.run_id,
+            "db": str(self.history.path),
+            "error": self.history_error.message if self.history_error else None,
+            "results": [r.to_row() for r in self.unrecorded],
+        }
+        name = f"unrecorded-{self.run_id}.json"
+        for folder in (self.history.path.parent, stage.cache_root() / "lab"):
+            try:
+                path = fsutil.write_json(folder / name, doc)
+                break
+            except (OSError, UsageError):
+                continue
+        else:
+            path = None
+        where = f"saved to {path}" if path else "and could not be saved anywhere"
+        return (
+            f"{len(self.unrecorded)} result(s) could not be written to the history "
+            f"{self.history.path} (it stayed locked by another process); {where}"
+        )
 
     def unmeasured(
         self,
@@ -252,6 +292,7 @@ class Lab:
                 results_dir=None,
                 progress=lambda m: self.event(dev.name, "running", f"{art.name}: {m}"),
                 with_data=bool(self.inv.lab["accuracy"]),
+                probe=False,  # the health check just did
             )
 
         res = None
@@ -334,7 +375,7 @@ def run_lab(
     artifacts = stage_models(
         inv, resolve_models(inv, models, data_path, say, labels), data_path, say
     )
-    history = History(db or inv.db_path)
+    history = History(db or inv.db_path, timeout_s=float(inv.lab["history_timeout_s"]))
     run_id = new_run_id()
     started = utc_now()
     settings = {
@@ -370,6 +411,10 @@ def run_lab(
             raise
         pool.shutdown()
         results = [r for o in outcomes for r in o.results]
+        notices = inv.backend.notices() if inv.backend else []
+        lost = lab.save_unrecorded()
+        if lost:
+            notices.append(lost)
         run = LabRun(
             run_id,
             started,
@@ -380,10 +425,14 @@ def run_lab(
             outcomes,
             results,
             time.monotonic() - t0,
-            notices=inv.backend.notices() if inv.backend else [],
+            notices=notices,
+            unrecorded=len(lab.unrecorded),
         )
         status = "pass" if run.ok else "fail"
-        history.finish_run(run_id, status, run.exit_code)
+        try:
+            history.finish_run(run_id, status, run.exit_code)
+        except HistoryLocked as exc:
+            run.notices.append(f"the run's end was not recorded: {exc.message}")
         return run
     finally:
         if status == "interrupted":

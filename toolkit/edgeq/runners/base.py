@@ -66,7 +66,9 @@ class Health:
 class Job:
     """What to measure: the artifact, the staged evaluation data (or None), the settings,
     the shapes of dynamic inputs (`NAME=d0,d1,…`) and how many agreement samples to run
-    (0: none) — compared with `reference` on the host."""
+    (0: none) — compared with `reference` on the host. `probe`: check what the device needs
+    before sending the model and data (fail fast); False when a health check just did (the
+    lab), and for every repetition after the first."""
 
     artifact: Path
     eval_npz: Path | None
@@ -74,12 +76,13 @@ class Job:
     input_shapes: tuple[str, ...] = ()
     agreement: int = 0
     reference: Path | None = None
+    probe: bool = True
 
     def first_only(self, first: bool) -> Job:
-        """This job for one repetition: accuracy and agreement are measured once."""
+        """This job for one repetition: accuracy, agreement and the probe happen once."""
         if first:
             return self
-        return replace(self, eval_npz=None, agreement=0)
+        return replace(self, eval_npz=None, agreement=0, probe=False)
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Measurement:
     total_s: float = 0.0
     workdir: str | None = None
     kept: bool = False
+    #: how the files travelled ("sftp", "exec", "copy", "adb")
+    transfer_method: str = ""
 
     def facts(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,6 +118,7 @@ class Measurement:
             total_s=time.perf_counter() - started,
             workdir=workdir,
             kept=target.keep,
+            transfer_method=target.transfer_method,
         )
 
 

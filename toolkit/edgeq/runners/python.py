@@ -26,10 +26,16 @@ from .base import Health, Job, Measurement, Progress, Runner, say
 SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + ai-edge-litert)"
 
 
-def probe(target: Target) -> dict[str, Any]:
-    """What the device's python has: runs the device runner with --probe (stdlib only)."""
+def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
+    """What the device's python has: runs the device runner with --probe (stdlib only).
+    Killable: a python that hangs is stopped with everything it started."""
     remote_runner = target.ensure_file(stage.runner_path(), ".py")
-    res = target.run([*target.python_argv(), remote_runner, "--probe"], timeout=120, check=False)
+    res = target.run(
+        [*target.python_argv(), remote_runner, "--probe"],
+        timeout=timeout,
+        check=False,
+        killable=True,
+    )
     if res.exit_code == 127 or ("not found" in res.stderr and not res.stdout.strip()):
         raise RunnerError(
             f"{target.name}: python {target.config.get('python')!r} not found on the device; "
@@ -40,16 +46,42 @@ def probe(target: Target) -> dict[str, Any]:
             stderr=res.stderr,
         )
     try:
-        return json.loads(res.stdout)["environment"]
+        return last_json(res.stdout)["environment"]
     except (ValueError, KeyError, TypeError):
+        how = f"exit {res.exit_code}"
+        if res.exit_code > 128:
+            try:
+                how += f", killed by {signal.Signals(res.exit_code - 128).name}"
+            except ValueError:
+                pass
         raise RunnerError(
             f"{target.name}: the runner's --probe did not answer with JSON "
-            f"(exit {res.exit_code}): {tail(res.stderr or res.stdout)}",
+            f"({how}): {tail(res.stderr or res.stdout)}",
             command=res.command,
             exit_code=res.exit_code,
             stdout=res.stdout,
             stderr=res.stderr,
         ) from None
+
+
+def last_json(text: str, window: int = 1 << 18) -> dict[str, Any]:
+    """The JSON object that ends `text` (a chatty runtime may print before it); looked for
+    in the last `window` characters. ValueError if there is none."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    tail_text = text[-window:]
+    decoder = json.JSONDecoder()
+    i = len(tail_text)
+    while (i := tail_text.rfind("{", 0, i)) >= 0:
+        try:
+            doc, end = decoder.raw_decode(tail_text, i)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and not tail_text[end:].strip():
+            return doc
+    raise ValueError("no JSON document at the end")
 
 
 def environment_checks(health: Health, env: dict[str, Any]) -> None:
@@ -111,6 +143,34 @@ def stack_checks(health: Health, env: dict[str, Any], python: str) -> None:
         )
 
 
+def require(target: Target, timeout: float = 120.0) -> dict[str, Any]:
+    """Fail fast: the device python's environment if it has numpy and an interpreter, else
+    one RunnerError listing everything missing (before any model or data is sent)."""
+    python = target.config.get("python") or "python3"
+    try:
+        env = probe(target, timeout)
+    except RunnerError as exc:
+        raise RunnerError(
+            f"{exc.message}; run device_scripts/setup_device.sh on the device to install "
+            f"python3, numpy and a TFLite interpreter",
+            details=exc.details,
+        ) from None
+    health = Health()
+    stack_checks(health, env, python)
+    missing = [c for c in health.checks if c.status == "fail"]
+    if missing:
+        raise RunnerError(
+            f"{target.name}: the device's python {env.get('python') or ''} "
+            f"({env.get('python_executable') or python}) lacks "
+            f"{' and '.join(c.name for c in missing)} — "
+            + "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in missing)
+            + "; nothing was sent but the runner. device_scripts/setup_device.sh installs "
+            "everything at once",
+            details={"missing": [c.name for c in missing], "environment": env},
+        )
+    return env
+
+
 @register
 class PythonRunner(Runner):
     """edgeq_runner.py on the device's python."""
@@ -168,6 +228,11 @@ class PythonRunner(Runner):
         with target:
             say(progress, f"connected to {target.name} ({target.describe()})")
             remote_runner = target.ensure_file(stage.runner_path(), ".py")
+            if job.probe:
+                say(progress, f"checking the python on {target.name}")
+                require(target, min(120.0, self.settings.timeout))
+            sending = [job.artifact.name] + ([job.eval_npz.name] if job.eval_npz else [])
+            say(progress, f"sending {', '.join(sending)} (unless already on the device)")
             remote_model = target.ensure_file(job.artifact, ".tflite")
             remote_data = target.ensure_file(job.eval_npz, ".npz") if job.eval_npz else None
             say(progress, f"sent {target.bytes_sent:,} bytes")
@@ -178,8 +243,15 @@ class PythonRunner(Runner):
             t_run = time.perf_counter()
             res = target.run(argv, timeout=job.settings.timeout, check=False, killable=True)
             run_s = time.perf_counter() - t_run
+            say(progress, f"fetching the result from {target.name}")
             text = pull_text(target, out_remote)
-            doc = interpret(target, res, text)
+            try:
+                doc = interpret(target, res, text, {remote_model: str(job.artifact)})
+            except RunnerError as exc:
+                if exc.details.get("runner_error_type") in MODEL_ERRORS:
+                    # never keep a file the runner could not load in the device cache
+                    target.run(["rm", "-f", remote_model], timeout=30, check=False)
+                raise
             if job.agreement:
                 say(progress, f"comparing {job.agreement} outputs with the host reference")
                 judge_agreement(target, job, doc, f"{workdir}/agreement.npz")
@@ -221,9 +293,17 @@ def pull_text(target: Target, remote: str) -> str | None:
         return local.read_text(errors="replace")
 
 
-def interpret(target: Target, res: Any, text: str | None) -> dict[str, Any]:
+#: The runner's error types that mean "this model cannot be loaded here".
+MODEL_ERRORS = ("BadModel", "UnsupportedOp")
+
+
+def interpret(
+    target: Target, res: Any, text: str | None, aliases: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The runner's answer (its result file, else its stdout) as a validated run document;
-    RunnerError with the device's evidence (command, exit code, stderr tail) otherwise."""
+    RunnerError with the device's evidence (command, exit code, stderr tail) otherwise.
+    `aliases` maps device paths to what the user knows them as (the cached model → the
+    artifact's own path) in messages."""
     evidence = {"command": res.command, "exit_code": res.exit_code, "stderr": res.stderr}
     if text is None and res.exit_code == 127:
         raise RunnerError(
@@ -236,15 +316,20 @@ def interpret(target: Target, res: Any, text: str | None) -> dict[str, Any]:
         text = res.stdout
     if res.exit_code != 0:
         msg = None
+        kind = None
         try:
             doc = json.loads(text)
             err = doc.get("error") or {}
             msg = err.get("message")
+            kind = err.get("type")
             hint = err.get("hint")
             if hint:
                 msg = f"{msg}; {hint}"
         except (ValueError, AttributeError, TypeError):
             pass
+        if msg:
+            for device_path, known_as in (aliases or {}).items():
+                msg = msg.replace(device_path, known_as)
         stderr_tail = tail(res.stderr, 3)
         detail = msg or "no result document"
         if res.exit_code > 128 and not msg:
@@ -256,5 +341,6 @@ def interpret(target: Target, res: Any, text: str | None) -> dict[str, Any]:
             f"{target.name}: the runner failed (exit {res.exit_code}): {detail}"
             + (f" — device stderr: {stderr_tail}" if stderr_tail and not msg else ""),
             **evidence,
+            details={"runner_error_type": kind} if kind else None,
         )
     return parse_run(text, target.name)

@@ -62,6 +62,7 @@ class AdbTarget(Target):
 
     transport = "adb"
     platform = "android"
+    transfer_method = "adb"
     default_workdir_base = "/data/local/tmp/edgeq"
     fields: ClassVar[dict[str, Field]] = {
         "serial": f(str, "", "device serial (default: $ANDROID_SERIAL, or the only device)"),
@@ -361,7 +362,7 @@ class AdbTarget(Target):
                 if translated is not None:
                     raise translated
             return CommandResult(
-                command, res.code, res.stdout, res.stderr, time.perf_counter() - t0
+                command, res.code, res.stdout, res.stderr, time.perf_counter() - t0, res.dropped
             )
         res = self._adb("shell", self._legacy_wrap(full), timeout=timeout, what="the command")
         split = self._legacy_split(res.stdout)
@@ -372,7 +373,7 @@ class AdbTarget(Target):
                 + (f" — {tail(res.stderr)}" if res.stderr.strip() else "")
             )
         out, err, status = split
-        return CommandResult(command, status, out, err, time.perf_counter() - t0)
+        return CommandResult(command, status, out, err, time.perf_counter() - t0, res.dropped)
 
     def _transfer_failed(self, res: _process.Completed, what: str) -> DeviceError:
         text = (res.stdout + "\n" + res.stderr).strip()

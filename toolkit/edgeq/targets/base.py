@@ -12,7 +12,9 @@ Commands are POSIX shell strings for the device's `sh`; build them from argv wit
 
 from __future__ import annotations
 
+import os
 import shlex
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import CommandError, CommandTimeout, DeviceError, tail
+from .. import interrupts
+from ..errors import CommandError, CommandTimeout, ConnectError, DeviceError, tail
 from ..fields import Field, TargetConfig, f
 from ..fsutil import sha256_file
 
@@ -45,6 +48,8 @@ class CommandResult:
     stdout: str
     stderr: str
     seconds: float = 0.0
+    #: bytes of output not kept (only the last part of a huge output is), per stream
+    dropped: tuple[int, int] = (0, 0)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +77,9 @@ class Target(ABC):
     #: What the device runs: "posix" (Linux and friends) or "android".
     platform: ClassVar[str] = "posix"
     default_workdir_base: str = "/tmp"
+    #: How files travel to and from the device ("sftp", "exec", "copy", "adb"), for the
+    #: result's `transfer.method`; a transport that chooses at run time sets it then.
+    transfer_method: str = ""
 
     @classmethod
     def check_config(cls, values: dict[str, Any], where: str) -> None:
@@ -88,6 +96,10 @@ class Target(ABC):
         self._cache_ready = False
         self.bytes_sent = 0
         self.files_sent: list[dict[str, Any]] = []
+        #: device paths of the cache files this target used (never pruned while in use)
+        self.files_used: list[str] = []
+        #: run folders of dead edgeq processes of this host, removed when the workdir was made
+        self.swept: list[str] = []
 
     # ------------------------------------------------------------------ primitives
 
@@ -132,12 +144,13 @@ class Target(ABC):
         """Remove the per-run workdir (unless keep) and disconnect. Safe to call twice."""
         if not self._open:
             return
-        try:
-            if self._workdir and not self.keep:
-                self.remove_workdir()
-        finally:
-            self._disconnect()
-            self._open = False
+        with interrupts.shielded():
+            try:
+                if self._workdir and not self.keep:
+                    self.remove_workdir()
+            finally:
+                self._disconnect()
+                self._open = False
 
     def __enter__(self) -> Target:
         self.open()
@@ -180,9 +193,17 @@ class Target(ABC):
             exc.details.setdefault("command", command)
             exc.details.setdefault("timeout_s", timeout)
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (edgeq.interrupts)
             if pidfile:
-                self._kill(pidfile)
+                with interrupts.shielded():
+                    self._kill(pidfile)
+            raise
+        except ConnectError:
+            raise
+        except DeviceError:
+            if pidfile:
+                with interrupts.shielded():
+                    self._kill(pidfile)
             raise
         if check and res.failed:
             raise CommandError(
@@ -208,6 +229,14 @@ class Target(ABC):
         except (DeviceError, OSError):
             pass
 
+    def _quietly(self, command: str, timeout: float = 60) -> None:
+        """Best-effort cleanup on the device (never raises for a device problem)."""
+        with interrupts.shielded():
+            try:
+                self._exec(command, timeout)
+            except (DeviceError, OSError):
+                pass
+
     # ------------------------------------------------------------------ files
 
     @property
@@ -221,26 +250,57 @@ class Target(ABC):
 
     @property
     def workdir(self) -> str:
-        """This run's private folder on the device, created on first use."""
+        """This run's private folder on the device, created on first use.
+
+        It holds an `.owner` file (this host, this process), so that a later run can remove
+        the folders of runs from this host whose edgeq is gone (killed, or cut off from the
+        device when the connection dropped): they are swept when the next one is made."""
         if self._workdir is None:
             base = self.workdir_base.rstrip("/") or "/"
+            q = shlex.quote(base)
             res = self.run(
-                f"mkdir -p {shlex.quote(base)} && mktemp -d {shlex.quote(base + '/run.XXXXXX')}",
+                f"mkdir -p {q} && d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
+                f'printf \'%s\\n\' {shlex.quote(owner_line())} > "$d/.owner" && echo "$d" '
+                f"|| exit 1; for f in {q}/run.*/.owner; do "
+                f'[ -f "$f" ] && echo "$f $(cat "$f")"; done; exit 0',
                 timeout=30,
+                check=False,
             )
-            path = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-            if not path.startswith(base):
-                raise DeviceError(f"{self.name}: mktemp -d gave an unexpected answer {path!r}")
+            lines = res.stdout.strip().splitlines()
+            path = lines[0].strip() if res.ok and lines else ""
+            if not path.startswith(base + "/run."):
+                raise self._base_error(base, res)
             self._workdir = path
+            self._sweep(base, lines[1:])
         return self._workdir
+
+    def _base_error(self, base: str, res: CommandResult) -> DeviceError:
+        why = tail(res.stderr or res.stdout, 2) or f"exit {res.exit_code}"
+        return CommandError(
+            f"{self.name}: cannot create edgeq's folders under {base} on the device ({why}); "
+            f'set workdir = "/a/writable/folder" in {self.config.where}',
+            command=res.command,
+            exit_code=res.exit_code,
+            stdout=res.stdout,
+            stderr=res.stderr,
+        )
+
+    def _sweep(self, base: str, owners: list[str]) -> None:
+        """Remove run folders under `base` left by dead edgeq processes of this host."""
+        stale = []
+        for line in owners:
+            path, _, owner = line.partition(" ")
+            folder = path.rsplit("/", 1)[0]
+            if folder != self._workdir and folder.startswith(base + "/run.") and _orphaned(owner):
+                stale.append(folder)
+        if stale:
+            self._quietly(quote_argv(["rm", "-rf", "--", *stale]))
+            self.swept = stale
 
     def remove_workdir(self) -> None:
         if self._workdir:
             wd, self._workdir = self._workdir, None
-            try:
-                self._exec(f"rm -rf {shlex.quote(wd)}", 60)
-            except (DeviceError, OSError):
-                pass
+            self._quietly(f"rm -rf {shlex.quote(wd)}")
 
     def put(self, local: Path, remote: str) -> int:
         """Copy a file to the device; returns the bytes sent."""
@@ -257,10 +317,12 @@ class Target(ABC):
         return Path(local)
 
     def remote_sha256(self, remote: str) -> str | None:
-        """sha256 of a device file, or None if it does not exist."""
+        """sha256 of a device file, or None if it does not exist. A file that is there is
+        touched: its time says when it was last used (`edgeq cache prune` goes by it)."""
         q = shlex.quote(remote)
         res = self.run(
-            f"if [ -f {q} ]; then sha256sum {q} 2>/dev/null || toybox sha256sum {q}; fi",
+            f"if [ -f {q} ]; then touch -c {q} 2>/dev/null; "
+            f"sha256sum {q} 2>/dev/null || toybox sha256sum {q}; fi",
             timeout=60,
             check=False,
         )
@@ -271,29 +333,136 @@ class Target(ABC):
         """Put `local` into the device cache unless an identical copy is there; returns its path.
 
         The check is the file's sha256 computed ON the device, so a stale or corrupt copy is
-        replaced. Uploads go to a temporary name and are renamed into place.
+        replaced. Uploads go to a temporary name, are checked (sha256 on the device) and
+        renamed into place; a failed or interrupted upload leaves nothing behind.
         """
         local = Path(local)
         digest = sha256_file(local)
+        size = local.stat().st_size
         remote = f"{self.cache_dir}/{digest}{suffix}"
-        record = {"file": local.name, "sha256": digest, "bytes": local.stat().st_size}
+        record = {"file": local.name, "sha256": digest, "bytes": size}
         if not self._cache_ready:
-            self.run(["mkdir", "-p", self.cache_dir], timeout=30)
+            res = self.run(["mkdir", "-p", self.cache_dir], timeout=30, check=False)
+            if res.failed:
+                raise self._base_error(self.workdir_base, res)
             self._cache_ready = True
+        self.files_used.append(remote)
         if self.remote_sha256(remote) == digest:
             self.files_sent.append({**record, "sent": 0})
             return remote
         tmp = f"{remote}.part{time.time_ns()}"
-        sent = self.put(local, tmp)
-        self.run(["mv", "-f", tmp, remote], timeout=30)
+        try:
+            sent = self.put(local, tmp)
+            self._install(tmp, remote, digest, local.name)
+        except BaseException as exc:
+            self._quietly(f"rm -f {shlex.quote(tmp)}")
+            if isinstance(exc, DeviceError) and not isinstance(exc, ConnectError):
+                full = self._no_space(local.name, size)
+                if full is not None:
+                    raise full from None
+            raise
         self.files_sent.append({**record, "sent": sent})
         return remote
+
+    def _install(self, tmp: str, remote: str, digest: str, name: str) -> None:
+        """Rename an upload into place if its sha256 on the device is the one sent."""
+        t, r = shlex.quote(tmp), shlex.quote(remote)
+        res = self.run(
+            f"set -- $(sha256sum {t} 2>/dev/null || toybox sha256sum {t} 2>/dev/null); "
+            f'if [ -n "$1" ] && [ "$1" != {digest} ]; then echo "sha256 $1" >&2; exit 65; fi; '
+            f"mv -f {t} {r}",
+            timeout=60,
+            check=False,
+        )
+        if res.exit_code == 65:
+            raise CommandError(
+                f"{self.name}: {name} arrived on the device with a different sha256 than was "
+                f"sent ({tail(res.stderr, 1)}, expected {digest[:12]}…): it changed while it was "
+                f"sent, or the transfer damaged it; run again",
+                command=res.command,
+                exit_code=res.exit_code,
+                stderr=res.stderr,
+            )
+        if res.failed:
+            raise CommandError(
+                f"{self.name}: cannot move {name} into the device cache {self.cache_dir}: "
+                f"{tail(res.stderr, 2) or f'exit {res.exit_code}'}",
+                command=res.command,
+                exit_code=res.exit_code,
+                stderr=res.stderr,
+            )
+
+    def free_kb(self, path: str) -> int | None:
+        """Free space (KB) of the filesystem holding `path` on the device, None if unknown."""
+        try:
+            q = shlex.quote(path)
+            res = self._exec(f"df -Pk {q} 2>/dev/null || df -k {q}", 30)
+        except (DeviceError, OSError):
+            return None
+        # Filesystem 1024-blocks Used Available Capacity Mounted-on (df may wrap a long
+        # device name, and the mount point may hold spaces): Available precedes "NN%".
+        words = " ".join(res.stdout.strip().splitlines()[1:]).split()
+        for i, word in enumerate(words):
+            if i and word.endswith("%") and word[:-1].isdigit():
+                return int(words[i - 1]) if words[i - 1].isdigit() else None
+        return None
+
+    def _no_space(self, name: str, size: int) -> DeviceError | None:
+        """The error to give when an upload failed for want of space (None: it did not)."""
+        with interrupts.shielded():
+            free = self.free_kb(self.cache_dir)
+        if free is None or free * 1024 >= size:
+            return None
+        return CommandError(
+            f"{self.name}: no space left on the device for {name} ({size / 1024:,.0f} KB): "
+            f"{self.cache_dir} has {free:,} KB free; free some space there (`edgeq cache prune` "
+            f'for a local target) or set workdir = "/a/bigger/disk" in {self.config.where}',
+            details={"free_kb": free, "needed_bytes": size},
+        )
 
     # ------------------------------------------------------------------ device python
 
     def python_argv(self) -> list[str]:
         """The device python as an argv prefix (the target's `python`, else python3)."""
         return shlex.split(self.config.get("python") or "python3")
+
+
+def _start_time() -> str:
+    """This process's start time in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        return Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def owner_line() -> str:
+    """Who makes a run folder: `edgeq <host> <boot id> <pid> <start time>`."""
+    return f"edgeq {socket.gethostname()} {_boot_id()} {os.getpid()} {_start_time()}"
+
+
+def _orphaned(owner: str) -> bool:
+    """True if `owner` (an `.owner` line) is an edgeq process of THIS host that is gone."""
+    parts = owner.split()
+    me = owner_line().split()
+    if len(parts) != 5 or parts[0] != "edgeq" or parts[1:3] != me[1:3] or "?" in parts[1:3]:
+        return False  # another host's (or an unreadable) folder: never ours to remove
+    pid, start = parts[3], parts[4]
+    if not pid.isdigit():
+        return False
+    if pid == me[3]:
+        return start != me[4]
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no such process
+    return stat.rsplit(")", 1)[1].split()[19] != start  # the pid was reused
 
 
 def _killable(command: str, pidfile: str) -> str:

@@ -6,17 +6,32 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
-from ..errors import CommandTimeout, ConnectError
+from ..errors import CommandError, CommandTimeout, ConnectError
+from ..fields import Field, f
 from . import _process, register
 from .base import CommandResult, Target
 
 
 @register
 class LocalTarget(Target):
-    """This machine, a chosen python (default: the one running edgeq)."""
+    """This machine, a chosen python (default: the one running edgeq).
+
+    Its cache (`$TMPDIR/edgeq-local/edgeq-cache` unless `workdir` says otherwise) is shared
+    by every checkout on the machine; after each run it is pruned to `cache_max_mb`, least
+    recently used files first (`edgeq cache prune` does it on demand)."""
 
     transport = "local"
+    transfer_method = "copy"
+    fields: ClassVar[dict[str, Field]] = {
+        "cache_max_mb": f(
+            (int, float),
+            1024,
+            "size cap of the cache in MB, pruned after each run (0 = no cap)",
+            minimum=0,
+        ),
+    }
 
     @property
     def default_workdir_base(self) -> str:  # type: ignore[override]
@@ -35,27 +50,43 @@ class LocalTarget(Target):
             raise ConnectError("local: no POSIX shell `sh` on PATH")
 
     def _disconnect(self) -> None:
-        pass
+        cap = self.config.get("cache_max_mb")
+        if cap:
+            from .. import cache
+
+            try:
+                cache.prune(Path(self.workdir_base), max_mb=cap, keep=self.files_used)
+            except OSError:
+                pass  # a cap that cannot be kept must not fail the run
 
     def _exec(self, command: str, timeout: float | None) -> CommandResult:
         env = {**os.environ, **{k: str(v) for k, v in (self.config.get("env") or {}).items()}}
         try:
             done = _process.run(["sh", "-c", command], timeout, env)
-        except _process.TimedOut:
+        except _process.TimedOut as exc:
             raise CommandTimeout(
                 f"local: command did not finish within {timeout:g} s and was stopped; "
                 f"raise the timeout (--timeout) or lower --runs/--min-s",
                 command=command,
+                stdout=exc.stdout,
+                stderr=exc.stderr,
             ) from None
-        return CommandResult(command, done.code, done.stdout, done.stderr, done.seconds)
+        return CommandResult(
+            command, done.code, done.stdout, done.stderr, done.seconds, done.dropped
+        )
 
     def _put(self, local: Path, remote: str) -> None:
-        shutil.copyfile(local, remote)
+        try:
+            shutil.copyfile(local, remote)
+        except OSError as exc:
+            raise CommandError(
+                f"local: cannot copy {local.name} to {remote}: {exc.strerror or exc}"
+            ) from None
 
     def _get(self, remote: str, local: Path) -> None:
         try:
             shutil.copyfile(remote, local)
         except FileNotFoundError:
-            from ..errors import CommandError
-
             raise CommandError(f"local: no such file {remote}") from None
+        except OSError as exc:
+            raise CommandError(f"local: cannot copy {remote}: {exc.strerror or exc}") from None

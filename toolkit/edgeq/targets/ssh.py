@@ -2,22 +2,63 @@
 
 Host keys are verified against a known_hosts file; an unknown key is refused unless the
 target says `accept_new_host_key = true` (then it is recorded, like OpenSSH's accept-new).
-~/.ssh/config is not read: the target's own keys say where and how to connect.
+~/.ssh/config is not read: the target's own keys say where and how to connect. A password
+login takes the password from the environment variable named by `password_env`; it is
+never in a file, and never printed.
+
+Files travel over SFTP when the server offers it. Many do not (dropbear, minimal images
+without sftp-server): with `transfer = "auto"` (the default) edgeq then streams them over
+the exec channel instead — `cat > tmp` on the device, the size checked there (and the
+sha256, by `ensure_file`) before the file is renamed into place; results come back with
+`cat`. `transfer = "sftp"` or `"exec"` forces one. The result records which was used.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import select
 import shlex
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from ..errors import AuthError, CommandError, CommandTimeout, ConnectError, HostKeyError
+from .. import interrupts
+from ..errors import (
+    AuthError,
+    CommandError,
+    CommandTimeout,
+    ConnectError,
+    DeviceError,
+    HostKeyError,
+    tail,
+)
 from ..fields import Field, f
 from . import register
+from ._process import Capped
 from .base import CommandResult, Target
+
+#: Seconds a file transfer may take.
+TRANSFER_TIMEOUT = 900.0
+NO_SFTP = "has no SFTP subsystem (common with dropbear and minimal images)"
+
+
+def fingerprint(key) -> str:
+    """OpenSSH's SHA256 fingerprint of a paramiko key (`ssh-keygen -lf` prints the same)."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _key_file_kind(key_name: str) -> str:
+    """The host key file's kind for a key type: ssh-ed25519 → ed25519, ecdsa-… → ecdsa."""
+    if "ed25519" in key_name:
+        return "ed25519"
+    if key_name.startswith("ecdsa"):
+        return "ecdsa"
+    return "rsa"
 
 
 @register
@@ -38,13 +79,22 @@ class SshTarget(Target):
         "connect_timeout": f(
             (int, float), 10, "seconds to wait for the SSH connection", minimum=0, exclusive=True
         ),
-        "password": f(str, "", "password login (prefer keys)"),
+        "password_env": f(
+            str, "", "environment variable holding the password for a password login"
+        ),
+        "transfer": f(
+            str,
+            "auto",
+            "how files travel: auto (SFTP, else the exec channel), sftp, exec",
+            choices=("auto", "sftp", "exec"),
+        ),
     }
     path_fields = ("key_file", "known_hosts")
 
     def __init__(self, config, keep: bool = False) -> None:
         super().__init__(config, keep)
         self._conn = None
+        self._sftp = None
 
     # ------------------------------------------------------------------ connection
 
@@ -85,8 +135,9 @@ class SshTarget(Target):
                     f"{self.config.where} or create a key with ssh-keygen -t ed25519"
                 )
             kwargs.update(key_filename=[str(key_path)], look_for_keys=False, allow_agent=False)
-        if self.config.get("password"):
-            kwargs["password"] = self.config["password"]
+        password, password_from = self._password()
+        if password:
+            kwargs["password"] = password
         cfg = Config(overrides={"load_ssh_configs": False})
         conn = Connection(
             self.host,
@@ -108,13 +159,26 @@ class SshTarget(Target):
         )
         try:
             conn.open()
-        except paramiko.BadHostKeyException:
+        except paramiko.BadHostKeyException as exc:
+            got, kind = fingerprint(exc.key), _key_file_kind(exc.key.get_name())
+            label = self._host_label()
             raise HostKeyError(
-                f"{self.name}: the host key of {self._host_label()} does NOT match {known} "
-                f"(device reinstalled, or someone in the middle). If you trust the change: "
-                f"ssh-keygen -f {known} -R '{self._host_label()}'"
+                f"{self.name}: the host key of {label} does NOT match {known}: it offers "
+                f"{exc.key.get_name()} {got}, {known} has {fingerprint(exc.expected_key)} "
+                f"(the device was reinstalled, or someone is in the middle). Verify on the "
+                f"device itself (its console, not over this network): `ssh-keygen -lf "
+                f"/etc/ssh/ssh_host_{kind}_key.pub` must print {got}; only then replace the "
+                f"old key: ssh-keygen -f {known} -R '{label}' && ssh-keyscan -p {self.port} "
+                f"{self.host} >> {known}",
+                details={"offered": got, "expected": fingerprint(exc.expected_key)},
             ) from None
         except paramiko.AuthenticationException as exc:
+            if password:
+                raise AuthError(
+                    f"{self.name}: {self.describe()} refused the password from "
+                    f"{password_from} ({exc}); check the variable's value, or use a key: "
+                    f"ssh-copy-id -p {self.port} {self.user}@{self.host}"
+                ) from None
             how = f"key {key_file}" if key_file else "your ssh-agent/~/.ssh keys"
             raise AuthError(
                 f"{self.name}: {self.describe()} refused {how} ({exc}); install the public key "
@@ -150,7 +214,24 @@ class SshTarget(Target):
             ) from None
         self._conn = conn
 
+    def _password(self) -> tuple[str, str]:
+        """(password, where it came from) — the environment variable `password_env`
+        names (the lab fills `password` in from its own `password_env`); ("", "") if none."""
+        if self.config.get("password"):
+            return self.config["password"], "password_env"
+        var = self.config.get("password_env")
+        if not var:
+            return "", ""
+        value = os.environ.get(var)
+        if value is None:
+            raise AuthError(
+                f"{self.name}: environment variable {var} (password_env in "
+                f"{self.config.where}) is not set; export it before running edgeq"
+            )
+        return value, f"${var}"
+
     def _disconnect(self) -> None:
+        self._sftp = None
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -164,81 +245,204 @@ class SshTarget(Target):
         env = self.config.get("env") or {}
         return "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in env.items())
 
-    def _exec(self, command: str, timeout: float | None) -> CommandResult:
-        """Run over a fresh SSH channel we drive ourselves, so a timeout or Ctrl-C stops
-        waiting at once (invoke's runner would only forward Ctrl-C and keep waiting)."""
+    def _lost(self, exc: BaseException) -> ConnectError:
+        return ConnectError(f"{self.name}: connection to {self._host_label()} lost ({exc})")
+
+    def _channel(self, command: str):
+        """A fresh session channel running `command`."""
         import paramiko
 
         assert self._conn is not None, "call open() first"
-        t0 = time.perf_counter()
-        out, err = bytearray(), bytearray()
         try:
             chan = self._conn.transport.open_session(timeout=30)
-            chan.exec_command(self._env_prefix() + command)
-            chan.shutdown_write()
+            chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
-            raise ConnectError(
-                f"{self.name}: connection to {self._host_label()} lost ({exc})"
-            ) from None
+            raise self._lost(exc) from None
+        return chan
+
+    def _drain(
+        self,
+        chan,
+        command: str,
+        timeout: float | None,
+        t0: float,
+        out: Callable[[bytes], None],
+        err: Capped,
+        partial: Callable[[], str] = lambda: "",
+    ) -> int:
+        """Read a channel to its end (stdout to `out`, stderr to `err`); its exit status.
+
+        Polls, so a timeout or a stop signal (Ctrl-C, SIGTERM) ends the wait at once."""
+        import paramiko
+
         try:
             while True:
                 got = False
                 while chan.recv_ready():
-                    out += chan.recv(65536)
+                    out(chan.recv(65536))
                     got = True
                 while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
+                    err.add(chan.recv_stderr(65536))
                     got = True
+                # done when the status is in AND stdout reached its end: sshd may send the
+                # exit status before the last of the output (a busy host makes it likely)
                 if (
                     chan.exit_status_ready()
+                    and chan.eof_received
                     and not chan.recv_ready()
-                    and not (chan.recv_stderr_ready())
+                    and not chan.recv_stderr_ready()
                 ):
                     break
                 if chan.closed and not got:
                     break
+                interrupts.check()
                 if timeout is not None and time.perf_counter() - t0 > timeout:
                     raise CommandTimeout(
                         f"{self.name}: command did not finish within {timeout:g} s on "
                         f"{self._host_label()} and was stopped; raise --timeout or lower "
                         f"--runs/--min-s",
                         command=command,
-                        stdout=out.decode(errors="replace"),
-                        stderr=err.decode(errors="replace"),
+                        stdout=partial(),
+                        stderr=err.text(),
                     )
                 if not got:
                     select.select([chan], [], [], 0.1)
             status = chan.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise ConnectError(
-                f"{self.name}: connection to {self._host_label()} lost ({exc})"
-            ) from None
+            raise self._lost(exc) from None
         finally:
             chan.close()
         if status == -1:
             raise ConnectError(f"{self.name}: {self._host_label()} closed the session")
+        return status
+
+    def _exec(self, command: str, timeout: float | None) -> CommandResult:
+        """Run over a fresh SSH channel we drive ourselves, so a timeout or Ctrl-C stops
+        waiting at once (invoke's runner would only forward Ctrl-C and keep waiting). Only
+        the last MAX_OUTPUT bytes of each stream are kept."""
+        t0 = time.perf_counter()
+        out, err = Capped(), Capped()
+        chan = self._channel(self._env_prefix() + command)
+        try:
+            chan.shutdown_write()
+        except (OSError, EOFError) as exc:
+            chan.close()
+            raise self._lost(exc) from None
+        status = self._drain(chan, command, timeout, t0, out.add, err, out.text)
         return CommandResult(
             command,
             status,
-            out.decode(errors="replace"),
-            err.decode(errors="replace"),
+            out.text(),
+            err.text(),
             time.perf_counter() - t0,
+            (out.dropped, err.dropped),
         )
 
-    def _put(self, local: Path, remote: str) -> None:
+    # ------------------------------------------------------------------ files
+
+    def _use_sftp(self) -> bool:
+        """Whether files go over SFTP: per `transfer`, and (auto) whether the server has it."""
+        import paramiko
+
         assert self._conn is not None, "call open() first"
+        mode = self.config.get("transfer") or "auto"
+        if mode == "exec":
+            self.transfer_method = "exec"
+        elif self._sftp is None and self.transfer_method != "exec":
+            try:
+                self._sftp = self._conn.client.open_sftp()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                transport = self._conn.transport
+                if transport is None or not transport.is_active():
+                    raise self._lost(exc) from None
+                if mode == "sftp":
+                    raise DeviceError(
+                        f"{self.name}: the SSH server at {self._host_label()} {NO_SFTP}; set "
+                        f'transfer = "auto" (or "exec") in {self.config.where} to send files '
+                        f"over the exec channel, or install sftp-server on the device"
+                    ) from None
+                self.transfer_method = "exec"
+            else:
+                self.transfer_method = "sftp"
+        return self._sftp is not None and self.transfer_method == "sftp"
+
+    def _put(self, local: Path, remote: str) -> None:
+        if not self._use_sftp():
+            self._put_exec(local, remote)
+            return
         try:
-            self._conn.put(str(local), remote)
+            self._sftp.put(str(local), remote, confirm=True)
         except (OSError, EOFError) as exc:
             raise CommandError(
                 f"{self.name}: upload of {local.name} to {remote} failed: {exc}"
             ) from None
 
     def _get(self, remote: str, local: Path) -> None:
-        assert self._conn is not None, "call open() first"
+        if not self._use_sftp():
+            self._get_exec(remote, local)
+            return
         try:
-            self._conn.get(remote, str(local))
+            self._sftp.get(remote, str(local))
         except FileNotFoundError:
             raise CommandError(f"{self.name}: no such file on the device: {remote}") from None
         except (OSError, EOFError) as exc:
             raise CommandError(f"{self.name}: download of {remote} failed: {exc}") from None
+
+    def _put_exec(self, local: Path, remote: str) -> None:
+        """Stream `local` into `cat > remote` on the device; the device reports the size it
+        wrote, which must be the file's."""
+        q = shlex.quote(remote)
+        command = f"cat > {q} && wc -c < {q}"
+        size = local.stat().st_size
+        t0 = time.perf_counter()
+        chan = self._channel(command)
+        out, err = Capped(1 << 16), Capped()
+        try:
+            with open(local, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 15), b""):
+                    interrupts.check()
+                    chan.sendall(chunk)
+            chan.shutdown_write()
+        except (OSError, EOFError):
+            pass  # the device stopped reading (disk full?): its status and stderr say why
+        except BaseException:
+            chan.close()
+            raise
+        status = self._drain(chan, command, TRANSFER_TIMEOUT, t0, out.add, err)
+        wrote = out.text().strip()
+        if status != 0 or wrote != str(size):
+            why = tail(err.text(), 2) or (
+                f"exit {status}" if status else f"{wrote or 0} of {size} bytes arrived"
+            )
+            raise CommandError(
+                f"{self.name}: upload of {local.name} to {remote} (over the exec channel) "
+                f"failed: {why}",
+                command=command,
+                exit_code=status,
+                stderr=err.text(),
+            )
+
+    def _get_exec(self, remote: str, local: Path) -> None:
+        """`cat` a device file into `local`."""
+        command = f"cat < {shlex.quote(remote)}"
+        t0 = time.perf_counter()
+        err = Capped()
+        with open(local, "wb") as fh:
+            chan = self._channel(command)
+            try:
+                chan.shutdown_write()
+            except (OSError, EOFError) as exc:
+                chan.close()
+                raise self._lost(exc) from None
+            status = self._drain(chan, command, TRANSFER_TIMEOUT, t0, fh.write, err)
+        if status != 0:
+            text = err.text()
+            if "No such file" in text or "cannot open" in text:
+                raise CommandError(f"{self.name}: no such file on the device: {remote}")
+            raise CommandError(
+                f"{self.name}: download of {remote} (over the exec channel) failed: "
+                f"{tail(text, 2) or f'exit {status}'}",
+                command=command,
+                exit_code=status,
+                stderr=text,
+            )

@@ -3,13 +3,12 @@ device is held with `flock(2)` on this host (see `flock.py`). Scope: one lab hos
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import register
 from .base import Backend, Lease
-from .flock import DeviceLock
+from .flock import DeviceLock, default_lock_dir
 
 
 @register
@@ -20,7 +19,7 @@ class FileBackend(Backend):
     def lock_dir(self) -> Path:
         value = self.lab.get("lock_dir") or ""
         if not value:
-            return Path(tempfile.gettempdir()) / "edgeq-locks"
+            return default_lock_dir()
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.folder / p
 

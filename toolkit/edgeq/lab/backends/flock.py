@@ -16,12 +16,35 @@ import json
 import os
 import re
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from ... import interrupts
 from ...errors import UsageError
 from .base import DeviceBusy, Lease, OnWait
+
+#: What a lab waiter is told to do about a busy device.
+LAB_FIX = "raise lock_timeout_s in [lab] or try again later"
+
+
+def default_lock_dir() -> Path:
+    """Where every edgeq process of this host keeps its device locks, so that `edgeq
+    deploy`, `edgeq bench` and `edgeq lab run` exclude each other: $EDGEQ_LOCK_DIR, else
+    $TMPDIR/edgeq-locks."""
+    env = os.environ.get("EDGEQ_LOCK_DIR")
+    return Path(env).expanduser() if env else Path(tempfile.gettempdir()) / "edgeq-locks"
+
+
+def describe_holder(h: dict[str, Any]) -> str:
+    """`pid 123 on host (run R)` / `(edgeq deploy --target pi)`: who holds a lock."""
+    who = f"pid {h.get('pid', '?')} on {h.get('host', '?')}"
+    if h.get("run_id"):
+        who += f" (run {h['run_id']})"
+    if h.get("command"):
+        who += f" ({h['command']})"
+    return who
 
 
 def lock_file(lock_dir: Path, identity: str) -> Path:
@@ -41,12 +64,14 @@ class DeviceLock(Lease):
         timeout_s: float = 3600.0,
         owner: dict[str, Any] | None = None,
         poll_s: float = 0.1,
+        fix: str = LAB_FIX,
     ) -> None:
         self.identity = identity
         self.path = lock_file(lock_dir, identity)
         self.timeout_s = timeout_s
         self.owner = owner or {}
         self.poll_s = poll_s
+        self.fix = fix
         self._fh = None
         self.waited_s = 0.0
 
@@ -79,17 +104,19 @@ class DeviceLock(Lease):
                     fh.close()
                     h = self.holder()
                     raise DeviceBusy(
-                        f"{self.identity} is busy: held by pid {h.get('pid', '?')} on "
-                        f"{h.get('host', '?')} (run {h.get('run_id', '?')}) since "
-                        f"{h.get('since', '?')}; waited {waited:.0f} s — raise lock_timeout_s "
-                        f"in [lab] or try again later",
+                        f"{self.identity} is busy: held by {describe_holder(h)} since "
+                        f"{h.get('since', '?')}; waited {waited:.0f} s — {self.fix}",
                         holder=h,
                     ) from None
                 if on_wait and not told:
-                    h = self.holder()
-                    on_wait(f"waiting for run {h.get('run_id', '?')} (pid {h.get('pid', '?')})")
+                    on_wait(f"waiting for {describe_holder(self.holder())}")
                     told = True
-                time.sleep(self.poll_s)
+                try:
+                    interrupts.check()
+                    time.sleep(self.poll_s)
+                except BaseException:
+                    fh.close()
+                    raise
         self.waited_s = time.monotonic() - t0
         self._fh = fh
         info = {
