@@ -416,4 +416,5 @@ def combine(
         total_s=sum(m.total_s for m in all_ms),
         workdir=chosen[0].workdir,
         kept=chosen[0].kept,
+        transfer_method=all_ms[-1].transfer_method,
     )
