@@ -26,6 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from . import models, quantmodes
 from .errors import ConfigError
 
 CONFIG_NAME = "edgeq.toml"
@@ -115,17 +116,18 @@ MODEL_FIELDS: dict[str, Field] = {
     "epochs": _f(int, 3, "training epochs"),
     "batch_size": _f(int, 128, "training batch size"),
     "seed": _f(int, 0, "random seed"),
+    "family": _f(
+        str,
+        models.DEFAULT_FAMILY,
+        "model family (book = the book's CNN; bngap, dsconv = compact nets)",
+        False,
+        models.FAMILIES,
+    ),
     "width": _f((int, float), 1.0, "filter width multiplier"),
     "learning_rate": _f((int, float), 1e-3, "Adam learning rate"),
     "lr_schedule": _f(str, "constant", "constant or cosine", False, ("constant", "cosine")),
     "augment": _f(bool, False, "random shifts/rotations while training"),
-    "mode": _f(
-        str,
-        "int8",
-        "conversion mode deployed",
-        False,
-        ("float32", "dynamic", "float16", "int8", "int16x8"),
-    ),
+    "mode": _f(str, "int8", "conversion mode deployed", False, quantmodes.MODES),
     "calibration_samples": _f(int, 500, "representative images from the training split"),
 }
 

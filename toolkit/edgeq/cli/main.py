@@ -8,6 +8,7 @@ import typer
 
 from .. import __version__
 from . import common, demo, device, pipeline
+from . import inspect as inspect_cli
 from . import lab as lab_cli
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ def root(
 app.add_typer(demo.app, name="demo")
 app.add_typer(lab_cli.app, name="lab")
 pipeline.register(app)
+inspect_cli.register(app)
 device.register(app)
 
 
