@@ -189,6 +189,11 @@ def test_keep_float_is_an_option_of_int8(cli, trained, data_dir, tmp_path):
         "--keep-float-auto", "--out", tmp_path, "--data", data_dir,
     )  # fmt: skip
     assert res.exit_code == 2 and "not both" in res.stderr
+    res = cli(
+        "convert", trained.model_path, "--mode", "int8", "--keep-float-auto",
+        "--max-drop-pp", "-1", "--out", tmp_path, "--data", data_dir,
+    )  # fmt: skip
+    assert res.exit_code == 2 and "--max-drop-pp must be >= 0" in res.stderr
 
 
 def test_keep_float_auto_stops_once_the_drop_fits(cli, outlier_model, data_dir, tmp_path):

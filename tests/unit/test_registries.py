@@ -46,6 +46,9 @@ def test_int8_takes_the_keep_float_options_and_others_do_not():
         convert._split_options(["float32", "float16"], {"keep_float": ["conv1"]})
     split = convert._split_options(["float32", "int8"], {"keep_float": ["conv1"]})
     assert split == {"float32": {}, "int8": {"keep_float": ["conv1"]}}
+    # a limit of 0 pp is a limit, not "no option"; empty lists and None are not given
+    split = convert._split_options(["int8"], {"keep_float": [], "keep_float_auto": 0.0})
+    assert split == {"int8": {"keep_float_auto": 0.0}}
 
 
 def test_registering_a_name_twice_is_refused():

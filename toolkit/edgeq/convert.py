@@ -177,7 +177,11 @@ def _convert_one(
 
 def _split_options(modes: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Give each mode the options it declares; an option no chosen mode takes is an error."""
-    options = {k: v for k, v in (options or {}).items() if v not in (None, False, [], ())}
+
+    def given(v: Any) -> bool:  # 0.0 is a value (--max-drop-pp 0), False and [] are not
+        return v is not None and v is not False and not (isinstance(v, list | tuple) and not v)
+
+    options = {k: v for k, v in (options or {}).items() if given(v)}
     if options.get("keep_float") and options.get("keep_float_auto") is not None:
         raise UsageError("use --keep-float or --keep-float-auto, not both")
     per_mode: dict[str, dict[str, Any]] = {m: {} for m in modes}

@@ -25,6 +25,7 @@ import io
 import math
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,9 +71,12 @@ def _float_stats(prefix: str) -> dict[str, Callable]:
         return np.abs(np.asarray(f, dtype=np.float64))
 
     def channel_p999(f):
+        """Median over channels of each channel's 99.9th percentile of |x| (NHWC maps only:
+        a flat [1, features] tensor has one value per feature and invoke)."""
         a = absolute(f)
-        per_channel = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(-1, 1)
-        return float(np.median(np.percentile(per_channel, 99.9, axis=0)))
+        if a.ndim != 4:
+            return math.nan
+        return float(np.median(np.percentile(a.reshape(-1, a.shape[-1]), 99.9, axis=0)))
 
     return {
         f"{prefix}absmax": lambda f, q, s, zp: float(absolute(f).max()),
@@ -248,7 +252,10 @@ class Debugger:
                     model_debug_metrics={"argmax_agreement": _agreement},
                 ),
             )
-            dbg.run()
+            with warnings.catch_warnings():
+                # the debugger's nanmean over a metric that is NaN for every image
+                warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+                dbg.run()
         return _csv_rows(dbg), {k: float(v) for k, v in dbg.model_statistics.items()}
 
 
@@ -299,10 +306,11 @@ class LayerRow:
     error_stddev: float
     float_absmax: float
     float_p999: float
-    channel_steps: float
+    channel_steps: float | None  # None for tensors without a channel axis (dense, flatten)
     outlier_ratio: float
     keep_float: bool = False
-    reasons: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # "error", "outliers", "wide range"
+    reasons: list[str] = field(default_factory=list)  # each flag, said with its figures
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -329,7 +337,11 @@ def _row(node: Node, r: dict[str, str]) -> LayerRow:
         error_stddev=f["stddev"],
         float_absmax=f["float_absmax"],
         float_p999=f["float_p999"],
-        channel_steps=f["float_channel_p999"] / scale if scale > 0 else math.nan,
+        channel_steps=(
+            f["float_channel_p999"] / scale
+            if scale > 0 and math.isfinite(f["float_channel_p999"])
+            else None
+        ),
         outlier_ratio=f["float_absmax"] / f["float_p999"] if f["float_p999"] > 0 else math.inf,
     )
     _judge(row)
@@ -340,12 +352,15 @@ def _judge(row: LayerRow) -> None:
     """Worth keeping in float when its error is large, or its range is set by a few values
     or channels (the rest then share few of the 256 levels); the reasons say which."""
     if row.rmse_over_scale >= KEEP_FLOAT_RMSE:
+        row.flags.append("error")
         row.reasons.append(
             f"error {row.rmse_over_scale:.2f} steps (rounding alone: {ROUNDING_RMSE:.2f})"
         )
     if row.outlier_ratio >= OUTLIER_RATIO:
+        row.flags.append("outliers")
         row.reasons.append(f"outliers: max |x| is {row.outlier_ratio:.1f}× its 99.9th percentile")
-    if row.channel_steps < WIDE_RANGE_STEPS:
+    if row.channel_steps is not None and row.channel_steps < WIDE_RANGE_STEPS:
+        row.flags.append("wide range")
         row.reasons.append(
             f"wide range: the median channel spans {row.channel_steps:.1f} of 256 steps"
         )
@@ -464,9 +479,20 @@ def plot_layers(report: InspectReport, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
     y = np.arange(len(rows))[::-1]
     ax.barh(y, values, color=colors)
-    for yi, v in zip(y, values, strict=True):
-        ax.text(v, yi, f" {v:.2f}", va="center", fontsize=9)
+    for yi, r in zip(y, rows, strict=True):
+        tags = ", ".join(r.flags)
+        ax.text(
+            r.rmse_over_scale,
+            yi,
+            f" {r.rmse_over_scale:.2f}" + (f"  ({tags})" if tags else ""),
+            va="center",
+            fontsize=9,
+            color="#d62728" if r.keep_float else "black",
+        )
     ax.set_yticks(y, labels)
+    for tick, r in zip(ax.get_yticklabels(), rows, strict=True):
+        if r.keep_float:
+            tick.set_color("#d62728")
     ax.axvline(
         ROUNDING_RMSE, color="grey", ls=":", lw=1.2, label=f"rounding alone ({ROUNDING_RMSE:.2f})"
     )
@@ -477,10 +503,24 @@ def plot_layers(report: InspectReport, path: Path) -> str:
         lw=1.2,
         label=f"keep-float threshold ({KEEP_FLOAT_RMSE:g})",
     )
+    if any(r.keep_float for r in rows):
+        from matplotlib.patches import Patch
+
+        ax.add_artist(
+            ax.legend(
+                handles=[
+                    Patch(color="#d62728", label="worth keeping in float (see the table)"),
+                    Patch(color="#1f77b4", label="int8 is fine"),
+                ],
+                loc="upper right",
+                fontsize=8,
+            )
+        )
     ax.set_xlabel("RMSE of int8 vs float, in quantization steps (rmse / scale)")
-    ax.set_xlim(0, max([*values, KEEP_FLOAT_RMSE]) * 1.25)
+    ax.set_ylabel("quantized tensors, input to output")
+    ax.set_xlim(0, max([*values, KEEP_FLOAT_RMSE]) * 1.45)
     ax.set_title(
-        f"{Path(report.model).name}: per-layer int8 error\n"
+        f"{report.model}: per-layer int8 error\n"
         f"accuracy float {report.float_accuracy:.2%} → int8 {report.int8_accuracy:.2%} "
         f"({report.drop_pp:+.2f} pp) on {report.samples} validation images",
         fontsize=10,

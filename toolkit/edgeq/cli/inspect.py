@@ -103,7 +103,7 @@ def inspect(
             f"{r.rmse_over_scale:.3f}",
             f"{r.mean_error:+.1e}",
             f"{r.max_abs_error:.2g}",
-            f"{r.channel_steps:.1f}",
+            "-" if r.channel_steps is None else f"{r.channel_steps:.1f}",
             f"{r.outlier_ratio:.2f}",
             "keep" if r.keep_float else "-",
         )
