@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,16 +102,20 @@ def determinism_cost(recipe: train.Recipe, args, data_sha: str, ds: data.Dataset
     if done.is_file():
         return json.loads(done.read_text())
     times: dict[str, list[float]] = {"off": [], "on": []}
+    loads: list[float] = []
     for rep in range(args.cost_repeats):
-        for mode in ("off", "on"):
+        # ABBA order (off on, on off, ...): a drift in the machine's load cancels out
+        for mode in ("off", "on") if rep % 2 == 0 else ("on", "off"):
             print(f"  determinism {mode}, repeat {rep + 1}", file=sys.stderr)
             res = train.train(
                 short, folder / f"{mode}{rep}", args.data, dataset=ds, deterministic=mode == "on"
             )
             times[mode].append(res.metrics["seconds_per_epoch"])
+            loads.append(os.getloadavg()[0])
     cost = {
         "recipe": short.to_dict(),
         "seconds_per_epoch": times,
+        "load_average_1min": loads,
         "off": spread(times["off"])["mean"],
         "on": spread(times["on"])["mean"],
     }
@@ -206,9 +211,14 @@ def main() -> None:
         c = cost["recipe"]
         print(
             f"\nop determinism on {c['family']} w{c['width']:g} ({c['epochs']} epoch each, "
-            f"alternating, {len(cost['seconds_per_epoch']['on'])}×): "
+            f"ABBA order, {len(cost['seconds_per_epoch']['on'])}× each): "
             f"{cost['off']:.1f} s/epoch off, {cost['on']:.1f} s/epoch on "
-            f"({(cost['ratio'] - 1) * 100:+.0f} %)"
+            f"({(cost['ratio'] - 1) * 100:+.0f} %); runs off "
+            + ", ".join(f"{t:.1f}" for t in cost["seconds_per_epoch"]["off"])
+            + ", on "
+            + ", ".join(f"{t:.1f}" for t in cost["seconds_per_epoch"]["on"])
+            + f" s; machine load average {min(cost.get('load_average_1min') or [0]):.1f}–"
+            f"{max(cost.get('load_average_1min') or [0]):.1f} on 2 cores"
         )
     print(f"wall time {time.perf_counter() - t0:.0f} s (cached trainings are not re-run)")
     print("reproduce: .venv/bin/python bench/smallest.py " + " ".join(sys.argv[1:]))

@@ -26,15 +26,20 @@ def test_compact_families_fit_tiny_budgets(family, width, params):
 
 @pytest.mark.parametrize("family", [f for f in models.FAMILIES if f != "book"])
 def test_every_family_trains_and_converts(family, tmp_path, data_dir):
+    from tensorflow.python.framework import config as tf_config
+
+    before = tf_config.is_op_determinism_enabled()
     res = train.train(
-        train.Recipe(epochs=1, batch_size=64, limit=1000, family=family, width=0.5),
+        train.Recipe(epochs=1, batch_size=64, limit=300, family=family, width=0.5),
         tmp_path,
         data_dir / "mnist.npz",
+        deterministic=False,
     )
+    assert tf_config.is_op_determinism_enabled() == before  # the process setting is restored
     m = res.metrics
     assert m["family"] == family and m["recipe"]["family"] == family
     assert m["params"] == models.build(family, 0.5).count_params()
-    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["deterministic"] is True
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["deterministic"] is False
     manifest = convert.convert(
         res.model_path, ["float32", "int8"], tmp_path, 50, data_path=data_dir
     )
@@ -78,7 +83,7 @@ def _weights(path):
 def test_same_seed_gives_identical_weights(tmp_path, data_dir):
     """Augmentation, dropout, shuffling and init all seeded; op determinism on."""
     recipe = train.Recipe(
-        epochs=1, batch_size=64, limit=1500, augment=True, lr_schedule="cosine", width=0.5
+        epochs=1, batch_size=64, limit=500, augment=True, lr_schedule="cosine", width=0.5
     )
     a = train.train(recipe, tmp_path / "a", data_dir / "mnist.npz")
     b = train.train(recipe, tmp_path / "b", data_dir / "mnist.npz")
@@ -91,17 +96,3 @@ def test_same_seed_gives_identical_weights(tmp_path, data_dir):
     ha = json.loads((a.out_dir / "history.json").read_text())
     hb = json.loads((b.out_dir / "history.json").read_text())
     assert ha == hb
-
-
-def test_training_restores_the_determinism_setting(tmp_path, data_dir):
-    from tensorflow.python.framework import config as tf_config
-
-    before = tf_config.is_op_determinism_enabled()
-    res = train.train(
-        train.Recipe(epochs=1, limit=300, family="bngap", width=0.5),
-        tmp_path,
-        data_dir / "mnist.npz",
-        deterministic=not before,
-    )
-    assert res.metrics["deterministic"] is (not before)
-    assert tf_config.is_op_determinism_enabled() == before

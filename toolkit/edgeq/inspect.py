@@ -8,8 +8,8 @@ Everything here goes through TF's `tf.lite.experimental.QuantizationDebugger`:
   `get_nondebug_quantized_model()`).
 * `inspect_model` runs the debugger's per-layer statistics (mean error, max |error|,
   MSE, scale, zero point, from its NumericVerify ops) plus direct comparisons of the float
-  activations (spread, outliers), the float-vs-int8 accuracy on a validation split drawn
-  from the training data, a bar plot, and which layers are worth keeping in float.
+  activations (per-channel range, outliers), the float-vs-int8 accuracy on a validation split
+  drawn from the training data, a bar plot, and which layers are worth keeping in float.
 * `selective_int8` / `auto_keep_float` are the int8 mode's `--keep-float` options.
 
 `rmse_over_scale` is the root-mean-square error of a tensor in units of its own
