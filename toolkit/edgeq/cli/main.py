@@ -9,7 +9,9 @@ import typer
 from .. import __version__
 from . import common, demo, device, pipeline
 from . import compare as compare_cli
+from . import inspect as inspect_cli
 from . import lab as lab_cli
+from . import sweep as sweep_cli
 
 app = typer.Typer(
     name="edgeq",
@@ -50,8 +52,10 @@ def root(
 app.add_typer(demo.app, name="demo")
 app.add_typer(lab_cli.app, name="lab")
 pipeline.register(app)
+inspect_cli.register(app)
 device.register(app)
 compare_cli.register(app)
+sweep_cli.register(app)
 
 
 def main() -> None:
