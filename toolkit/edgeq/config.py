@@ -27,6 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from . import models, quantmodes
 from .errors import ConfigError
 from .fields import Field, TargetConfig, check_value, f, percent, validate_section
 
@@ -114,17 +115,18 @@ MODEL_FIELDS: dict[str, Field] = {
     "epochs": _f(int, 3, "training epochs"),
     "batch_size": _f(int, 128, "training batch size"),
     "seed": _f(int, 0, "random seed"),
+    "family": _f(
+        str,
+        models.DEFAULT_FAMILY,
+        "model family (book = the book's CNN; bngap, dsconv = compact nets)",
+        False,
+        models.FAMILIES,
+    ),
     "width": _f((int, float), 1.0, "filter width multiplier"),
     "learning_rate": _f((int, float), 1e-3, "Adam learning rate"),
     "lr_schedule": _f(str, "constant", "constant or cosine", False, ("constant", "cosine")),
     "augment": _f(bool, False, "random shifts/rotations while training"),
-    "mode": _f(
-        str,
-        "int8",
-        "conversion mode deployed",
-        False,
-        ("float32", "dynamic", "float16", "int8", "int16x8"),
-    ),
+    "mode": _f(str, "int8", "conversion mode deployed", False, quantmodes.MODES),
     "calibration_samples": _f(int, 500, "representative images from the training split"),
 }
 
@@ -132,7 +134,7 @@ LAB_FIELDS: dict[str, Field] = {
     "inventory": _f(str, "lab.toml", "the lab inventory `edgeq lab` uses without --inventory"),
 }
 
-SECTIONS = {"targets", "budget", "model", "lab", "data"}
+SECTIONS = {"targets", "budget", "model", "lab", "data", "sweep"}
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class Config:
     lab: dict[str, Any] = field(default_factory=dict)
     #: the [data] table: your evaluation data and its preprocessing (see edgeq.evaldata)
     data: dict[str, Any] = field(default_factory=dict)
+    #: the [sweep] table as written (edgeq.sweep.parse_grid validates it)
+    sweep: dict[str, Any] = field(default_factory=dict)
 
     def target(self, name: str) -> TargetConfig:
         if name not in self.targets:
@@ -266,7 +270,10 @@ def load(path: Path | None = None) -> Config:
     data = validate_section(f"{src} [data]", raw.get("data", {}), DATA_FIELDS)
     if found and data["path"] and not Path(data["path"]).expanduser().is_absolute():
         data["path"] = str(found.parent / data["path"])
-    return Config(found, targets, budget, model, lab, data)
+    sweep = raw.get("sweep", {})
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"{src} [sweep]: must be a table")
+    return Config(found, targets, budget, model, lab, data, sweep)
 
 
 def load_budget_file(path: Path) -> dict[str, Any]:

@@ -1,14 +1,16 @@
-"""TFLite conversion in every mode the converter offers, and the artifact manifest.
+"""TFLite conversion in every registered mode (`edgeq.quantmodes`), and the manifest.
 
-Modes:
+Modes (one module each in `edgeq/quantmodes/`; this list is their registry's):
     float32   no quantization
     dynamic   dynamic-range: int8 weights, float activations (no calibration)
     float16   float16 weights
-    int8      full integer, int8 input and output, calibrated on the TRAINING split
+    int8      full integer, int8 input and output, calibrated on the TRAINING split;
+              options: keep named layers in float, or pick them until a drop fits
     int16x8   int16 activations, int8 weights (float input/output), calibrated likewise
 
 `manifest.json` beside the artifacts records, per artifact, its bytes, sha256, tensor
-dtypes/shapes/quantization, the source model's sha256 and how it was calibrated.
+dtypes/shapes/quantization, the source model's sha256, how it was calibrated and, for
+int8, which layers stayed in float.
 """
 
 from __future__ import annotations
@@ -23,14 +25,31 @@ import numpy as np
 
 from edgeq_device import edgeq_runner as runner
 
-from . import __version__, data, fsutil, tfenv
+from . import __version__, data, fsutil, quantmodes, tfenv
 from .errors import ModelError, UsageError
+from .quantmodes import Calibration
 
-MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
-CALIBRATED = ("int8", "int16x8")
+MODES = quantmodes.MODES
+CALIBRATED = quantmodes.CALIBRATED
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "edgeq.manifest/1"
 CALIBRATION_SEED = 0
+VALIDATION_SAMPLES = 5000
+
+__all__ = [
+    "CALIBRATED",
+    "MODES",
+    "Calibration",
+    "ValidationSet",
+    "artifact_name",
+    "calibration_set",
+    "convert",
+    "convert_model",
+    "load_manifest",
+    "manifest_entry",
+    "parse_modes",
+    "validation_set",
+]
 
 
 def parse_modes(modes: list[str] | tuple[str, ...]) -> list[str]:
@@ -41,10 +60,8 @@ def parse_modes(modes: list[str] | tuple[str, ...]) -> list[str]:
             part = part.strip().lower()
             if part == "all":
                 wanted.update(MODES)
-            elif part in MODES:
-                wanted.add(part)
             else:
-                raise UsageError(f"unknown mode {part!r}; choose from {', '.join(MODES)} or all")
+                wanted.add(quantmodes.get(part).name)
     return [m for m in MODES if m in wanted]
 
 
@@ -52,11 +69,8 @@ def artifact_name(mode: str) -> str:
     return f"model_{mode}.tflite"
 
 
-@dataclass(frozen=True)
-class Calibration:
-    images: np.ndarray  # preprocessed float32 [N, H, W, C]
-    source: str
-    samples: int
+def _train_order(n: int, seed: int) -> np.ndarray:
+    return np.random.RandomState(seed).permutation(n)
 
 
 def calibration_set(ds: data.Dataset, samples: int, seed: int = CALIBRATION_SEED) -> Calibration:
@@ -69,7 +83,7 @@ def calibration_set(ds: data.Dataset, samples: int, seed: int = CALIBRATION_SEED
             f"--calibration-samples {samples} is larger than the training split ({n} images); "
             f"use at most {n}"
         )
-    idx = np.sort(np.random.RandomState(seed).permutation(n)[:samples])
+    idx = np.sort(_train_order(n, seed)[:samples])
     return Calibration(
         images=data.preprocess(ds.x_train[idx]),
         source=f"{ds.name} train split, {samples} images, seed {seed}",
@@ -77,38 +91,112 @@ def calibration_set(ds: data.Dataset, samples: int, seed: int = CALIBRATION_SEED
     )
 
 
-def convert_model(model: Any, mode: str, calibration: Calibration | None = None) -> bytes:
-    """Convert a Keras model to a TFLite flatbuffer in `mode`."""
+@dataclass(frozen=True)
+class ValidationSet:
+    """Images (uint8, as stored) and labels held out for choosing what to keep in float."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str
+
+    @property
+    def images(self) -> np.ndarray:
+        """Preprocessed float32 images (what the debugger feeds the models)."""
+        return data.preprocess(self.x)
+
+
+def validation_set(
+    ds: data.Dataset,
+    samples: int = VALIDATION_SAMPLES,
+    calibration_samples: int = 0,
+    seed: int = CALIBRATION_SEED,
+) -> ValidationSet:
+    """`samples` TRAINING-split images that are not among the first `calibration_samples`
+    of the same deterministic order (so never a calibration image, never the test split).
+
+    The model has seen these images in training, so float accuracy on them is high; what
+    they measure well is how far int8 moves away from float.
+    """
+    n = len(ds.x_train)
+    left = n - calibration_samples
+    if samples < 1:
+        raise UsageError(f"--validation-samples must be >= 1, got {samples}")
+    if left < 1:
+        raise UsageError(
+            f"no training images left for validation after {calibration_samples} calibration "
+            f"images ({n} in the training split); use fewer --calibration-samples"
+        )
+    samples = min(samples, left)
+    idx = np.sort(_train_order(n, seed)[calibration_samples : calibration_samples + samples])
+    return ValidationSet(
+        x=ds.x_train[idx],
+        y=ds.y_train[idx],
+        source=f"{ds.name} train split, {samples} images not used for calibration, seed {seed}",
+    )
+
+
+def _converter(model: Any):
     tf = tfenv.tf()
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode != "float32":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "float16":
-        conv.target_spec.supported_types = [tf.float16]
-    if mode in CALIBRATED:
-        if calibration is None:
-            raise UsageError(f"mode {mode} needs calibration data")
-        images = calibration.images
+    return tf, tf.lite.TFLiteConverter.from_keras_model(model)
 
-        def representative():
-            for i in range(len(images)):
-                yield [images[i : i + 1]]
 
-        conv.representative_dataset = representative
-        if mode == "int8":
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
-        else:
-            conv.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-            ]
+def convert_model(model: Any, mode: str, calibration: Calibration | None = None) -> bytes:
+    """Convert a Keras model to a TFLite flatbuffer in `mode` (the plain converter path)."""
+    spec = quantmodes.get(mode)
+    if spec.calibrated and calibration is None:
+        raise UsageError(f"mode {mode} needs calibration data")
+    tf, conv = _converter(model)
+    spec.configure(conv, tf, calibration)
     try:
-        with tfenv.stdout_to_log():
+        with tfenv.stdout_to_log(), tfenv.native_stderr_to_log():
             return conv.convert()
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300]
         raise ModelError(f"the TFLite converter cannot produce mode {mode}: {reason}") from None
+
+
+def _convert_one(
+    model: Any,
+    mode: str,
+    calibration: Calibration | None,
+    options: dict[str, Any],
+    plan: Any,
+    validation: ValidationSet | None,
+    progress: Any,
+) -> tuple[bytes, dict[str, Any]]:
+    """One mode with its options: (flatbuffer, what the options did, for the manifest)."""
+    spec = quantmodes.get(mode)
+    if spec.convert is not None:
+        done = spec.convert(
+            model, calibration, options, plan=plan, validation=validation, progress=progress
+        )
+        if done is not None:
+            return done[0], {**spec.manifest_defaults, **done[1]}
+    return convert_model(model, mode, calibration), dict(spec.manifest_defaults)
+
+
+def _split_options(modes: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Give each mode the options it declares; an option no chosen mode takes is an error."""
+
+    def given(v: Any) -> bool:  # 0.0 is a value (--max-drop-pp 0), False and [] are not
+        return v is not None and v is not False and not (isinstance(v, list | tuple) and not v)
+
+    options = {k: v for k, v in (options or {}).items() if given(v)}
+    if options.get("keep_float") and options.get("keep_float_auto") is not None:
+        raise UsageError("use --keep-float or --keep-float-auto, not both")
+    per_mode: dict[str, dict[str, Any]] = {m: {} for m in modes}
+    for key, value in options.items():
+        takers = [m for m in modes if key in quantmodes.get(m).options]
+        if not takers:
+            owners = [m for m in MODES if key in quantmodes.get(m).options]
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(
+                f"{flag} applies to mode {' or '.join(owners) or '(none)'}; add "
+                f"--mode {owners[0] if owners else '...'}"
+            )
+        for m in takers:
+            per_mode[m][key] = value
+    return per_mode
 
 
 def describe_tflite(path: Path) -> dict[str, Any]:
@@ -132,23 +220,37 @@ def convert(
     dataset: str | None = None,
     data_path: Path | None = None,
     progress: Any = None,
+    *,
+    options: dict[str, Any] | None = None,
+    validation_samples: int = VALIDATION_SAMPLES,
+    step_progress: Any = None,
 ) -> dict[str, Any]:
     """Convert `model_path` to every mode; write artifacts and `manifest.json` atomically.
 
-    Returns the manifest. Modes are validated, the model loaded, the calibration set built
-    and the output folder checked before anything is written.
+    `options` are mode options by name (`keep_float=[...]`, `keep_float_auto=X` for int8);
+    each goes to the chosen modes that declare it. `step_progress(done, total, what)`
+    follows the auto search. Returns the manifest. Modes and options are validated, the
+    model loaded, the calibration set built and the output folder checked before anything
+    is written.
     """
     from .train import load_model
 
     modes = parse_modes(modes)
+    per_mode = _split_options(modes, options or {})
     model_path = Path(model_path)
     model = load_model(model_path)
     out = fsutil.ensure_writable_dir(out_dir)
     dataset = dataset or _dataset_of(model_path)
-    calib = None
+    calib = validation = None
     if any(m in CALIBRATED for m in modes):
         ds = data.load(dataset, data_path)
         calib = calibration_set(ds, calibration_samples)
+        if any("keep_float_auto" in o for o in per_mode.values()):
+            validation = validation_set(ds, validation_samples, calibration_samples)
+    plans = {}
+    for m in modes:
+        spec = quantmodes.get(m)
+        plans[m] = spec.prepare(model, calib, per_mode[m]) if spec.prepare else None
     tf = tfenv.tf()
     model_sha = fsutil.sha256_file(model_path)
     manifest = load_manifest(out) or {"schema": MANIFEST_SCHEMA, "artifacts": []}
@@ -157,7 +259,15 @@ def convert(
         if progress:
             progress(i, len(modes), mode)
         t0 = time.perf_counter()
-        blob = convert_model(model, mode, calib if mode in CALIBRATED else None)
+        blob, applied = _convert_one(
+            model,
+            mode,
+            calib if mode in CALIBRATED else None,
+            per_mode[mode],
+            plans[mode],
+            validation,
+            step_progress,
+        )
         seconds = time.perf_counter() - t0
         path = out / artifact_name(mode)
         fsutil.write_bytes(path, blob)
@@ -177,6 +287,7 @@ def convert(
                 if mode in CALIBRATED and calib
                 else None
             ),
+            **applied,
             "convert_seconds": seconds,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": {"tensorflow": tf.__version__, "edgeq": __version__},

@@ -57,16 +57,7 @@ def prepare_artifact(
     """Train + convert per the [model] recipe, or reuse the cached result of the same recipe."""
     from .train import Recipe, train
 
-    recipe = Recipe(
-        dataset=model_cfg["dataset"],
-        epochs=model_cfg["epochs"],
-        batch_size=model_cfg["batch_size"],
-        seed=model_cfg["seed"],
-        width=float(model_cfg["width"]),
-        learning_rate=float(model_cfg["learning_rate"]),
-        lr_schedule=model_cfg["lr_schedule"],
-        augment=model_cfg["augment"],
-    ).validate()
+    recipe = Recipe.from_model_config(model_cfg).validate()
     mode = model_cfg["mode"]
     source = data.resolve(recipe.dataset, data_path)
     data_id = fsutil.sha256_file(source) if source else f"download:{recipe.dataset}"

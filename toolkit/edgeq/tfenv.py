@@ -44,3 +44,26 @@ def stdout_to_log() -> Iterator[None]:
     sink = sys.stderr if os.environ.get("EDGEQ_TF_VERBOSE") else io.StringIO()
     with contextlib.redirect_stdout(sink):
         yield
+
+
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """Keep TF's C++ prints (e.g. the MLIR quantizer's settings line) off stderr.
+
+    Redirects file descriptor 2 for the duration, unless EDGEQ_TF_VERBOSE=1. Python-level
+    errors still propagate as exceptions and are reported after it is restored.
+    """
+    if os.environ.get("EDGEQ_TF_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,5 +1,12 @@
 """Training: the book's recipe (Adam, sparse categorical cross-entropy from logits) and
-options that improve accuracy without growing the model (augmentation, cosine LR decay).
+options that improve accuracy without growing the model (augmentation, cosine LR decay),
+for any model family of `edgeq.models`.
+
+Reproducible on one machine: the seed fixes Python/NumPy/TF/Keras randomness, TF op
+determinism is on (`tf.config.experimental.enable_op_determinism`), the tf.data pipeline
+is shuffle + batch only (seeded), and augmentation runs inside the training step from
+Keras' seeded layers rather than in a parallel tf.data map, where the order in which
+parallel calls drew random numbers varied from run to run.
 
 Writes `model.keras`, `history.json`, `metrics.json` and `accuracy.png` into the output folder.
 """
@@ -15,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, data, fsutil, tfenv
+from . import __version__, data, fsutil, models, tfenv
 from .errors import UsageError
-from .models import build_cnn, cnn_filters
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -34,12 +40,23 @@ class Recipe:
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
     augment: bool = False
-    dropout: float = 0.5
+    dropout: float | None = None  # None: the family's default (0.5 for the book's CNN)
     limit: int | None = None
+    family: str = models.DEFAULT_FAMILY
+
+    @classmethod
+    def from_model_config(cls, model_cfg: dict[str, Any], **overrides: Any) -> Recipe:
+        """The recipe of an `edgeq.toml` `[model]` section (as validated by `edgeq.config`)."""
+        keys = {f for f in cls.__dataclass_fields__ if f in model_cfg}
+        values = {k: model_cfg[k] for k in keys}
+        for k in ("width", "learning_rate"):
+            if k in values:
+                values[k] = float(values[k])
+        return cls(**{**values, **overrides})
 
     def validate(self) -> Recipe:
         data.check_name(self.dataset)
-        cnn_filters(self.width)
+        models.family(self.family).check_width(self.width)
         checks = [
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
@@ -48,7 +65,10 @@ class Recipe:
                 self.lr_schedule in LR_SCHEDULES,
                 f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule}",
             ),
-            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (
+                self.dropout is None or 0 <= self.dropout < 1,
+                f"--dropout must be in [0, 1), got {self.dropout}",
+            ),
             (self.limit is None or self.limit >= 1, f"--limit must be >= 1, got {self.limit}"),
         ]
         for ok, msg in checks:
@@ -58,6 +78,10 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def build(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        """The untrained Keras model of this recipe."""
+        return models.build(self.family, self.width, input_shape, num_classes, self.dropout)
 
     def key(self, data_sha256: str) -> str:
         """Content hash of the recipe, the training data and edgeq's version."""
@@ -80,10 +104,28 @@ def _augmenter(keras, seed: int):
             keras.layers.RandomTranslation(
                 0.08, 0.08, fill_mode="constant", fill_value=-1.0, seed=seed
             ),
-            keras.layers.RandomRotation(0.04, fill_mode="constant", fill_value=-1.0, seed=seed),
+            keras.layers.RandomRotation(0.04, fill_mode="constant", fill_value=-1.0, seed=seed + 1),
         ],
         name="augment",
     )
+
+
+def set_determinism(enabled: bool) -> bool:
+    """Turn TF's op determinism on or off for this process; returns the previous state.
+
+    Op determinism makes TF pick deterministic kernels (or fail loudly when an op has
+    none) and run stateful tf.data work in a fixed order.
+    """
+    tf = tfenv.tf()
+    from tensorflow.python.framework import config as tf_config
+
+    was = bool(tf_config.is_op_determinism_enabled())
+    if enabled and not was:
+        tf.config.experimental.enable_op_determinism()
+    elif not enabled and was:
+        # No public switch back; the framework's own one (used by TF's tests).
+        tf_config.disable_op_determinism()
+    return was
 
 
 def train(
@@ -92,24 +134,46 @@ def train(
     data_path: Path | None = None,
     progress: Any = None,
     dataset: data.Dataset | None = None,
+    deterministic: bool = True,
 ) -> TrainResult:
-    """Train the CNN per `recipe`; `progress(epoch, epochs, batch, batches, logs)` is optional."""
+    """Train per `recipe`; `progress(epoch, epochs, batch, batches, logs)` is optional.
+
+    `deterministic` (default) turns on TF's op determinism, so the same recipe on the same
+    machine gives the same weights; off, it is faster by what `bench/smallest.py` measures.
+    """
     recipe.validate()
     out = fsutil.ensure_writable_dir(out_dir)
     ds = dataset or data.load(recipe.dataset, data_path, recipe.limit)
+    was = set_determinism(deterministic)
+    try:
+        return _train(recipe, out, ds, progress, deterministic)
+    finally:
+        set_determinism(was)
+
+
+def _train(
+    recipe: Recipe, out: Path, ds: data.Dataset, progress: Any, deterministic: bool
+) -> TrainResult:
     tf = tfenv.tf()
     keras = tfenv.keras()
     keras.utils.set_random_seed(recipe.seed)
 
     x_train, y_train = data.preprocess(ds.x_train), ds.y_train.astype(np.int64)
     x_test, y_test = data.preprocess(ds.x_test), ds.y_test.astype(np.int64)
-    model = build_cnn(recipe.width, x_train.shape[1:], ds.num_classes, recipe.dropout)
+    model = recipe.build(x_train.shape[1:], ds.num_classes)
 
     steps = int(np.ceil(len(x_train) / recipe.batch_size))
     lr: Any = recipe.learning_rate
     if recipe.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, steps * recipe.epochs)
-    model.compile(
+    # Augmentation is the first layer of a training-only wrapper: its seeded random state
+    # advances once per step, in order. `model` (what is saved) shares the weights.
+    trainer = (
+        keras.Sequential([_augmenter(keras, recipe.seed), model], name="trainer")
+        if recipe.augment
+        else model
+    )
+    trainer.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
@@ -118,28 +182,24 @@ def train(
     train_ds = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(
         len(x_train), seed=recipe.seed, reshuffle_each_iteration=True
     )
-    train_ds = train_ds.batch(recipe.batch_size)
-    if recipe.augment:
-        aug = _augmenter(keras, recipe.seed)
-        train_ds = train_ds.map(
-            lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
+    train_ds = train_ds.batch(recipe.batch_size).prefetch(tf.data.AUTOTUNE)
+    # Our own dataset: Keras' numpy adapter maps in parallel (and logs about it under
+    # op determinism).
+    test_ds = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(1024)
 
     callbacks = [_ProgressCallback(keras, progress, recipe.epochs, steps)] if progress else []
     t0 = time.perf_counter()
-    hist = model.fit(
+    hist = trainer.fit(
         train_ds,
         epochs=recipe.epochs,
-        validation_data=(x_test, y_test),
-        validation_batch_size=1024,
+        validation_data=test_ds,
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles, reproducibly
         verbose=0,
     )
     train_seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    _, test_acc = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+    _, test_acc = trainer.evaluate(test_ds, verbose=0)
 
     model_path = out / "model.keras"
     with fsutil.atomic_path(model_path) as tmp:
@@ -155,11 +215,14 @@ def train(
         "train_samples": len(x_train),
         "test_samples": len(x_test),
         "recipe": recipe.to_dict(),
+        "family": recipe.family,
         "params": int(model.count_params()),
+        "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "test_accuracy": float(test_acc),
         "final_train_accuracy": history["accuracy"][-1],
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / recipe.epochs,
+        "deterministic": deterministic,
         "model_sha256": fsutil.sha256_file(model_path),
         "versions": {
             "edgeq": __version__,

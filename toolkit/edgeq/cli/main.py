@@ -10,7 +10,9 @@ from .. import __version__
 from . import cache as cache_cli
 from . import common, demo, device, pipeline
 from . import compare as compare_cli
+from . import inspect as inspect_cli
 from . import lab as lab_cli
+from . import sweep as sweep_cli
 
 app = typer.Typer(
     name="edgeq",
@@ -52,8 +54,10 @@ app.add_typer(demo.app, name="demo")
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(cache_cli.app, name="cache")
 pipeline.register(app)
+inspect_cli.register(app)
 device.register(app)
 compare_cli.register(app)
+sweep_cli.register(app)
 
 
 def main() -> None:

@@ -12,10 +12,11 @@ from rich.table import Table
 from .. import convert as convert_mod
 from .. import data as data_mod
 from .. import evaluate as evaluate_mod
-from .. import hostrun
+from .. import hostrun, quantmodes
+from .. import models as models_mod
 from .. import train as train_mod
 from .common import JsonOpt, emit_json, err, out, use_json
-from .progress import steps_bar, training_bar
+from .progress import steps_bar, steps_bars, training_bar
 
 DataOpt = Annotated[
     Path | None,
@@ -47,6 +48,14 @@ def train(
     limit: Annotated[
         int | None, typer.Option(help="Use a deterministic subset of N images per split.")
     ] = None,
+    family: Annotated[
+        str,
+        typer.Option(
+            help="Model family: "
+            + "; ".join(f"{n} = {models_mod.family(n).doc}" for n in models_mod.FAMILIES)
+            + "."
+        ),
+    ] = models_mod.DEFAULT_FAMILY,
     width: Annotated[float, typer.Option(help="Filter width multiplier (1 = the book's).")] = 1.0,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
     lr_schedule: Annotated[
@@ -55,9 +64,21 @@ def train(
     augment: Annotated[
         bool, typer.Option(help="Random shifts and small rotations while training.")
     ] = False,
+    dropout: Annotated[
+        float | None,
+        typer.Option(help="Dropout before the classifier (default: the family's, book 0.5)."),
+    ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            help="TF op determinism: the same seed gives the same weights on this machine "
+            "(--no-deterministic is a little faster)."
+        ),
+    ] = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train the book's MNIST CNN; write model.keras, history.json, metrics.json, accuracy.png."""
+    """Train a model family (default the book's MNIST CNN); write model.keras, history.json,
+    metrics.json, accuracy.png."""
     use_json(json_out)
     recipe = train_mod.Recipe(
         dataset=dataset,
@@ -68,17 +89,20 @@ def train(
         learning_rate=lr,
         lr_schedule=lr_schedule,
         augment=augment,
+        dropout=dropout,
         limit=limit,
+        family=family,
     ).validate()
     with training_bar() as bar:
-        res = train_mod.train(recipe, out_dir, data, progress=bar)
+        res = train_mod.train(recipe, out_dir, data, progress=bar, deterministic=deterministic)
     m = res.metrics
     if json_out:
         emit_json({**m, "out_dir": str(res.out_dir), "model": str(res.model_path)})
         return
     out.print(
-        f"trained {m['params']:,} parameters on {m['train_samples']:,} {m['dataset']} images "
-        f"in {m['train_seconds']:.1f} s: test accuracy {m['test_accuracy']:.2%}"
+        f"trained {m['family']} ({m['params']:,} parameters) on {m['train_samples']:,} "
+        f"{m['dataset']} images in {m['train_seconds']:.1f} s: test accuracy "
+        f"{m['test_accuracy']:.2%}"
     )
     out.print(
         escape(f"wrote {res.model_path}, history.json, metrics.json, accuracy.png in {res.out_dir}")
@@ -91,8 +115,8 @@ def convert(
         list[str] | None,
         typer.Option(
             "--mode",
-            help="float32, dynamic, float16, int8, int16x8 or all (repeatable; "
-            "default float32 + int8).",
+            help="; ".join(f"{m} = {quantmodes.get(m).doc}" for m in quantmodes.MODES)
+            + "; or all (repeatable; default float32 + int8).",
         ),
     ] = None,
     calibration_samples: Annotated[
@@ -104,14 +128,48 @@ def convert(
         typer.Option(help="Dataset for calibration (default: from metrics.json beside MODEL)."),
     ] = None,
     data: DataOpt = None,
+    keep_float: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-float",
+            help="int8: keep these layers in float, NODE[,NODE] (names as `edgeq inspect` "
+            "prints them, or tensor names; repeatable).",
+        ),
+    ] = None,
+    keep_float_auto: Annotated[
+        bool,
+        typer.Option(
+            "--keep-float-auto",
+            help="int8: keep the worst layers in float until the drop on a validation split "
+            "of the TRAINING data is <= --max-drop-pp.",
+        ),
+    ] = False,
+    max_drop_pp: Annotated[
+        float, typer.Option(help="With --keep-float-auto: the largest drop allowed, in pp.")
+    ] = 0.1,
+    validation_samples: Annotated[
+        int,
+        typer.Option(help="With --keep-float-auto: training images held out for the drop."),
+    ] = convert_mod.VALIDATION_SAMPLES,
     json_out: JsonOpt = False,
 ) -> None:
     """Convert a Keras model to TFLite in one or more modes and write manifest.json."""
     use_json(json_out)
     modes = convert_mod.parse_modes(mode or [])
-    with steps_bar("converting") as bar:
+    names = [n for item in keep_float or [] for n in item.split(",") if n.strip()]
+    options = {"keep_float": names, "keep_float_auto": max_drop_pp if keep_float_auto else None}
+    with steps_bars("converting", "keep-float search") as (bar, search):
         manifest = convert_mod.convert(
-            model, modes, out_dir, calibration_samples, dataset, data, progress=bar
+            model,
+            modes,
+            out_dir,
+            calibration_samples,
+            dataset,
+            data,
+            progress=bar,
+            options=options,
+            validation_samples=validation_samples,
+            step_progress=search if keep_float_auto else None,
         )
     done = [a for a in manifest["artifacts"] if a["mode"] in modes]
     if json_out:
@@ -138,6 +196,36 @@ def convert(
             a["mode"], a["file"], f"{a['bytes'] / 1024:.2f}", q, a["output"]["dtype"], cal
         )
     out.print(table)
+    for a in done:
+        if a.get("keep_float"):
+            kept = ", ".join(f"{k['name']} ({k['op']})" for k in a["keep_float"])
+            out.print(escape(f"{a['file']}: kept in float: {kept}"))
+        if a.get("keep_float_auto"):
+            _print_auto(a["keep_float_auto"])
+
+
+def _print_auto(auto: dict) -> None:
+    table = Table(
+        title=f"keep-float search: drop vs float on {auto['validation']} "
+        f"(float {auto['float_validation_accuracy']:.2%}), target <= {auto['max_drop_pp']:g} pp"
+    )
+    for col in ("step", "kept in float", "KB", "size cost KB", "val accuracy", "drop (pp)"):
+        table.add_column(col, justify="left" if col == "kept in float" else "right")
+    for i, s in enumerate(auto["steps"]):
+        table.add_row(
+            str(i),
+            escape(", ".join(s["kept"]) or "(none: full int8)"),
+            f"{s['bytes'] / 1024:.2f}",
+            f"{s['size_cost_bytes'] / 1024:+.2f}",
+            f"{s['validation_accuracy']:.2%}",
+            f"{s['drop_pp']:+.2f}",
+        )
+    out.print(table)
+    if not auto["reached"]:
+        out.print(
+            f"[bold yellow]not reached:[/] even with every layer in float the drop is "
+            f"{auto['steps'][-1]['drop_pp']:+.2f} pp"
+        )
 
 
 def evaluate(

@@ -54,16 +54,28 @@ def training_bar() -> Iterator[Any]:
 @contextlib.contextmanager
 def steps_bar(label: str) -> Iterator[Any]:
     """Yields fn(done, total, what) for step-wise work (convert, eval)."""
-    with _progress() as prog:
-        task = None
-
-        def update(done: int, total: int, what: str) -> None:
-            nonlocal task
-            if task is None:
-                task = prog.add_task(label, total=total, info="")
-            prog.update(task, completed=done, info=what)
-
+    with steps_bars(label) as (update,):
         yield update
+
+
+@contextlib.contextmanager
+def steps_bars(*labels: str) -> Iterator[tuple[Any, ...]]:
+    """One fn(done, total, what) per label, as bars of one display; a bar appears on its
+    first update (so a step that never runs shows nothing)."""
+    with _progress() as prog:
+
+        def updater(label: str) -> Any:
+            task = None
+
+            def update(done: int, total: int, what: str) -> None:
+                nonlocal task
+                if task is None:
+                    task = prog.add_task(label, total=total, info="")
+                prog.update(task, completed=done, total=total, info=what)
+
+            return update
+
+        yield tuple(updater(label) for label in labels)
 
 
 def plain() -> bool:

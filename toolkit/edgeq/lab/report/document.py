@@ -271,10 +271,17 @@ def pareto_front(points: list[dict[str, Any]], x: str, y: str) -> list[int]:
     return front
 
 
-def sweep_of(history: History) -> dict[str, Any] | None:
-    """The latest sweep run (settings `kind = "sweep"`) with its candidates and, per
-    device, the size × accuracy and latency × accuracy Pareto fronts."""
-    run = next((r for r in history.runs() if is_sweep(_settings(r))), None)
+def sweep_of(history: History, run_id: str | None = None) -> dict[str, Any] | None:
+    """The latest sweep run (settings `kind = "sweep"`; or the sweep run `run_id`) with its
+    candidates and, per device, the size × accuracy and latency × accuracy Pareto fronts."""
+    run = next(
+        (
+            r
+            for r in history.runs()
+            if is_sweep(_settings(r)) and (run_id is None or r["run_id"] == run_id)
+        ),
+        None,
+    )
     if run is None:
         return None
     candidates = []

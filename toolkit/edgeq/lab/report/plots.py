@@ -191,8 +191,9 @@ def _edge(point: dict[str, Any], metric: str, key: str, scale: float) -> float:
     return float("nan") if v is None else v * scale
 
 
-def pareto_png(sweep: dict[str, Any]) -> bytes | None:
-    """Size × accuracy and latency × accuracy of a sweep's candidates, fronts highlighted."""
+def pareto_png(sweep: dict[str, Any], limits: dict[str, float] | None = None) -> bytes | None:
+    """Size × accuracy and latency × accuracy of a sweep's candidates, fronts highlighted;
+    `limits` (budget: model_bytes, latency, accuracy) are drawn as dashed lines."""
     from ...plotting import plt
 
     cands = sweep["candidates"]
@@ -240,6 +241,16 @@ def pareto_png(sweep: dict[str, Any]) -> bytes | None:
                     textcoords="offset points",
                     fontsize=7,
                 )
+        if limits and limits.get(x) is not None:
+            top = max((c[x] for c in cands if c[x] is not None), default=0) * scale
+            lim = limits[x] * scale
+            if top and lim > 3 * top:  # far to the right: say it rather than squash the plot
+                ax.text(0.98, 0.03, f"budget limit {lim:g} →", ha="right", transform=ax.transAxes,
+                        fontsize=7, color="#c65d00")  # fmt: skip
+            else:
+                ax.axvline(lim, ls="--", lw=1, color="#c65d00", label="budget limit")
+        if limits and limits.get("accuracy") is not None:
+            ax.axhline(limits["accuracy"] * 100, ls="--", lw=1, color="#c65d00")
         ax.set_xlabel(xlabel, fontsize=9)
         ax.set_ylabel("accuracy (%)", fontsize=9)
         ax.grid(alpha=0.3)

@@ -1,17 +1,16 @@
-"""Model builders: the book's MNIST CNN and narrower variants of it."""
+"""The book's MNIST CNN (Efficient Deep Learning, ch. 2) at any width."""
 
 from __future__ import annotations
 
-from . import tfenv
-from .errors import UsageError
+from .. import tfenv
+from .base import Family, channels, register
 
 BOOK_CNN_PARAMS = 35_210
 
 
 def cnn_filters(width: float) -> tuple[int, int]:
-    if not 0 < width <= 4:
-        raise UsageError(f"--width must be in (0, 4], got {width}")
-    return max(1, round(32 * width)), max(1, round(64 * width))
+    FAMILY.check_width(width)
+    return channels(32, width), channels(64, width)
 
 
 def build_cnn(
@@ -20,8 +19,8 @@ def build_cnn(
     num_classes: int = 10,
     dropout: float = 0.5,
 ):
-    """The book's CNN: two [Conv3x3 → BatchNorm → ReLU → MaxPool] blocks (32 and 64 filters),
-    Flatten, Dropout, Dense logits. 35,210 parameters at width 1; `width` scales the filters.
+    """Two [Conv3x3 → BatchNorm → ReLU → MaxPool] blocks (32 and 64 filters), Flatten,
+    Dropout, Dense logits. 35,210 parameters at width 1; `width` scales the filters.
     """
     keras = tfenv.keras()
     layers = keras.layers
@@ -44,3 +43,14 @@ def build_cnn(
         ],
         name=name,
     )
+
+
+FAMILY = register(
+    Family(
+        name="book",
+        doc="the book's CNN: 2 × (conv3x3, BN, ReLU, maxpool), flatten, dropout, dense "
+        "(35,210 parameters at width 1)",
+        build=build_cnn,
+        default_dropout=0.5,
+    )
+)
