@@ -116,34 +116,14 @@ def judge(
         )
     elif validity.get("verdict") == "invalid" and not accept_invalid:
         why = "; ".join(validity.get("reasons") or ["the run is invalid"])
-        checks.append(
-            Check(
-                metric,
-                value,
-                budget.max_latency_ms,
-                "<=",
-                None,
-                "ms",
-                runner,
-                f"not judged: {why} (--accept-invalid judges it anyway)",
-            )
-        )
+        note = f"not judged: {why} (--accept-invalid judges it anyway)"
+        checks.append(Check(metric, value, budget.max_latency_ms, "<=", None, "ms", runner, note))
     else:
         note = how
         if validity.get("verdict") == "invalid":
             note = "; ".join(x for x in (how, "judged although invalid (--accept-invalid)") if x)
-        checks.append(
-            Check(
-                metric,
-                value,
-                budget.max_latency_ms,
-                "<=",
-                value <= budget.max_latency_ms,
-                "ms",
-                runner,
-                note,
-            )
-        )
+        ok = value <= budget.max_latency_ms
+        checks.append(Check(metric, value, budget.max_latency_ms, "<=", ok, "ms", runner, note))
 
     acc = run.get("accuracy")
     if acc is None:

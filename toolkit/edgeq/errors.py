@@ -95,6 +95,19 @@ class DeviceError(EdgeqError):
         self.stdout = stdout
         self.stderr = stderr
 
+    @classmethod
+    def of(cls, message: str, res, **kw):
+        """The error for a device command's result `res` (a CommandResult), with its
+        evidence: command, exit status and output tails."""
+        return cls(
+            message,
+            command=res.command,
+            exit_code=res.exit_code,
+            stdout=kw.pop("stdout", res.stdout),
+            stderr=kw.pop("stderr", res.stderr),
+            **kw,
+        )
+
 
 class ConnectError(DeviceError):
     """The device cannot be reached (refused, unresolvable, timed out, no device attached,

@@ -142,22 +142,10 @@ def deploy(
         model_cfg = {**cfg.model, "dataset": dataset or cfg.model["dataset"]}
         with training_bar() as bar:
             model = deploy_mod.prepare_artifact(model_cfg, data, say, bar)
-    dataset = dataset or deploy_mod.dataset_of(model, cfg.model["dataset"])
-    with _locked(tcfg, no_wait, say):
-        res = deploy_mod.deploy(
-            tcfg,
-            model,
-            dataset,
-            data,
-            bud,
-            settings,
-            keep,
-            results_dir,
-            say,
-            with_data=not no_data,
-            input_shapes=input_shape,
-            data_options=cfg.data,
-        )
+    res = _measured(
+        cfg, tcfg, model, dataset, data, bud, settings, keep, results_dir, say, no_data,
+        input_shape, no_wait,
+    )  # fmt: skip
     if json_out:
         emit_json({"ok": res.verdict.passed, **res.to_dict()})
     else:
@@ -186,25 +174,35 @@ def bench(
     cfg = config_mod.load(config)
     tcfg = cfg.target(target)
     say = _progress(json_out)
+    res = _measured(
+        cfg, tcfg, model, dataset, data, None, settings, keep, None, say, no_data,
+        input_shape, no_wait,
+    )  # fmt: skip
+    if json_out:
+        emit_json({"ok": True, **res.to_dict()})
+    else:
+        print_result(res)
+
+
+def _measured(cfg, tcfg, model, dataset, data, budget, settings, keep, results_dir, say,
+              no_data, input_shape, no_wait) -> DeployResult:  # fmt: skip
+    """What deploy and bench share: the device's lock, then the deploy (budget None for
+    bench)."""
     with _locked(tcfg, no_wait, say):
-        res = deploy_mod.deploy(
+        return deploy_mod.deploy(
             tcfg,
             model,
             dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
             data or _config_data(cfg),
-            None,
+            budget,
             settings,
             keep,
-            None,
+            results_dir,
             say,
             with_data=not no_data,
             input_shapes=input_shape,
             data_options=cfg.data,
         )
-    if json_out:
-        emit_json({"ok": True, **res.to_dict()})
-    else:
-        print_result(res)
 
 
 def _config_data(cfg) -> Path | None:

@@ -284,12 +284,10 @@ def accuracy_on_device(target: Target, remote_model: str, job: Job) -> dict[str,
         except (CommandError, OSError):
             text = res.stdout
     if res.exit_code != 0 and not text.strip():
-        raise RunnerError(
+        raise RunnerError.of(
             f"{target.name}: the Python runner failed while measuring accuracy on the device "
             f"(exit {res.exit_code}): {tail(res.stderr or res.stdout, 3) or 'no output'}",
-            command=res.command,
-            exit_code=res.exit_code,
-            stderr=res.stderr,
+            res,
         )
     doc = parse_run(text, target.name)
     acc = doc.get("accuracy")
@@ -569,10 +567,9 @@ class BenchmarkModelRunner(Runner):
             run_s = time.perf_counter() - t_run
             log_text = res.stdout + (("\n" + res.stderr) if res.stderr.strip() else "")
             if res.exit_code != 0:
-                raise RunnerError(
+                raise RunnerError.of(
                     _failure(target, res, log_text, settings, facts),
-                    command=res.command,
-                    exit_code=res.exit_code,
+                    res,
                     stderr=log_text,
                 )
             log = parse_output(log_text)

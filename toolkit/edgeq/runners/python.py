@@ -37,13 +37,11 @@ def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
         killable=True,
     )
     if res.exit_code == 127 or ("not found" in res.stderr and not res.stdout.strip()):
-        raise RunnerError(
+        raise RunnerError.of(
             f"{target.name}: python {target.config.get('python')!r} not found on the device; "
             f'install python3 there or set python = "/path/to/python3" in '
             f"{target.config.where} ({SETUP_HINT})",
-            command=res.command,
-            exit_code=res.exit_code,
-            stderr=res.stderr,
+            res,
         )
     try:
         return last_json(res.stdout)["environment"]
@@ -54,13 +52,10 @@ def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
                 how += f", killed by {signal.Signals(res.exit_code - 128).name}"
             except ValueError:
                 pass
-        raise RunnerError(
+        raise RunnerError.of(
             f"{target.name}: the runner's --probe did not answer with JSON "
             f"({how}): {tail(res.stderr or res.stdout)}",
-            command=res.command,
-            exit_code=res.exit_code,
-            stdout=res.stdout,
-            stderr=res.stderr,
+            res,
         ) from None
 
 

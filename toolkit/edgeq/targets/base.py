@@ -276,13 +276,10 @@ class Target(ABC):
 
     def _base_error(self, base: str, res: CommandResult) -> DeviceError:
         why = tail(res.stderr or res.stdout, 2) or f"exit {res.exit_code}"
-        return CommandError(
+        return CommandError.of(
             f"{self.name}: cannot create edgeq's folders under {base} on the device ({why}); "
             f'set workdir = "/a/writable/folder" in {self.config.where}',
-            command=res.command,
-            exit_code=res.exit_code,
-            stdout=res.stdout,
-            stderr=res.stderr,
+            res,
         )
 
     def _sweep(self, base: str, owners: list[str]) -> None:
@@ -375,21 +372,17 @@ class Target(ABC):
             check=False,
         )
         if res.exit_code == 65:
-            raise CommandError(
+            raise CommandError.of(
                 f"{self.name}: {name} arrived on the device with a different sha256 than was "
                 f"sent ({tail(res.stderr, 1)}, expected {digest[:12]}…): it changed while it was "
                 f"sent, or the transfer damaged it; run again",
-                command=res.command,
-                exit_code=res.exit_code,
-                stderr=res.stderr,
+                res,
             )
         if res.failed:
-            raise CommandError(
+            raise CommandError.of(
                 f"{self.name}: cannot move {name} into the device cache {self.cache_dir}: "
                 f"{tail(res.stderr, 2) or f'exit {res.exit_code}'}",
-                command=res.command,
-                exit_code=res.exit_code,
-                stderr=res.stderr,
+                res,
             )
 
     def free_kb(self, path: str) -> int | None:
