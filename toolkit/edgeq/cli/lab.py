@@ -199,16 +199,21 @@ def run(
 
 def print_run(run: LabRun) -> None:
     t = Table(title=f"lab run {run.run_id}: {'PASS' if run.ok else 'FAIL'}")
-    for col in ("device", "model", "status", "p50 ms", "p90 ms", "accuracy", "size KB"):
+    for col in ("device", "model", "status", "p50 ms", "p90 ms", "mean ms", "accuracy", "size KB"):
         t.add_column(col, justify="left" if col in ("device", "model", "status") else "right")
+
+    def ms(m: dict, key: str) -> str:
+        return f"{m[key]:.3f}" if key in m else "-"
+
     for r in run.results:
         m = r.metrics
         t.add_row(
             escape(r.device),
             escape(r.model),
             f"[{status_style(r.status)}]{r.status}[/]",
-            f"{m['latency_p50']:.3f}" if "latency_p50" in m else "-",
-            f"{m['latency_p90']:.3f}" if "latency_p90" in m else "-",
+            ms(m, "latency_p50"),
+            ms(m, "latency_p90"),
+            ms(m, "latency_mean"),
             f"{m['accuracy']:.2%}" if "accuracy" in m else "-",
             f"{m['model_bytes'] / 1024:.1f}" if "model_bytes" in m else "-",
         )
