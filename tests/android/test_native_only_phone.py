@@ -140,5 +140,7 @@ def test_lab_benchmarks_it_with_accuracy_from_the_host(
     assert doc["runner"]["binary_sha256"]  # the ELF, pushed once into the device cache
     assert doc["accuracy_source"] == "host" and doc["accuracy"]["source"] == "host"
     assert "no usable python on the device" in doc["accuracy"]["note"]
+    shown = rec.to_dict()  # what `edgeq lab run --json` prints per result
+    assert shown["runner"] == "benchmark_model" and shown["accuracy_source"] == "host"
     assert 0.3 <= doc["accuracy"]["top1"] <= 1
     assert doc["latency_ms"]["invoke"]["count"] >= 1

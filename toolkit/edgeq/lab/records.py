@@ -150,6 +150,9 @@ class ResultRecord:
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
         d = self.to_row()
+        run = (self.result or {}).get("run") or {}
+        d["runner"] = (run.get("runner") or {}).get("name")
+        d["accuracy_source"] = run.get("accuracy_source")  # device | host | None
         if not full:
             d.pop("result")
         return d
