@@ -121,31 +121,20 @@ def deploy(
     ] = Path("results"),
     json_out: JsonOpt = False,
     *,
-    target,
-    dataset,
-    data,
-    no_data,
-    input_shape,
-    config,
-    keep,
-    no_wait,
+    opts,
     settings: RunSettings,
 ) -> None:
     """Take a model to a verdict on a device: push, run, pull, judge against the budget."""
     use_json(json_out)
-    cfg = config_mod.load(config)
-    tcfg = cfg.target(target)
+    cfg = config_mod.load(opts.config)
+    tcfg = cfg.target(opts.target)
     bud = Budget.load(budget, cfg.budget)
     say = _progress(json_out)
-    data = data or _config_data(cfg)
     if model is None:
-        model_cfg = {**cfg.model, "dataset": dataset or cfg.model["dataset"]}
+        model_cfg = {**cfg.model, "dataset": opts.dataset or cfg.model["dataset"]}
         with training_bar() as bar:
-            model = deploy_mod.prepare_artifact(model_cfg, data, say, bar)
-    res = _measured(
-        cfg, tcfg, model, dataset, data, bud, settings, keep, results_dir, say, no_data,
-        input_shape, no_wait,
-    )  # fmt: skip
+            model = deploy_mod.prepare_artifact(model_cfg, opts.data or _config_data(cfg), say, bar)
+    res = _measured(cfg, tcfg, opts, model, bud, settings, results_dir, say)
     if json_out:
         emit_json({"ok": res.verdict.passed, **res.to_dict()})
     else:
@@ -159,48 +148,37 @@ def bench(
     model: Annotated[Path, typer.Argument(help="The .tflite artifact to measure.")],
     json_out: JsonOpt = False,
     *,
-    target,
-    dataset,
-    data,
-    no_data,
-    input_shape,
-    config,
-    keep,
-    no_wait,
+    opts,
     settings: RunSettings,
 ) -> None:
     """Measure a model on a device (latency, accuracy, memory) without judging it."""
     use_json(json_out)
-    cfg = config_mod.load(config)
-    tcfg = cfg.target(target)
+    cfg = config_mod.load(opts.config)
+    tcfg = cfg.target(opts.target)
     say = _progress(json_out)
-    res = _measured(
-        cfg, tcfg, model, dataset, data, None, settings, keep, None, say, no_data,
-        input_shape, no_wait,
-    )  # fmt: skip
+    res = _measured(cfg, tcfg, opts, model, None, settings, None, say)
     if json_out:
         emit_json({"ok": True, **res.to_dict()})
     else:
         print_result(res)
 
 
-def _measured(cfg, tcfg, model, dataset, data, budget, settings, keep, results_dir, say,
-              no_data, input_shape, no_wait) -> DeployResult:  # fmt: skip
+def _measured(cfg, tcfg, opts, model, budget, settings, results_dir, say) -> DeployResult:
     """What deploy and bench share: the device's lock, then the deploy (budget None for
-    bench)."""
-    with _locked(tcfg, no_wait, say):
+    bench). `opts`: the MEASURING options."""
+    with _locked(tcfg, opts.no_wait, say):
         return deploy_mod.deploy(
             tcfg,
             model,
-            dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
-            data or _config_data(cfg),
+            opts.dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
+            opts.data or _config_data(cfg),
             budget,
             settings,
-            keep,
+            opts.keep,
             results_dir,
             say,
-            with_data=not no_data,
-            input_shapes=input_shape,
+            with_data=not opts.no_data,
+            input_shapes=opts.input_shape,
             data_options=cfg.data,
         )
 

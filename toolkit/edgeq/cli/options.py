@@ -13,6 +13,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
@@ -33,43 +34,42 @@ def run_settings_options(
     """Decorator: the command gets every run-setting option and a `settings` keyword.
 
     `shared`: options several commands take, {name: (Annotated type, default)}, defined
-    once; a command lists the names it wants as bare keyword-only parameters and gets
-    their definition from here."""
+    once; a command that declares an `opts` parameter gets all of them as options, and
+    their values as one namespace (`opts.target`, `opts.config`, ...)."""
     if func is None:
         return functools.partial(run_settings_options, shared=shared)
-    shared = shared or {}
     hints = typing.get_type_hints(func, include_extras=True)
     sig = inspect.signature(func)
-    own = []
-    for p in sig.parameters.values():
-        if p.name == "settings":
-            continue
-        if p.name in shared and p.default is inspect.Parameter.empty:
-            annotation, default = shared[p.name]
-            own.append(p.replace(annotation=annotation, default=default))
-        else:
-            own.append(p.replace(annotation=hints.get(p.name, p.annotation)))
-    taken = {p.name for p in own}
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    packs = (shared or {}) if "opts" in sig.parameters else {}
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation), kind=keyword)
+        for p in sig.parameters.values()
+        if p.name not in ("settings", "opts")
+    ]
+    common = [
+        inspect.Parameter(name, keyword, default=default, annotation=annotation)
+        for name, (annotation, default) in packs.items()
+    ]
+    taken = {p.name for p in own + common}
     added = [
         inspect.Parameter(
-            s.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=str(s.default) if s.many else s.default,
+            s.name, keyword, default=str(s.default) if s.many else s.default,
             annotation=_annotation(s),
         )
         for s in SPECS
         if s.cli and s.name not in taken
-    ]
+    ]  # fmt: skip
     # the command's own arguments first, then the shared options, the settings, --json
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    args = [p for p in own if p.name not in shared and p.name != "json_out"]
-    common = [p.replace(kind=keyword) for p in own if p.name in shared]
-    last = [p.replace(kind=keyword) for p in own if p.name == "json_out"]
-    params = [p.replace(kind=keyword) for p in args] + common + added + last
+    args = [p for p in own if p.name != "json_out"]
+    last = [p for p in own if p.name == "json_out"]
+    params = args + common + added + last
 
     @functools.wraps(func)
     def command(**kw: Any) -> Any:
         values = {s.name: kw.pop(s.name) for s in SPECS if s.name in kw and s.name not in taken}
+        if packs:
+            kw["opts"] = SimpleNamespace(**{name: kw.pop(name) for name in packs})
         return func(settings=RunSettings(**values).validate(), **kw)
 
     command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
