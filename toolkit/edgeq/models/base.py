@@ -44,3 +44,11 @@ def register(family: Family) -> Family:
 def channels(base: int, width: float) -> int:
     """`base` filters scaled by `width`, at least 1."""
     return max(1, round(base * width))
+
+
+def gap_classifier(layers, num_classes: int, dropout: float) -> list:
+    """The compact families' head: global average pooling, optional dropout, dense logits."""
+    head = [layers.GlobalAveragePooling2D(name="gap")]
+    if dropout:
+        head.append(layers.Dropout(dropout, name="dropout"))
+    return [*head, layers.Dense(num_classes, name="logits")]

@@ -9,7 +9,7 @@ convolutions in the .tflite), 4,384 at width 0.75.
 from __future__ import annotations
 
 from .. import tfenv
-from .base import Family, channels, register
+from .base import Family, channels, gap_classifier, register
 
 
 def build_bngap(
@@ -35,10 +35,7 @@ def build_bngap(
     stack += [layers.MaxPooling2D(2, name="pool1")]  # 12
     stack += block(3, narrow, 1)  # 1x1 transition
     stack += block(4, wide) + block(5, wide) + block(6, wide)  # 10, 8, 6
-    stack += [layers.GlobalAveragePooling2D(name="gap")]
-    if dropout:
-        stack += [layers.Dropout(dropout, name="dropout")]
-    stack += [layers.Dense(num_classes, name="logits")]
+    stack += gap_classifier(layers, num_classes, dropout)
     return keras.Sequential(stack, name="bngap")
 
 

@@ -11,7 +11,7 @@ channel (trained, width 0.75: 5,278 parameters make ~20 KB; `bngap`: 4,384 make 
 from __future__ import annotations
 
 from .. import tfenv
-from .base import Family, channels, register
+from .base import Family, channels, gap_classifier, register
 
 
 def build_dsconv(
@@ -46,11 +46,8 @@ def build_dsconv(
         *separable(3, c3),  # 8
         layers.MaxPooling2D(2, name="pool2"),  # 4
         *separable(4, c3),  # 2
-        layers.GlobalAveragePooling2D(name="gap"),
+        *gap_classifier(layers, num_classes, dropout),
     ]
-    if dropout:
-        stack += [layers.Dropout(dropout, name="dropout")]
-    stack += [layers.Dense(num_classes, name="logits")]
     return keras.Sequential(stack, name="dsconv")
 
 
