@@ -233,3 +233,31 @@ def test_validation_split_never_overlaps_calibration(data_dir):
     test_rows = {r.tobytes() for r in data.preprocess(ds.x_test).reshape(len(ds.x_test), -1)}
     assert val_rows <= train_rows and not (val_rows & cal_rows)
     assert not (val_rows & (test_rows - train_rows))
+
+
+def test_a_model_that_does_not_take_the_datasets_images_is_exit_2(cli, data_dir, tmp_path):
+    """A foreign Keras model (RGB 32x32): int8 calibration and inspect need MNIST-shaped
+    input, so both stop on the host with both shapes, before any conversion."""
+    keras = tfenv.keras()
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(4, 3, name="c"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    path = tmp_path / "rgb.keras"
+    model.save(path)
+    for args in (
+        ("convert", path, "--mode", "int8", "--out", tmp_path / "out"),
+        ("inspect", path, "--samples", "50"),
+    ):
+        res = cli(*args, "--data", data_dir)
+        assert res.exit_code == 2, res.stderr
+        line = res.stderr.strip().splitlines()[-1]
+        assert "takes input [32, 32, 3] but mnist images are [28, 28, 1]" in line
+        assert "--mode float32" in line
+    assert not list((tmp_path / "out").glob("*.tflite"))
+    res = cli("convert", path, "--mode", "float32", "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.stderr  # no calibration: any input shape converts

@@ -73,6 +73,21 @@ def _train_order(n: int, seed: int) -> np.ndarray:
     return np.random.RandomState(seed).permutation(n)
 
 
+def check_fits(model: Any, ds: data.Dataset, model_path: Path) -> None:
+    """The model must take the dataset's images: calibration (and inspect's statistics) feed
+    them to it. A usage error naming both shapes, before any conversion starts."""
+    want = tuple(data.preprocess(ds.x_train[:1]).shape[1:])
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    if len(shapes) != 1 or (None not in shapes[0] and shapes[0] != want):
+        got = ", ".join(str(list(s)) for s in shapes)
+        raise UsageError(
+            f"{model_path} takes input {got} but {ds.name} images are {list(want)}: int8 "
+            f"calibration uses the training split of {ds.name}. Convert this model without "
+            f"calibration (--mode float32, float16 or dynamic), or convert it with your own "
+            f"tooling and run `edgeq deploy --model` / `edgeq bench` on the .tflite"
+        )
+
+
 def calibration_set(ds: data.Dataset, samples: int, seed: int = CALIBRATION_SEED) -> Calibration:
     """`samples` images drawn deterministically from the TRAINING split (never the test split)."""
     n = len(ds.x_train)
@@ -244,6 +259,7 @@ def convert(
     calib = validation = None
     if any(m in CALIBRATED for m in modes):
         ds = data.load(dataset, data_path)
+        check_fits(model, ds, model_path)
         calib = calibration_set(ds, calibration_samples)
         if any("keep_float_auto" in o for o in per_mode.values()):
             validation = validation_set(ds, validation_samples, calibration_samples)

@@ -427,6 +427,7 @@ def inspect_model(
     out = fsutil.ensure_writable_dir(out_dir) if out_dir is not None else None
     dataset = dataset or convert._dataset_of(model_path)
     ds = data.load(dataset, data_path)
+    convert.check_fits(model, ds, model_path)
     calib = convert.calibration_set(ds, calibration_samples)
     val = convert.validation_set(ds, samples, calibration_samples)
     steps = 4
