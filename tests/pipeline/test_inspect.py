@@ -261,3 +261,43 @@ def test_a_model_that_does_not_take_the_datasets_images_is_exit_2(cli, data_dir,
     assert not list((tmp_path / "out").glob("*.tflite"))
     res = cli("convert", path, "--mode", "float32", "--out", tmp_path / "out")
     assert res.exit_code == 0, res.stderr  # no calibration: any input shape converts
+
+
+def test_your_own_samples_calibrate_a_foreign_model(cli, tmp_path):
+    """A Keras model edgeq did not train (RGB 16x16, 3 classes) with the user's own .npz:
+    uint8 samples and preprocess_scale 1/255, so the model sees [0, 1]. inspect and int8
+    conversion draw calibration and validation from that file, and the int8 input's scale
+    shows which preprocessing calibration used ([0, 1]: 1/255; the book's [-1, 1]: 2/255)."""
+    keras = tfenv.keras()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (400, 16, 16, 3)).astype(np.uint8)
+    x[:, 0, 0, :] = [0, 255, 0]  # every sample spans the full range in some channel
+    y = np.argmax(x.reshape(400, -1, 3).mean(1), 1)
+    own = tmp_path / "own.npz"
+    np.savez(own, x=x, y=y, preprocess_scale=np.float32(1 / 255), preprocess_offset=0.0)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(3, name="logits"),
+        ]
+    )
+    path = tmp_path / "foreign.keras"
+    model.save(path)
+
+    res = cli("inspect", path, "--data", own, "--samples", "100", "--calibration-samples",
+              "100", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["dataset"] == "own.npz" and doc["calibration"].startswith("own.npz, 100 images")
+    assert doc["samples"] == 100 and {r["name"] for r in doc["layers"]} >= {"c1", "logits"}
+
+    out = tmp_path / "models"
+    res = cli("convert", path, "--mode", "int8", "--data", own, "--calibration-samples", "100",
+              "--out", out)  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    (entry,) = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert entry["calibration"]["source"].startswith("own.npz")
+    assert entry["dataset"] is None  # not MNIST: deploy must be given the data again
+    assert entry["input"]["scale"] == pytest.approx(1 / 255, rel=0.02)

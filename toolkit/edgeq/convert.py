@@ -73,19 +73,66 @@ def _train_order(n: int, seed: int) -> np.ndarray:
     return np.random.RandomState(seed).permutation(n)
 
 
+def model_inputs(x: np.ndarray) -> np.ndarray:
+    """What the converter and the debugger feed: uint8 images get the book's preprocessing,
+    real-valued samples (your own, already preprocessed) pass as they are."""
+    return x.astype(np.float32, copy=False) if x.dtype.kind == "f" else data.preprocess(x)
+
+
+def training_data(dataset: str, data_path: Path | None, model: Any) -> data.Dataset:
+    """What int8 calibration and `inspect` draw from: the training split of a Keras-layout
+    dataset, or your own .npz (`x`, `y`, optional `preprocess_scale`/`preprocess_offset`)
+    — its samples become real model inputs here (x * scale + offset; uint8 without those
+    keys: the book's x / 127.5 - 1; float: as is), and a missing channel axis is added
+    when the model's input has one more dimension of size 1."""
+    from . import evaldata
+
+    if data_path is None or evaldata.kind_of(data_path) == "keras":
+        return data.load(dataset, data_path)
+    path = Path(data_path).expanduser()
+    if evaldata.kind_of(path) != "npz":
+        raise UsageError(
+            f"--data {path}: convert and inspect take your samples as an .npz with x and y "
+            f"(an image folder is for deploy, bench and eval); save the images with "
+            f"numpy.savez(FILE, x=..., y=...)"
+        )
+    own = evaldata.load_npz(path)
+    x = own.x
+    if own.preprocess_scale is not None or own.preprocess_offset is not None:
+        scale = 1.0 if own.preprocess_scale is None else own.preprocess_scale
+        offset = 0.0 if own.preprocess_offset is None else own.preprocess_offset
+        x = x.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    elif x.dtype == np.uint8:
+        x = data.preprocess(x)
+    x = x.astype(np.float32, copy=False)
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    if len(shapes) == 1 and (*x.shape[1:], 1) == shapes[0]:
+        x = x[..., None]
+    y = own.y.astype(np.int64).reshape(-1)
+    return data.Dataset(
+        name=path.name, x_train=x, y_train=y, x_test=x[:1], y_test=y[:1], source=own.source,
+        split="",
+    )  # fmt: skip
+
+
 def check_fits(model: Any, ds: data.Dataset, model_path: Path) -> None:
-    """The model must take the dataset's images: calibration (and inspect's statistics) feed
+    """The model must take the data's samples: calibration (and inspect's statistics) feed
     them to it. A usage error naming both shapes, before any conversion starts."""
-    want = tuple(data.preprocess(ds.x_train[:1]).shape[1:])
+    want = tuple(model_inputs(ds.x_train[:1]).shape[1:])
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     if len(shapes) != 1 or (None not in shapes[0] and shapes[0] != want):
         got = ", ".join(str(list(s)) for s in shapes)
+        what = f"{ds.name} images are" if ds.split else f"the samples in {ds.name} are"
         raise UsageError(
-            f"{model_path} takes input {got} but {ds.name} images are {list(want)}: int8 "
-            f"calibration uses the training split of {ds.name}. Convert this model without "
-            f"calibration (--mode float32, float16 or dynamic), or convert it with your own "
-            f"tooling and run `edgeq deploy --model` / `edgeq bench` on the .tflite"
+            f"{model_path} takes input {got} but {what} {list(want)}: calibration feeds them "
+            f"to the model. Give samples of its input shape as an .npz (--data FILE with x, "
+            f"y and optional preprocess_scale/preprocess_offset), or convert without "
+            f"calibration (--mode float32, float16 or dynamic)"
         )
+
+
+def _split(ds: data.Dataset) -> str:
+    return f"{ds.name} {ds.split}".strip()
 
 
 def calibration_set(ds: data.Dataset, samples: int, seed: int = CALIBRATION_SEED) -> Calibration:
@@ -100,15 +147,16 @@ def calibration_set(ds: data.Dataset, samples: int, seed: int = CALIBRATION_SEED
         )
     idx = np.sort(_train_order(n, seed)[:samples])
     return Calibration(
-        images=data.preprocess(ds.x_train[idx]),
-        source=f"{ds.name} train split, {samples} images, seed {seed}",
+        images=model_inputs(ds.x_train[idx]),
+        source=f"{_split(ds)}, {samples} images, seed {seed}",
         samples=samples,
     )
 
 
 @dataclass(frozen=True)
 class ValidationSet:
-    """Images (uint8, as stored) and labels held out for choosing what to keep in float."""
+    """Samples (uint8 images as stored, or your own real-valued ones) and labels held out
+    for choosing what to keep in float."""
 
     x: np.ndarray
     y: np.ndarray
@@ -117,7 +165,7 @@ class ValidationSet:
     @property
     def images(self) -> np.ndarray:
         """Preprocessed float32 images (what the debugger feeds the models)."""
-        return data.preprocess(self.x)
+        return model_inputs(self.x)
 
 
 def validation_set(
@@ -146,7 +194,7 @@ def validation_set(
     return ValidationSet(
         x=ds.x_train[idx],
         y=ds.y_train[idx],
-        source=f"{ds.name} train split, {samples} images not used for calibration, seed {seed}",
+        source=f"{_split(ds)}, {samples} images not used for calibration, seed {seed}",
     )
 
 
@@ -258,8 +306,10 @@ def convert(
     dataset = dataset or _dataset_of(model_path)
     calib = validation = None
     if any(m in CALIBRATED for m in modes):
-        ds = data.load(dataset, data_path)
+        ds = training_data(dataset, data_path, model)
         check_fits(model, ds, model_path)
+        if not ds.split:  # your own samples: no known dataset to evaluate on
+            dataset = None
         calib = calibration_set(ds, calibration_samples)
         if any("keep_float_auto" in o for o in per_mode.values()):
             validation = validation_set(ds, validation_samples, calibration_samples)

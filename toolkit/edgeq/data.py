@@ -37,6 +37,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    #: what calibration and validation draw from, for messages ("" for your own samples)
+    split: str = "train split"
 
     @property
     def num_classes(self) -> int:

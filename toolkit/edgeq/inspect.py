@@ -419,14 +419,14 @@ def inspect_model(
     """Per-layer error of full-int8 vs float on `samples` validation images (training split,
     disjoint from the calibration images); writes `layer_error.png` and `inspect.json` in
     `out_dir` when given."""
-    from . import convert, data
+    from . import convert
     from .train import load_model
 
     model_path = Path(model_path)
     model = load_model(model_path)
     out = fsutil.ensure_writable_dir(out_dir) if out_dir is not None else None
     dataset = dataset or convert._dataset_of(model_path)
-    ds = data.load(dataset, data_path)
+    ds = convert.training_data(dataset, data_path, model)
     convert.check_fits(model, ds, model_path)
     calib = convert.calibration_set(ds, calibration_samples)
     val = convert.validation_set(ds, samples, calibration_samples)

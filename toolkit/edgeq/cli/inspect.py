@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .. import inspect as inspect_mod
 from .common import JsonOpt, emit_json, out, use_json
-from .pipeline import DataOpt
+from .pipeline import CalibrationDataOpt
 from .progress import steps_bar
 
 TABLE_WIDTH = 112  # wider than a pipe's default 80 columns: the table never truncates
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 def inspect(
     model: Annotated[Path, typer.Argument(help="The trained .keras model.")],
-    data: DataOpt = None,
+    data: CalibrationDataOpt = None,
     dataset: Annotated[
         str | None, typer.Option(help="Dataset (default: from metrics.json beside MODEL).")
     ] = None,

@@ -26,6 +26,16 @@ DataOpt = Annotated[
         "Default: $EDGEQ_DATA_DIR, then the Keras download.",
     ),
 ]
+CalibrationDataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="What calibration draws from: a dataset .npz (Keras layout; its training "
+        "split) or a folder holding <dataset>.npz, or your own samples as an .npz with x, y "
+        "and optional preprocess_scale/preprocess_offset. Default: $EDGEQ_DATA_DIR, then "
+        "the Keras download.",
+    ),
+]
 DatasetOpt = Annotated[
     str, typer.Option("--dataset", help=f"One of: {', '.join(data_mod.DATASETS)}.")
 ]
@@ -127,7 +137,7 @@ def convert(
         str | None,
         typer.Option(help="Dataset for calibration (default: from metrics.json beside MODEL)."),
     ] = None,
-    data: DataOpt = None,
+    data: CalibrationDataOpt = None,
     keep_float: Annotated[
         list[str] | None,
         typer.Option(
