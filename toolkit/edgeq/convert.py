@@ -97,14 +97,10 @@ def training_data(dataset: str, data_path: Path | None, model: Any) -> data.Data
             f"numpy.savez(FILE, x=..., y=...)"
         )
     own = evaldata.load_npz(path)
-    x = own.x
-    if own.preprocess_scale is not None or own.preprocess_offset is not None:
-        scale = 1.0 if own.preprocess_scale is None else own.preprocess_scale
-        offset = 0.0 if own.preprocess_offset is None else own.preprocess_offset
-        x = x.astype(np.float32) * np.float32(scale) + np.float32(offset)
-    elif x.dtype == np.uint8:
-        x = data.preprocess(x)
-    x = x.astype(np.float32, copy=False)
+    real = {"name": "the Keras model's input", "dtype": np.float32}  # it takes real values
+    rule = runner.preprocessing_rule(own.x.dtype, real, own.preprocess_scale,
+                                     own.preprocess_offset)  # fmt: skip
+    x = np.asarray(runner.to_input(own.x, real, rule), dtype=np.float32)
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     if len(shapes) == 1 and (*x.shape[1:], 1) == shapes[0]:
         x = x[..., None]
