@@ -87,10 +87,11 @@ def training_data(dataset: str, data_path: Path | None, model: Any) -> data.Data
     when the model's input has one more dimension of size 1."""
     from . import evaldata
 
-    if data_path is None or evaldata.kind_of(data_path) == "keras":
+    kind = None if data_path is None else evaldata.kind_of(data_path)
+    if kind in (None, "keras"):
         return data.load(dataset, data_path)
     path = Path(data_path).expanduser()
-    if evaldata.kind_of(path) != "npz":
+    if kind != "npz":
         raise UsageError(
             f"--data {path}: convert and inspect take your samples as an .npz with x and y "
             f"(an image folder is for deploy, bench and eval); save the images with "
