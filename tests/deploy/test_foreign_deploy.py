@@ -123,3 +123,13 @@ def test_require_accuracy_and_min_output_agreement(cli, foreign, tmp_path):
     agree = checks["output_agreement"]
     assert agree["passed"] is True and agree["measured"] >= 0.5
     assert "float32 sibling" in agree["source"]
+
+
+def test_the_table_output_names_every_input_and_output(cli, foreign):
+    m = foreign["two_inputs"]
+    res = cli("bench", m.path, "--no-data", *FAST)
+    assert res.exit_code == 0, res.stderr
+    (line,) = [ln for ln in res.stdout.splitlines() if ln.startswith("inputs: ")]
+    ins, outs = line.removeprefix("inputs: ").split(" → outputs: ")
+    assert ins.count("float32 [1, ") == 2 and "_a" in ins and "_b" in ins
+    assert outs.count("float32 [1, ") == 1

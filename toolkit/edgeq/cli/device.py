@@ -268,6 +268,13 @@ def print_result(res: DeployResult) -> None:
             + (f" ({res.transfer['method']})" if res.transfer.get("method") else "")
         )
     )
+    tensors = run.get("model") or {}
+    if tensors.get("inputs"):
+
+        def tensor_list(key: str) -> str:
+            return ", ".join(f"{d['name']} {d['dtype']} {d['shape']}" for d in tensors.get(key, []))
+
+        out.print(escape(f"inputs: {tensor_list('inputs')} → outputs: {tensor_list('outputs')}"))
     t = Table(title="latency (ms), steady state")
     for col in ("", "count", "min", "p50", "p90", "p99", "max", "mean", "std"):
         t.add_column(col, justify="right")
