@@ -393,7 +393,7 @@ def test_a_new_format_is_one_registration(doc, tmp_path):
         "one line per result",
         lambda d: "".join(f"{r['device']},{r['model']},{r['status']}\n" for r in d["results"]),
     )
-    with mock.patch.dict(report.FORMATS, {"csv": csv}):
+    with mock.patch.dict(report.FORMATS.load()._items, {"csv": csv}):
         assert report.parse_formats(["md,csv"]) == ["md", "csv"]
         (path,) = report.write_all(doc, ["csv"], f"{tmp_path}/new/")
         assert path.name == "lab-report.csv" and "pi4,model_int8.tflite,fail" in path.read_text()

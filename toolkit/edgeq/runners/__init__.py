@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 from ..errors import ConfigError
 from ..fields import Field, TargetConfig, f
+from ..registry import Registry
 from ..settings import RunSettings
 from .base import Health, HealthCheck, Job, Measurement, Runner
 
@@ -23,14 +22,12 @@ __all__ = [
     "runner_fields",
 ]
 
-RUNNERS: dict[str, type[Runner]] = {}
+RUNNERS: Registry[type[Runner]] = Registry(
+    "runner", error=ConfigError, package=__name__, modules=("benchmark_model", "python")
+)
 
-_MODULES = ("benchmark_model", "python")
-
-
-def register(cls: type[Runner]) -> type[Runner]:
-    RUNNERS[cls.name] = cls
-    return cls
+#: Class decorator: make `cls` the runner called `cls.name`.
+register = RUNNERS.register
 
 
 def runner_fields() -> dict[str, Field]:
@@ -56,7 +53,7 @@ def runner_class(name: str, where: str = "") -> type[Runner] | None:
             f"{where + ': ' if where else ''}key 'runner' must be one of auto, "
             f"{', '.join(RUNNERS)}, got {name!r}"
         )
-    return RUNNERS[name]
+    return RUNNERS.get(name)
 
 
 def choose(tcfg: TargetConfig, settings: RunSettings | None = None) -> Runner:
@@ -68,7 +65,3 @@ def choose(tcfg: TargetConfig, settings: RunSettings | None = None) -> Runner:
         classes = sorted(RUNNERS.values(), key=lambda c: c.auto_order)
         cls = next((c for c in classes if c.configured(tcfg, settings)), classes[-1])
     return cls(tcfg, settings)
-
-
-for _name in _MODULES:
-    importlib.import_module(f"{__name__}.{_name}")

@@ -3,16 +3,15 @@ that declares its own config keys (`fields`) and registers itself with `@registe
 
 To add a transport: a new module here with a registered `Target` subclass (the five
 primitives of `base.Target`, its `fields`, `describe()` and `identity()`), and its module
-name in `_MODULES`. `edgeq.toml` validation, the lab inventory and `edgeq targets` all
-derive from this registry.
+name in the `modules` of `TRANSPORTS` below. `edgeq.toml` validation, the lab inventory and
+`edgeq targets` all derive from this registry.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from ..errors import ConfigError
 from ..fields import Field, TargetConfig
+from ..registry import Registry
 from .base import COMMON_FIELDS, CommandResult, Target, quote_argv
 
 __all__ = [
@@ -27,15 +26,16 @@ __all__ = [
     "transport_fields",
 ]
 
-TRANSPORTS: dict[str, type[Target]] = {}
+TRANSPORTS: Registry[type[Target]] = Registry(
+    "transport",
+    key="transport",
+    error=ConfigError,
+    package=__name__,
+    modules=("local", "ssh", "adb", "adb_ssh"),
+)
 
-_MODULES = ("local", "ssh", "adb", "adb_ssh")
-
-
-def register(cls: type[Target]) -> type[Target]:
-    """Class decorator: make `cls` the implementation of its `transport`."""
-    TRANSPORTS[cls.transport] = cls
-    return cls
+#: Class decorator: make `cls` the implementation of its `transport`.
+register = TRANSPORTS.register
 
 
 def transport_class(name: str, where: str = "") -> type[Target]:
@@ -44,7 +44,7 @@ def transport_class(name: str, where: str = "") -> type[Target]:
             f"{where + ': ' if where else ''}unknown transport {name!r}; choose one of "
             f"{', '.join(TRANSPORTS)}"
         )
-    return TRANSPORTS[name]
+    return TRANSPORTS.get(name)
 
 
 def transport_fields(name: str) -> dict[str, Field]:
@@ -55,7 +55,3 @@ def transport_fields(name: str) -> dict[str, Field]:
 def make_target(config: TargetConfig, keep: bool = False) -> Target:
     """A Target for the config (nothing is opened yet)."""
     return transport_class(config.transport, config.where)(config, keep)
-
-
-for _name in _MODULES:
-    importlib.import_module(f"{__name__}.{_name}")

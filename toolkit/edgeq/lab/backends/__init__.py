@@ -1,13 +1,13 @@
 """Lab backends (inventory sources and device leases), one module each, chosen by the
 inventory's URL scheme. To add one: a module with a `@register`ed `Backend` subclass, and
-its name in `_MODULES` below. See `base.py` for the interface."""
+its name in the `modules` of `BACKENDS` below. See `base.py` for the interface."""
 
 from __future__ import annotations
 
-import importlib
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError
+from ...registry import Registry
 from .base import Backend, BackendUnavailable, DeviceBusy, Lease
 
 __all__ = [
@@ -21,15 +21,12 @@ __all__ = [
     "scheme_of",
 ]
 
-BACKENDS: dict[str, type[Backend]] = {}
+BACKENDS: Registry[type[Backend]] = Registry(
+    "backend", key="scheme", error=ConfigError, package=__name__, modules=("file", "labgrid")
+)
 
-_MODULES = ("file", "labgrid")
-
-
-def register(cls: type[Backend]) -> type[Backend]:
-    """Class decorator: make `cls` the backend of its `scheme`."""
-    BACKENDS[cls.scheme] = cls
-    return cls
+#: Class decorator: make `cls` the backend of its `scheme`.
+register = BACKENDS.register
 
 
 def scheme_of(spec: str) -> str:
@@ -45,8 +42,4 @@ def backend_class(spec: str) -> type[Backend]:
             f"inventory {spec!r}: unknown scheme {scheme!r}; use a lab.toml path or one of "
             f"{', '.join(s + '://' for s in sorted(BACKENDS) if s != 'file')}"
         )
-    return BACKENDS[scheme]
-
-
-for _name in _MODULES:
-    importlib.import_module(f"{__name__}.{_name}")
+    return BACKENDS.get(scheme)

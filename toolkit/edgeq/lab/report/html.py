@@ -15,6 +15,7 @@ import jinja2
 from ...status import LOOKS, RECORDED, look
 from . import plots, text
 from .base import ReportFormat
+from .registry import FORMATS
 
 
 @cache
@@ -64,4 +65,6 @@ def render(doc: dict[str, Any]) -> str:
     )
 
 
-FORMAT = ReportFormat("html", ".html", "one self-contained page with the plots", render)
+FORMAT = FORMATS.register(
+    ReportFormat("html", ".html", "one self-contained page with the plots", render)
+)

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from .base import ReportFormat
+from .registry import FORMATS
 
 
 def render(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-FORMAT = ReportFormat("json", ".json", "the report document as JSON", render)
+FORMAT = FORMATS.register(ReportFormat("json", ".json", "the report document as JSON", render))

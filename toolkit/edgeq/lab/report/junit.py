@@ -9,6 +9,7 @@ from ...status import INFRA
 from .. import regress
 from . import text
 from .base import ReportFormat
+from .registry import FORMATS
 
 COUNTERS = ("tests", "failures", "errors", "skipped")
 
@@ -80,4 +81,6 @@ def render(doc: dict[str, Any]) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-FORMAT = ReportFormat("junit", ".xml", "JUnit XML, a testcase per device × model × check", render)
+FORMAT = FORMATS.register(
+    ReportFormat("junit", ".xml", "JUnit XML, a testcase per device × model × check", render)
+)

@@ -7,6 +7,7 @@ from typing import Any
 from ...status import look
 from . import text
 from .base import ReportFormat
+from .registry import FORMATS
 
 
 def _md(s: str | None) -> str:
@@ -79,4 +80,4 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-FORMAT = ReportFormat("md", ".md", "Markdown overview (CI step summary)", render)
+FORMAT = FORMATS.register(ReportFormat("md", ".md", "Markdown overview (CI step summary)", render))

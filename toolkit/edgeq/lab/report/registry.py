@@ -1,26 +1,25 @@
-"""The report formats, registered in one place: `--format` choices and help come from here.
+"""The report formats, one `Registry`: `--format` choices and help come from here.
 
-Adding a format is one new module with a `FORMAT = ReportFormat(...)` and one line below.
+Adding a format is one new module that registers its `ReportFormat`
+(`FORMAT = FORMATS.register(ReportFormat(...))`) and its name in `modules` below.
 """
 
 from __future__ import annotations
 
-from . import html, json, junit, md
+from ...errors import UsageError
+from ...registry import Registry
 from .base import ReportFormat
 
-FORMATS: dict[str, ReportFormat] = {
-    f.name: f
-    for f in (
-        html.FORMAT,
-        md.FORMAT,
-        junit.FORMAT,
-        json.FORMAT,
-    )
-}
+FORMATS: Registry[ReportFormat] = Registry(
+    "report format",
+    error=UsageError,
+    package=__name__.rpartition(".")[0],
+    modules=("html", "md", "junit", "json"),
+)
 
 
 def names() -> tuple[str, ...]:
-    return tuple(FORMATS)
+    return FORMATS.names()
 
 
 def help_text() -> str:
