@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from edgeq.lab.backends.flock import DeviceLock
+from edgeq.devicelock import DeviceLock
 from edgeq.lab.history import History
 from edgeq.targets.ssh import SshTarget
 from tests.conftest import write_config

@@ -13,7 +13,7 @@ import pytest
 
 from edgeq.errors import ConfigError
 from edgeq.lab import history as history_mod
-from edgeq.lab.backends.flock import DeviceBusy, DeviceLock, lock_file
+from edgeq.devicelock import DeviceBusy, DeviceLock, lock_file
 from edgeq.lab.history import SCHEMA_VERSION, History
 
 pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
@@ -125,7 +125,7 @@ def test_lock_works_across_processes_and_dies_with_its_holder(tmp_path):
             textwrap.dedent(
                 f"""
                 import sys, time
-                from edgeq.lab.backends.flock import DeviceLock
+                from edgeq.devicelock import DeviceLock
                 held = DeviceLock("adb://localhost:5037/SERIAL1", {str(tmp_path)!r},
                                   owner={{"run_id": "other-process"}}).acquire()
                 print("held", flush=True)

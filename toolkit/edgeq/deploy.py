@@ -272,7 +272,7 @@ def device_lock(target_cfg: TargetConfig, wait: bool = True, timeout_s: float = 
     import os
     import sys
 
-    from .lab.backends.flock import DeviceLock, default_lock_dir
+    from .devicelock import DeviceLock, default_lock_dir
 
     return DeviceLock(
         make_target(target_cfg).identity(),

@@ -212,7 +212,7 @@ class Inventory:
 
     @property
     def lock_dir(self) -> Path:
-        from .backends.flock import default_lock_dir
+        from ..devicelock import default_lock_dir
 
         if self.lab["lock_dir"]:
             return self.resolve(self.lab["lock_dir"])

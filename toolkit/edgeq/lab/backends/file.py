@@ -8,7 +8,7 @@ from typing import Any
 
 from . import register
 from .base import Backend, Lease
-from .flock import DeviceLock, default_lock_dir
+from ...devicelock import DeviceLock, default_lock_dir
 
 
 @register

@@ -54,7 +54,7 @@ from ...fields import Field, f
 from . import register
 from .base import Backend, BackendUnavailable, DeviceBusy, Lease, OnWait
 from .file import FileBackend
-from .flock import DeviceLock
+from ...devicelock import DeviceLock
 
 DEFAULT_PORT = 20408
 INSTALL = "pip install 'edgeq[labgrid]'"

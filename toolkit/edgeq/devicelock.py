@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ... import interrupts
-from ...errors import UsageError
-from .base import DeviceBusy, Lease, OnWait
+from . import interrupts
+from .errors import UsageError
+from .lab.backends.base import DeviceBusy, Lease, OnWait
 
 #: What a lab waiter is told to do about a busy device.
 LAB_FIX = "raise lock_timeout_s in [lab] or try again later"
