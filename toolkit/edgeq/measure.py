@@ -30,18 +30,16 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import DeviceError
+from .progress import Progress, say
 from .results import STAT_KEYS
 from .runners import Job, Measurement, Runner
 from .settings import RunSettings
 from .stats import ci_of_median
 from .targets import Target
-
-Progress = Callable[[str], None]
 
 SYS = '"${EDGEQ_SYSFS_ROOT:-}"'
 THROTTLE_FILE = "/sys/devices/platform/soc/soc:firmware/get_throttled"
@@ -53,11 +51,6 @@ RISE_SUSPECT_C, RISE_INVALID_C = 3.0, 10.0
 FREQ_CHANGE_REL = 0.05
 #: Pi firmware flags: now-bits 0..3, occurred-bits 16..19.
 THROTTLE_BITS = {0: "under-voltage", 1: "frequency capped", 2: "throttled", 3: "soft temp limit"}
-
-
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
 
 
 # --------------------------------------------------------------------------- sampling
@@ -168,7 +161,7 @@ def cooldown(
     told = False
     while temp is not None and temp > to_c and time.monotonic() - t0 < max_s:
         if not told:
-            _say(progress, f"cooling down: {temp:.1f} °C, waiting for {to_c:g} °C")
+            say(progress, f"cooling down: {temp:.1f} °C, waiting for {to_c:g} °C")
             told = True
         time.sleep(min(poll_s, max(0.0, max_s - (time.monotonic() - t0))))
         temp = hottest(target)
@@ -268,14 +261,15 @@ def _figure(block: dict[str, Any], key: str) -> float | None:
     return (block.get(key) or {}).get("median")
 
 
-def measure(
+def repeat_runs(
     target: Target,
     runner: Runner,
     job: Job,
     progress: Progress | None = None,
 ) -> Measurement:
     """Measure `job` with `runner`, `repeat` times per thread setting, with cool-down,
-    governor pinning and validity sampling; one combined Measurement comes back."""
+    governor pinning and validity sampling; one combined Measurement comes back (what the
+    host still has to judge in it is `hostjudge`'s)."""
     s = job.settings
     plans = s.thread_settings
     simple = len(plans) == 1 and s.repeat == 1 and s.cooldown_to is None and not s.pin_governor
@@ -284,7 +278,7 @@ def measure(
     with target:
         pin = pin_governor(target, s.pin_governor) if s.pin_governor else None
         if pin and pin.warning:
-            _say(progress, f"warning: {pin.warning}")
+            say(progress, f"warning: {pin.warning}")
         try:
             for t in plans:
                 for rep in range(s.repeat):
@@ -295,7 +289,7 @@ def measure(
                     first = not any(per_setting.values())
                     one = job.settings.with_(threads=t, repeat=1)
                     if not simple:
-                        _say(progress, f"threads {t}, run {rep + 1} of {s.repeat}")
+                        say(progress, f"threads {t}, run {rep + 1} of {s.repeat}")
                     before = _safe_sample(target, "before")
                     this = replace(job.first_only(first), settings=one)
                     got = runner.measure(target, this, progress)
@@ -408,6 +402,7 @@ def combine(
     doc.setdefault("settings", {})
     doc["settings"] = {**doc["settings"], "repeat": s.repeat, "threads": best}
     all_ms = [m for ms in per_setting.values() for m in ms]
+    first = next((m for m in all_ms if m.outputs or m.outputs_error or m.host_accuracy), None)
     return Measurement(
         run=doc,
         bytes_sent=all_ms[-1].bytes_sent,  # the target's running totals
@@ -417,4 +412,8 @@ def combine(
         workdir=chosen[0].workdir,
         kept=chosen[0].kept,
         transfer_method=all_ms[-1].transfer_method,
+        # accuracy and agreement are the first run's (see Job.first_only)
+        outputs=first.outputs if first else None,
+        outputs_error=first.outputs_error if first else None,
+        host_accuracy=first.host_accuracy if first else None,
     )

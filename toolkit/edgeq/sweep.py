@@ -31,9 +31,11 @@ from typing import Any
 
 from . import deploy as deploy_mod
 from . import fsutil, models, quantmodes
+from . import prepare as prepare_mod
 from .budget import Budget
 from .errors import EXIT_FAILED, EXIT_OK, ConfigError, EdgeqError, UsageError
 from .fields import Field, TargetConfig, validate_section
+from .progress import Progress, say
 from .settings import RunSettings
 
 SCHEMA = "edgeq.sweep/1"
@@ -49,8 +51,6 @@ SWEEP_FIELDS: dict[str, Field] = {
     "seed": Field((int,), 0, "training seed", minimum=0),
     "db": Field((str,), "lab-data/history.sqlite", "the lab history the results go into"),
 }
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -403,7 +403,7 @@ def run_sweep(
             recipe = grid.recipe(c, model_cfg)
             started = utc_now()
             try:
-                art = deploy_mod.prepare_artifact(recipe, data_path, progress, train_progress)
+                art = prepare_mod.prepare_artifact(recipe, data_path, progress, train_progress)
                 res = deploy_mod.deploy(
                     tcfg,
                     art,
@@ -457,11 +457,6 @@ def run_sweep(
 
 def _cand(key: str, grid: Grid) -> Candidate | None:
     return next((c for c in grid.candidates if c.key == key), None)
-
-
-def say(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
 
 
 def _write_outputs(result: SweepResult, history, budget: Budget) -> None:

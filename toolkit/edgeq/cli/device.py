@@ -12,6 +12,7 @@ from rich.table import Table
 from .. import config as config_mod
 from .. import deploy as deploy_mod
 from .. import doctor as doctor_mod
+from .. import prepare as prepare_mod
 from ..budget import Budget
 from ..errors import EXIT_FAILED
 from ..results import DeployResult
@@ -133,7 +134,9 @@ def deploy(
     if model is None:
         model_cfg = {**cfg.model, "dataset": opts.dataset or cfg.model["dataset"]}
         with training_bar() as bar:
-            model = deploy_mod.prepare_artifact(model_cfg, opts.data or _config_data(cfg), say, bar)
+            model = prepare_mod.prepare_artifact(
+                model_cfg, opts.data or _config_data(cfg), say, bar
+            )
     res = _measured(cfg, tcfg, opts, model, bud, settings, results_dir, say)
     if json_out:
         emit_json({"ok": res.verdict.passed, **res.to_dict()})
@@ -170,7 +173,7 @@ def _measured(cfg, tcfg, opts, model, budget, settings, results_dir, say) -> Dep
         return deploy_mod.deploy(
             tcfg,
             model,
-            opts.dataset or deploy_mod.dataset_of(model, cfg.model["dataset"]),
+            opts.dataset or prepare_mod.dataset_of(model, cfg.model["dataset"]),
             opts.data or _config_data(cfg),
             budget,
             settings,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import convert, fsutil
-from .. import deploy as deploy_mod
+from .. import fsutil, manifest
+from .. import prepare as prepare_mod
 from ..errors import UsageError
 from .inventory import Inventory
 from .records import Artifact
@@ -40,12 +40,12 @@ def resolve_models(
             )
         for mode in inv.lab["modes"]:
             recipe = {**inv.model, "mode": mode, "dataset": inv.model["dataset"]}
-            paths.append(deploy_mod.prepare_artifact(recipe, data_path, say, _epochs(say)))
+            paths.append(prepare_mod.prepare_artifact(recipe, data_path, say, _epochs(say)))
     out: list[Artifact] = []
     names: dict[str, Path] = {}
     digests: dict[str, Path] = {}
     for i, p in enumerate(paths):
-        p = deploy_mod.resolve_artifact(p)
+        p = prepare_mod.resolve_artifact(p)
         digest = fsutil.sha256_file(p)
         if digest in digests:
             raise UsageError(
@@ -59,7 +59,7 @@ def resolve_models(
         if name in names:
             raise UsageError(f"two models are named {name!r}; give each its own --label")
         names[name] = p
-        entry = convert.manifest_entry(p)
+        entry = manifest.manifest_entry(p)
         out.append(
             Artifact(
                 name=name,
@@ -100,9 +100,9 @@ def stage_models(
     limit = inv.lab["eval_limit"] or None
     staged = []
     for a in artifacts:
-        plan = deploy_mod.plan_data(a.path, a.dataset, data_path, True, limit, {}, None, say)
+        plan = prepare_mod.plan_data(a.path, a.dataset, data_path, True, limit, {}, None, say)
         ref = None
         if plan.eval_npz is not None:
-            ref, _ = deploy_mod.host_reference(a.path, plan.eval_npz, say)
+            ref, _ = prepare_mod.host_reference(a.path, plan.eval_npz, say)
         staged.append(Artifact(**{**asdict(a), "eval_npz": plan.eval_npz, "reference_top1": ref}))
     return staged

@@ -2,9 +2,11 @@
 
 A runner says what it needs from a device (`check`: the health check `edgeq doctor` and
 the lab run) and measures (`measure`: push what is missing, run, pull, validate) returning
-an `edgeq.run/1` document. Two implementations: `python` (edgeq's one-file runner) and
-`benchmark_model` (TFLite's native binary). A target picks one with
-`runner = "auto" | "python" | "benchmark_model"`.
+an `edgeq.run/1` document. It judges nothing on the host: what only the host can judge
+(output agreement, the accuracy of a device that cannot compute it) it leaves in the
+`Measurement` for `edgeq.hostjudge`, the step after measuring. Two implementations:
+`python` (edgeq's one-file runner) and `benchmark_model` (TFLite's native binary). A
+target picks one with `runner = "auto" | "python" | "benchmark_model"`.
 
 To add a runner: a module in this package with a `@register`ed `Runner` subclass (its
 `name`, the target keys it reads in `fields`, `configured()` for `auto`, `check()` and
@@ -14,22 +16,15 @@ To add a runner: a module in this package with a `@register`ed `Runner` subclass
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import EdgeqError
 from ..fields import Field, TargetConfig
+from ..progress import Progress
 from ..settings import RunSettings
 from ..targets import Target
-
-Progress = Callable[[str], None]
-
-
-def say(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,8 @@ class Job:
     the shapes of dynamic inputs (`NAME=d0,d1,…`) and how many agreement samples to run
     (0: none) — compared with `reference` on the host. `probe`: check what the device needs
     before sending the model and data (fail fast); False when a health check just did (the
-    lab), and for every repetition after the first."""
+    lab), and for every repetition after the first. `pull_to`: the host folder where a runner
+    puts what it pulls for the host to judge (the agreement outputs)."""
 
     artifact: Path
     eval_npz: Path | None
@@ -77,6 +73,7 @@ class Job:
     agreement: int = 0
     reference: Path | None = None
     probe: bool = True
+    pull_to: Path | None = None
 
     def first_only(self, first: bool) -> Job:
         """This job for one repetition: accuracy, agreement and the probe happen once."""
@@ -98,6 +95,11 @@ class Measurement:
     kept: bool = False
     #: how the files travelled ("sftp", "exec", "copy", "adb")
     transfer_method: str = ""
+    #: for the host to judge: the device's agreement outputs pulled here (or why they
+    #: could not be), and why accuracy is to be evaluated on the host (None: it is not)
+    outputs: Path | None = None
+    outputs_error: str | None = None
+    host_accuracy: str | None = None
 
     def facts(self) -> dict[str, Any]:
         d = asdict(self)

@@ -17,8 +17,9 @@ print are absent, never estimated.
 The binary feeds random inputs: it measures speed, not accuracy. The same artifact (same
 sha256) is evaluated either on the device by edgeq's Python runner, when the target's
 `python` has numpy and an interpreter (`accuracy_source: device`), or on this host
-(`accuracy_source: host`, with the reason) — as `use_python_runner` (true / false / auto)
-says. The device needs no Python at all for this runner.
+(`accuracy_source: host`, with the reason; `edgeq.hostjudge` evaluates it after measuring,
+this runner only says why) — as `use_python_runner` (true / false / auto) says. The
+device needs no Python at all for this runner.
 """
 
 from __future__ import annotations
@@ -33,16 +34,17 @@ from typing import Any, ClassVar
 
 from edgeq_android.parser import BenchmarkLog, parse_output
 
+from .. import paths
 from .. import settings as settings_mod
-from .. import stage
 from ..errors import CommandError, DeviceError, RunnerError, UsageError, tail
 from ..fields import Field, TargetConfig, f
 from ..fsutil import sha256_file
+from ..progress import Progress, say
 from ..results import RUN_SCHEMA, parse_run, validate_run
 from ..settings import RunSettings
 from ..targets import Target, quote_argv
 from . import register
-from .base import Health, Job, Measurement, Progress, Runner, say
+from .base import Health, Job, Measurement, Runner
 from .python import environment_checks, probe
 
 BINARY_ENV = "EDGEQ_BENCHMARK_MODEL"
@@ -261,7 +263,7 @@ def python_status(target: Target) -> tuple[bool, str]:
 
 def accuracy_on_device(target: Target, remote_model: str, job: Job) -> dict[str, Any]:
     """Top-1 measured on the device by edgeq's Python runner (one timed run only)."""
-    remote_runner = target.ensure_file(stage.runner_path(), ".py")
+    remote_runner = target.ensure_file(paths.runner_path(), ".py")
     remote_data = target.ensure_file(job.eval_npz, ".npz")
     out_remote = f"{target.workdir}/accuracy.json"
     quick = job.settings.with_(runs=1, min_s=0.0, warmup_runs=0, warmup_min_s=0.0)
@@ -302,19 +304,18 @@ def accuracy_on_device(target: Target, remote_model: str, job: Job) -> dict[str,
     return acc
 
 
-def measure_accuracy(
+def device_accuracy(
     target: Target, remote_model: str, job: Job, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Accuracy on the device or the host per `use_python_runner`; the dict says which."""
-    from ..hostrun import host_accuracy
-
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Accuracy on the device per `use_python_runner`: (the accuracy, None), or (None, why
+    it is to be evaluated on the host instead — `hostjudge.accuracy_on_host` does that)."""
     choice = target.config.get("use_python_runner", "auto")
     reason = "use_python_runner = false"
     if choice is True or choice == "auto":
         usable, why = python_status(target)
         if usable:
             say(progress, f"measuring accuracy on {target.name} with its python ({why})")
-            return accuracy_on_device(target, remote_model, job)
+            return accuracy_on_device(target, remote_model, job), None
         if choice is True:
             raise RunnerError(
                 f"{target.name}: use_python_runner = true but the device's python cannot run "
@@ -322,14 +323,7 @@ def measure_accuracy(
                 f'use_python_runner = "auto" to evaluate on the host'
             )
         reason = f"no usable python on the device ({why})"
-    say(progress, f"evaluating accuracy of the same artifact on this host ({reason})")
-    s = job.settings
-    acc = host_accuracy(job.artifact, job.eval_npz, s.limit, s.batch_size)
-    acc["note"] = (
-        f"benchmark_model measures latency only; accuracy of the same artifact evaluated on "
-        f"the host with {acc['runtime']} — {reason}"
-    )
-    return acc
+    return None, reason
 
 
 # --------------------------------------------------------------------------- the run
@@ -574,9 +568,9 @@ class BenchmarkModelRunner(Runner):
                 )
             log = parse_output(log_text)
             model_doc = _model_on_device(target, job.artifact, remote_model, log)
-            accuracy = None
+            accuracy, on_host = None, None
             if job.eval_npz is not None:
-                accuracy = measure_accuracy(target, remote_model, job, progress)
+                accuracy, on_host = device_accuracy(target, remote_model, job, progress)
             if target.keep:
                 say(progress, f"kept the workdir {workdir} on {target.name}")
         doc = to_run_document(
@@ -591,4 +585,6 @@ class BenchmarkModelRunner(Runner):
             origin=target.name,
         )
         validate_run(doc, target.name)
-        return Measurement.of(target, doc, run_s, t0, workdir)
+        got = Measurement.of(target, doc, run_s, t0, workdir)
+        got.host_accuracy = on_host
+        return got

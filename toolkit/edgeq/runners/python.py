@@ -3,7 +3,9 @@ device's own python with numpy and a TFLite interpreter.
 
 It pushes the runner, the model and the evaluation data into the device's
 content-addressed cache (only what is missing), runs it in the target's private workdir
-with the settings' flags, pulls its JSON answer and validates it.
+with the settings' flags, pulls its JSON answer and validates it. In agreement mode it
+also pulls the outputs the device saved (into `job.pull_to`); comparing them with the host
+reference is `edgeq.hostjudge`'s, after measuring.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from .. import settings as settings_mod
-from .. import stage
-from ..errors import CommandError, DeviceError, RunnerError, tail
+from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, tail
+from ..progress import Progress, say
 from ..results import parse_run
 from ..targets import Target
 from . import register
-from .base import Health, Job, Measurement, Progress, Runner, say
+from .base import Health, Job, Measurement, Runner
 
 SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + ai-edge-litert)"
 
@@ -29,7 +32,7 @@ SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + 
 def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
     """What the device's python has: runs the device runner with --probe (stdlib only).
     Killable: a python that hangs is stopped with everything it started."""
-    remote_runner = target.ensure_file(stage.runner_path(), ".py")
+    remote_runner = target.ensure_file(paths.runner_path(), ".py")
     res = target.run(
         [*target.python_argv(), remote_runner, "--probe"],
         timeout=timeout,
@@ -222,7 +225,7 @@ class PythonRunner(Runner):
         t0 = time.perf_counter()
         with target:
             say(progress, f"connected to {target.name} ({target.describe()})")
-            remote_runner = target.ensure_file(stage.runner_path(), ".py")
+            remote_runner = target.ensure_file(paths.runner_path(), ".py")
             if job.probe:
                 say(progress, f"checking the python on {target.name}")
                 require(target, min(120.0, self.settings.timeout))
@@ -247,34 +250,32 @@ class PythonRunner(Runner):
                     # never keep a file the runner could not load in the device cache
                     target.run(["rm", "-f", remote_model], timeout=30, check=False)
                 raise
+            outputs, why = None, None
             if job.agreement:
-                say(progress, f"comparing {job.agreement} outputs with the host reference")
-                judge_agreement(target, job, doc, f"{workdir}/agreement.npz")
+                outputs, why = pull_outputs(target, job, doc, f"{workdir}/agreement.npz")
             if target.keep:
                 say(progress, f"kept the workdir {workdir} on {target.name}")
-        return Measurement.of(target, doc, run_s, t0, workdir)
+        got = Measurement.of(target, doc, run_s, t0, workdir)
+        got.outputs, got.outputs_error = outputs, why
+        return got
 
 
-def judge_agreement(target: Target, job: Job, doc: dict[str, Any], remote: str) -> None:
-    """Pull the outputs the device saved in agreement mode and compare them with the host
-    reference on the same seeded inputs; the report goes into `doc["agreement"]`."""
-    from ..errors import EdgeqError
-    from ..hostrun import Reference, agreement, reference_for
-
+def pull_outputs(
+    target: Target, job: Job, doc: dict[str, Any], remote: str
+) -> tuple[Path | None, str | None]:
+    """Pull the outputs the device saved in agreement mode into `job.pull_to` (a temporary
+    folder when the job names none): (the local file, None), or (None, why not). Nothing
+    to pull when the run has no agreement samples."""
     section = doc.get("agreement")
     if not isinstance(section, dict) or not section.get("samples"):
-        return
-    ref = reference_for(job.artifact)
-    if job.reference is not None:
-        ref = Reference(Path(job.reference), "given")
-    with tempfile.TemporaryDirectory(prefix="edgeq-agree-") as tmp:
-        local = Path(tmp) / "agreement.npz"
-        try:
-            target.get(remote, local)
-            section["report"] = agreement(job.artifact, doc, local, ref).to_dict()
-        except (EdgeqError, OSError) as exc:
-            section["report"] = None
-            section["error"] = getattr(exc, "message", str(exc))
+        return None, None
+    folder = job.pull_to or Path(tempfile.mkdtemp(prefix="edgeq-agree-"))
+    local = folder / "agreement.npz"
+    try:
+        target.get(remote, local)
+    except (EdgeqError, OSError) as exc:
+        return None, getattr(exc, "message", str(exc))
+    return local, None
 
 
 def pull_text(target: Target, remote: str) -> str | None:
