@@ -26,34 +26,42 @@ from pathlib import Path
 from typing import Any
 
 from .. import deploy as deploy_mod
-from .. import fsutil, stage
+from .. import fsutil, paths
 from .. import status as st
 from ..errors import CommandTimeout, EdgeqError, UsageError
 from ..settings import RunSettings
-from . import health as health_mod
-from . import regress
+from .artifacts import resolve_models, stage_models
 from .backends import BackendUnavailable, DeviceBusy
+from .health import check as health_check
 from .history import History, HistoryLocked, provenance, utc_now
 from .inventory import Device, Inventory
-from .metrics import budget_checks, flatten_metrics
-from .models import resolve_models, stage_models
-from .records import Artifact, DeviceOutcome, Event, LabRun, OnEvent, ResultRecord, new_run_id
+from .records import (
+    Artifact,
+    DeviceOutcome,
+    Event,
+    LabRun,
+    OnEvent,
+    ResultRecord,
+    new_run_id,
+    with_deploy,
+)
+from .regress import Policy, annotate, evaluate
 from .retry import Attempts, RetryPolicy
 
 S = st.Status
 
 
-def judge_and_record(history: History, rec: ResultRecord, policy: regress.Policy) -> ResultRecord:
+def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> ResultRecord:
     """Add the regression checks (vs the history of the same device × model content) to a
     measured result, settle its status, find its streaks and recoveries, then write it in
     one transaction."""
     key = rec.artifact_sha256 or rec.model
     if rec.status in (S.PASS, S.FAIL):
-        rec.checks += regress.evaluate(history, rec.device, key, rec.metrics, policy)
+        rec.checks += evaluate(history, rec.device, key, rec.metrics, policy)
         failing = [c for c in rec.checks if c.get("passed") is False]
         rec.status = S.FAIL if failing else S.PASS
         rec.reason = "; ".join(c["message"] for c in failing)
-    rec.findings, rec.since_utc, rec.last_pass_run_id = regress.annotate(
+    rec.findings, rec.since_utc, rec.last_pass_run_id = annotate(
         history,
         rec.device,
         key,
@@ -131,7 +139,7 @@ class Lab:
         """Judge and record a result; if the history stays locked, keep it aside (it is
         saved beside the history at the end of the run, and the run fails)."""
         dev = self.inv.devices[rec.device]
-        policy = regress.Policy.from_dict(self.inv.regression_for(dev))
+        policy = Policy.from_dict(self.inv.regression_for(dev))
         try:
             return judge_and_record(self.history, rec, policy)
         except HistoryLocked as exc:
@@ -154,7 +162,7 @@ class Lab:
             "results": [r.to_row() for r in self.unrecorded],
         }
         name = f"unrecorded-{self.run_id}.json"
-        for folder in (self.history.path.parent, stage.cache_root() / "lab"):
+        for folder in (self.history.path.parent, paths.cache_root() / "lab"):
             try:
                 path = fsutil.write_json(folder / name, doc)
                 break
@@ -229,7 +237,7 @@ class Lab:
         self, dev: Device, outcome: DeviceOutcome, arts: list[Artifact]
     ) -> DeviceOutcome:
         self.event(dev.name, "health", "checking", total=len(arts))
-        checked = health_mod.check(
+        checked = health_check(
             dev,
             self.settings_for(dev),
             self.policy(dev),
@@ -321,12 +329,7 @@ class Lab:
             rec.checks = [{"name": "run", "kind": "run", "passed": False, "message": msg}]
         else:
             n = attempts.count + 1
-            rec = self.base_record(dev, art, S.PASS if res.verdict.passed else S.FAIL)
-            rec.attempts = n
-            rec.environment = res.run.get("environment")
-            rec.metrics = flatten_metrics(res)
-            rec.result = res.to_dict()
-            rec.checks = [
+            checks = [
                 {
                     "name": "health",
                     "kind": "health",
@@ -339,8 +342,8 @@ class Lab:
                     "passed": True,
                     "message": f"ran ({n} attempt{'s' if n > 1 else ''})",
                 },
-                *budget_checks(res),
             ]
+            rec = with_deploy(self.base_record(dev, art, S.PASS), res, n, checks)
         rec.started_utc = started
         rec.bench_start, rec.bench_end = bench_start, bench_end
         return rec
