@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, quick_int8_model, setup_env
 
 sys.path.insert(0, str(REPO))
-from edgeq import hostrun, stage
+from edgeq import devapi, paths
 from tests.support.foreign_models import mobilenet_v2_035
 
 
@@ -57,10 +57,10 @@ def bare_p50(interp, sample, runs: int) -> float:
 
 def overhead(model: Path, rounds: int, runs: int, threads: int, warm: int) -> dict:
     """Bare loop vs the runner's benchmark(), same interpreter, interleaved."""
-    interp = hostrun.open_model(model, threads)
+    interp = devapi.open_model(model, threads)
     interp.allocate_tensors()
-    specs = [hostrun.input_spec(d) for d in interp.get_input_details()]
-    sample = next(hostrun.random_inputs(specs, 1, seed=0))  # what the runner feeds
+    specs = [devapi.input_spec(d) for d in interp.get_input_details()]
+    sample = next(devapi.random_inputs(specs, 1, seed=0))  # what the runner feeds
     ns = argparse.Namespace(warmup_runs=warm, warmup_min_s=0, runs=runs, min_s=0, max_s=600)
     for d, a in zip(interp.get_input_details(), sample, strict=True):
         interp.set_tensor(d["index"], a)
@@ -70,13 +70,13 @@ def overhead(model: Path, rounds: int, runs: int, threads: int, warm: int) -> di
     taken = []
 
     def sampling(phase: str) -> None:  # the device runner's own sampling, on
-        taken.append(hostrun.runner.sample_device(phase))
+        taken.append(devapi.runner.sample_device(phase))
 
     for i in range(rounds):  # a pair per round, alternating which goes first
         pair = [
             lambda: bare.append(bare_p50(interp, sample, runs)),
             lambda: harness.append(
-                hostrun.benchmark(interp, sample, ns, None, sampling)["latency_ms"]["invoke"]["p50"]
+                devapi.benchmark(interp, sample, ns, None, sampling)["latency_ms"]["invoke"]["p50"]
             ),
         ]
         for step in pair if i % 2 == 0 else pair[::-1]:
@@ -121,7 +121,7 @@ def main() -> None:
         proc = subprocess.run(
             [
                 sys.executable,
-                str(stage.runner_path()),
+                str(paths.runner_path()),
                 str(model),
                 "--runs",
                 str(args.runs),
@@ -150,7 +150,7 @@ def main() -> None:
     p50 = rep["p50"]
     width = (p50["ci_high"] - p50["ci_low"]) / 2 / p50["median"]
 
-    print(f"{hostrun.runtime()}, {args.threads} thread(s)")
+    print(f"{devapi.runtime()}, {args.threads} thread(s)")
     for label, path, ov in rows:
         print(
             f"  {label}: {path} ({path.stat().st_size:,} B), {ov['rounds']} interleaved "

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import pm, spread
 
-from edgeq import convert, data, evaluate, hostrun, train
+from edgeq import convert, data, devapi, evaluate, train
 
 BOOK = {"float32_kb": 138.71, "float32_acc": 0.9862, "int8_kb": 39.65, "int8_acc": 0.9861}
 
@@ -46,13 +46,13 @@ RECIPES = {
 def per_image_seconds(path: Path, x: np.ndarray) -> float:
     """Time a one-image-per-call loop over the test split (the naive evaluation), with the
     same thread count as the batched evaluation so that only batching differs."""
-    it = hostrun.open_model(path, threads=evaluate.eval_threads())
+    it = devapi.open_model(path, threads=evaluate.eval_threads())
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    xf = hostrun.prepare_images(x)
+    xf = devapi.prepare_images(x)
     t0 = time.perf_counter()
     for i in range(len(xf)):
-        it.set_tensor(inp["index"], hostrun.quantize_input(xf[i : i + 1], inp))
+        it.set_tensor(inp["index"], devapi.quantize_input(xf[i : i + 1], inp))
         it.invoke()
         it.get_tensor(out["index"])
     return time.perf_counter() - t0

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import code_hash, pm, spread
 
-from edgeq import convert, data, evaluate, fsutil, stage, train
+from edgeq import convert, data, evaluate, fsutil, paths, train
 
 BOOK = {"name": "the book (ch. 2)", "params": 35210, "int8_kb": 39.65, "int8_acc": [0.9861]}
 BEST = {
@@ -60,7 +60,7 @@ def recipe_of(cand: str, args) -> train.Recipe:
 
 def cache_dir(recipe: train.Recipe, data_sha: str, extra: str = "") -> Path:
     key = recipe.key(f"{data_sha}|{code_hash(*TRAIN_CODE)}|{extra}")
-    return stage.cache_root() / "bench-smallest" / key
+    return paths.cache_root() / "bench-smallest" / key
 
 
 def run_one(recipe: train.Recipe, args, data_sha: str, ds: data.Dataset) -> dict:

@@ -4,7 +4,7 @@
 Self-contained on purpose: it needs only the Python standard library (3.8+), numpy (1.x or
 2.x) and one TFLite interpreter package, tried in this order: ai_edge_litert, tflite_runtime,
 tensorflow.lite. The host pushes this single file next to the model and runs it; the host
-imports the very same functions (through `edgeq.hostrun`: input preparation, quantization,
+imports the very same functions (through `edgeq.devapi`: input preparation, quantization,
 random inputs, accuracy) so host and device compute them with one implementation.
 
 Any model: every input is fed (float32/16, int8, uint8, int16, int32, int64, bool), with

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq import evaldata, hostrun, stage
+from edgeq import agreement, devapi, evaldata, paths
 from edgeq_device import edgeq_runner as runner
 from tests.support.device_venv import ensure_venv, find_python
 
-RUNNER = str(stage.runner_path())
+RUNNER = str(paths.runner_path())
 QUICK = ["--runs", "3", "--min-s", "0", "--warmup-runs", "1", "--warmup-min-s", "0"]
 MODELS = ("float_rgb", "uint8_gray", "two_inputs", "dynamic_batch", "dynamic_seq")
 MODELS += ("regression", "mixed_dtypes")
@@ -45,9 +45,9 @@ def _run(python: str, *args) -> tuple[int, dict, str]:
 
 
 def _host_details(model: Path, shapes: list[list[int]] | None = None):
-    interp = hostrun.open_model(model)
+    interp = devapi.open_model(model)
     if shapes:
-        hostrun.apply_shapes(interp, shapes, model)
+        devapi.apply_shapes(interp, shapes, model)
     else:
         interp.allocate_tensors()
     return interp.get_input_details(), interp.get_output_details()
@@ -80,7 +80,7 @@ def test_every_tensor_listed_and_outputs_match_the_host(python, foreign, name, t
         and ag["seed"] == 11
         and ag["inputs"] == [runner.input_spec(d) for d in ins]
     )
-    report = hostrun.agreement(model, doc, outputs, hostrun.Reference(model, "same model"))
+    report = agreement.agreement(model, doc, outputs, agreement.Reference(model, "same model"))
     for o, info in zip(report.outputs, doc["model"]["outputs"], strict=True):
         quantum = info["scale"] or 0.0
         assert o.max_abs_diff <= max(1e-5 * max(1.0, o.reference_abs_max), quantum + 1e-9), o
@@ -99,20 +99,20 @@ def test_every_input_is_fed(pi_python, foreign, name, tmp_path):
     assert rc == 0, err
     ag = doc["agreement"]
     device = np.load(outputs)["output_0"]
-    interp = hostrun.open_model(model)
+    interp = devapi.open_model(model)
     interp.allocate_tensors()
-    samples = list(hostrun.random_inputs(ag["inputs"], 4, ag["seed"]))
-    full = hostrun.run_samples(interp, samples)[0]
+    samples = list(devapi.random_inputs(ag["inputs"], 4, ag["seed"]))
+    full = devapi.run_samples(interp, samples)[0]
     np.testing.assert_allclose(device, full, rtol=1e-5, atol=1e-5)
     assert len(samples[0]) == len(doc["model"]["inputs"]) >= 2
     for k in range(len(samples[0])):
         missing = [[np.zeros_like(a) if j == k else a for j, a in enumerate(s)] for s in samples]
-        without = hostrun.run_samples(interp, missing)[0]
+        without = devapi.run_samples(interp, missing)[0]
         assert not np.allclose(without, device), f"output does not depend on input {k}"
 
 
 def test_mixed_dtypes_are_drawn_in_their_ranges(foreign):
-    interp = hostrun.open_model(foreign["mixed_dtypes"].path)
+    interp = devapi.open_model(foreign["mixed_dtypes"].path)
     interp.allocate_tensors()
     specs = [runner.input_spec(d) for d in interp.get_input_details()]
     arrays = next(runner.random_inputs([dict(s, shape=[4000]) for s in specs], 1, 0))
@@ -128,7 +128,7 @@ def test_mixed_dtypes_are_drawn_in_their_ranges(foreign):
 
 
 def test_quantized_input_range_uses_scale_and_zero_point(foreign):
-    interp = hostrun.open_model(foreign["uint8_gray"].path)
+    interp = devapi.open_model(foreign["uint8_gray"].path)
     interp.allocate_tensors()
     d = interp.get_input_details()[0]
     scale, zp = d["quantization"]
@@ -202,7 +202,7 @@ def _device_vs_host(python, model, npz, limit=None):
     extra = ["--limit", limit] if limit else []
     rc, doc, err = _run(python, model, *QUICK, "--data", npz, *extra)
     assert rc == 0, err
-    host = hostrun.host_accuracy(model, npz, limit)
+    host = agreement.host_accuracy(model, npz, limit)
     return doc, host
 
 
@@ -231,13 +231,13 @@ def test_npz_preprocess_keys_are_applied(foreign, tmp_path):
     rc, doc, err = _run(sys.executable, m.path, *QUICK, "--data", f)
     assert rc == 0, err
     assert doc["accuracy"]["preprocess"] == {"rule": "given", "scale": 1 / 255, "offset": 0.0}
-    ref = hostrun.host_accuracy(m.path, m.npz)
+    ref = agreement.host_accuracy(m.path, m.npz)
     assert abs(doc["accuracy"]["correct"] - ref["correct"]) <= 1
 
 
 def test_image_folder_staged_and_measured(python, foreign):
     m = foreign["float_rgb"]
-    io = hostrun.model_io(m.path)
+    io = devapi.model_io(m.path)
     data = evaldata.load(m.image_dir, io, preprocess_scale=1 / 255, preprocess_offset=0.0)
     npz = evaldata.stage(data)
     doc, host = _device_vs_host(python, m.path, npz)

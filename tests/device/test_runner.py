@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from edgeq import stage
+from edgeq import evaldata, paths
 from edgeq_device import edgeq_runner as runner
 from tests.support.device_venv import ensure_venv, find_python
 
-RUNNER = str(stage.runner_path())
+RUNNER = str(paths.runner_path())
 QUICK = ["--runs", "5", "--min-s", "0", "--warmup-runs", "1", "--warmup-min-s", "0"]
 
 
@@ -27,7 +27,7 @@ def _run(python: str, *args: str) -> tuple[int, dict, str]:
 
 @pytest.fixture(scope="module")
 def eval_npz(data_dir):
-    return stage.eval_data("mnist", data_dir)
+    return evaldata.stage_dataset("mnist", data_dir)
 
 
 def test_success_document(artifacts, eval_npz):

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgeq import evaldata, hostrun
+from edgeq import agreement, devapi, evaldata
 
 
 @pytest.fixture()
@@ -68,7 +68,7 @@ def test_own_npz_gives_accuracy_equal_to_host_accuracy(cli, foreign):
     res = cli("eval", m.path, "--data", m.npz, "--runs", "5", "--json")
     assert res.exit_code == 0, res.stderr
     [row] = _json(res)["artifacts"]
-    host = hostrun.host_accuracy(m.path, m.npz)
+    host = agreement.host_accuracy(m.path, m.npz)
     assert row["samples"] == 48 and row["correct"] == host["correct"] and row["top1"] > 0.9
     assert row["agreement"] is None and row["data"] == str(m.npz)
 
@@ -80,10 +80,11 @@ def test_image_folder_data(cli, foreign):
     [row] = _json(res)["artifacts"]
     # uint8 pixels without preprocess keys get the book's x/127.5 - 1: this model was
     # trained on x/255, so the figure is what that rule gives, compared by hand here
-    io = hostrun.model_io(m.path)
+    io = devapi.model_io(m.path)
     staged = evaldata.stage(evaldata.load(m.image_dir, io))
     assert (
-        row["samples"] == 30 and row["correct"] == hostrun.host_accuracy(m.path, staged)["correct"]
+        row["samples"] == 30
+        and row["correct"] == agreement.host_accuracy(m.path, staged)["correct"]
     )
 
 

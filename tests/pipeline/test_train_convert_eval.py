@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeq import convert, evaluate, fsutil, models, quant
+from edgeq import convert, evaluate, fsutil, manifest, models, quant
 from edgeq.errors import ModelError, UsageError
 from edgeq_device import edgeq_runner as runner
 
@@ -182,7 +182,7 @@ def test_eval_rejects_a_file_that_is_not_a_model(cli, tmp_path, data_dir):
     res = cli("eval", bad, "--data", data_dir)
     assert res.exit_code == 2 and "not a TFLite model" in res.stderr
     with pytest.raises(ModelError):
-        convert.describe_tflite(bad)
+        manifest.describe_tflite(bad)
 
 
 def test_manifest_tensors_match_tensorflows_own_interpreter(artifacts):

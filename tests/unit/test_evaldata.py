@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeq import config, evaldata, hostrun
+from edgeq import config, devapi, evaldata
 from edgeq.errors import ConfigError, DataError
 from tests.support.foreign_models import COLOUR_CLASSES
 
 
 def _io(shape, dtype="float32", classes=3):
-    inp = hostrun.TensorInfo(
+    inp = devapi.TensorInfo(
         "serving_default_img:0", 0, tuple(max(v, 1) for v in shape), tuple(shape), dtype, 0.0, 0
     )
-    out = hostrun.TensorInfo("out", 9, (1, classes), (-1, classes), "float32", 0.0, 0)
-    return hostrun.ModelIO("m.tflite", (inp,), (out,))
+    out = devapi.TensorInfo("out", 9, (1, classes), (-1, classes), "float32", 0.0, 0)
+    return devapi.ModelIO("m.tflite", (inp,), (out,))
 
 
 def _folder(root, sizes=((30, 20), (40, 50)), classes=("cat", "dog")):
@@ -126,10 +126,10 @@ def test_stage_is_deterministic_and_content_addressed(tmp_path, monkeypatch):
 
 def test_staged_folder_is_read_by_the_runner(foreign):
     m = foreign["float_rgb"]
-    io = hostrun.model_io(m.path)
+    io = devapi.model_io(m.path)
     d = evaldata.load(m.image_dir, io)
     assert d.class_names == COLOUR_CLASSES and d.x.shape == (30, 64, 64, 3)
-    x, y, scale, offset = hostrun.load_eval_data(str(evaldata.stage(d)))
+    x, y, scale, offset = devapi.load_eval_data(str(evaldata.stage(d)))
     assert np.array_equal(x, d.x) and np.array_equal(y, d.y) and scale is offset is None
 
 

@@ -1,11 +1,12 @@
-"""edgeq.hostrun: tensor details, the pre-push data check, host accuracy, output agreement."""
+"""edgeq.devapi and edgeq.agreement: tensor details, the pre-push data check, host accuracy,
+output agreement."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgeq import evaldata, hostrun
+from edgeq import agreement, devapi, evaldata
 from edgeq.errors import DataError, ModelError, UsageError
 
 
@@ -15,8 +16,8 @@ from edgeq.errors import DataError, ModelError, UsageError
 )
 def test_model_io_matches_the_interpreters_own_details(foreign, name):
     path = foreign[name].path
-    io = hostrun.model_io(path)
-    interp = hostrun.open_model(path)
+    io = devapi.model_io(path)
+    interp = devapi.open_model(path)
     pairs = [(io.inputs, interp.get_input_details()), (io.outputs, interp.get_output_details())]
     for infos, details in pairs:
         assert len(infos) == len(details)
@@ -29,14 +30,14 @@ def test_model_io_matches_the_interpreters_own_details(foreign, name):
 
 
 def test_model_io_facts(foreign):
-    io = hostrun.model_io(foreign["uint8_gray"].path)
+    io = devapi.model_io(foreign["uint8_gray"].path)
     t = io.inputs[0]
     assert t.quantized and t.dynamic and t.short_name == "gray" and t.dtype == "uint8"
     assert t.describe().startswith("gray uint8 [-1, 48, 48, 1] (s=")
     assert io.classes == 4 and io.accuracy_note is None
-    reg = hostrun.model_io(foreign["regression"].path)
+    reg = devapi.model_io(foreign["regression"].path)
     assert reg.classes is None and "output shape [1, 1]" in reg.accuracy_note
-    two = hostrun.model_io(foreign["two_inputs"].path)
+    two = devapi.model_io(foreign["two_inputs"].path)
     assert [i.short_name for i in two.inputs] == ["b", "a"] and two.classes == 5
 
 
@@ -44,7 +45,7 @@ def test_model_io_of_a_non_model(tmp_path):
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"nope" * 20)
     with pytest.raises(ModelError, match="not a TFLite model"):
-        hostrun.model_io(bad)
+        devapi.model_io(bad)
 
 
 def _data(x, y, kind="npz", scale=None, offset=None):
@@ -52,21 +53,21 @@ def _data(x, y, kind="npz", scale=None, offset=None):
 
 
 def test_check_data_passes_and_says_how_data_is_fed(foreign):
-    io = hostrun.model_io(foreign["uint8_gray"].path)
-    ok = hostrun.check_data(io, _data(np.zeros((3, 48, 48), np.uint8), [0, 1, 3]))
+    io = devapi.model_io(foreign["uint8_gray"].path)
+    ok = agreement.check_data(io, _data(np.zeros((3, 48, 48), np.uint8), [0, 1, 3]))
     assert ok.applicable and ok.classes == 4 and ok.samples == 3
     assert ok.sample_shape == [48, 48, 1] and ok.preprocess["rule"] == "raw"
-    f = hostrun.check_data(io, _data(np.zeros((2, 48, 48, 1), np.float32), [0, 1]))
+    f = agreement.check_data(io, _data(np.zeros((2, 48, 48, 1), np.float32), [0, 1]))
     assert f.preprocess["rule"] == "as is"  # float data is real values, quantized for uint8
-    reg = hostrun.model_io(foreign["regression"].path)
-    r = hostrun.check_data(reg, _data(np.zeros((2, 10), np.float32), [0, 7]))
+    reg = devapi.model_io(foreign["regression"].path)
+    r = agreement.check_data(reg, _data(np.zeros((2, 10), np.float32), [0, 7]))
     assert not r.applicable and r.note.startswith("not applicable: output shape [1, 1]")
 
 
 def test_check_data_shape_mismatch_names_both_shapes_and_the_fix(foreign):
-    io = hostrun.model_io(foreign["float_rgb"].path)
+    io = devapi.model_io(foreign["float_rgb"].path)
     with pytest.raises(DataError) as e:
-        hostrun.check_data(io, _data(np.zeros((5, 32, 32, 3), np.uint8), np.zeros(5, int)))
+        agreement.check_data(io, _data(np.zeros((5, 32, 32, 3), np.uint8), np.zeros(5, int)))
     msg = e.value.message
     assert "[32, 32, 3] (uint8, 5 samples)" in msg
     assert "image float32 [-1, 64, 64, 3]" in msg
@@ -76,51 +77,51 @@ def test_check_data_shape_mismatch_names_both_shapes_and_the_fix(foreign):
 
 
 def test_check_data_suggests_input_shape_for_dynamic_inputs(foreign):
-    io = hostrun.model_io(foreign["dynamic_seq"].path)
+    io = devapi.model_io(foreign["dynamic_seq"].path)
     with pytest.raises(DataError, match=r"--input-shape seq=1,5,4"):
-        hostrun.check_data(io, _data(np.zeros((2, 5, 4), np.float32), [0, 1]))
+        agreement.check_data(io, _data(np.zeros((2, 5, 4), np.float32), [0, 1]))
     # data shaped [N, 5, 8] sets the dynamic length itself
-    ok = hostrun.check_data(io, _data(np.zeros((2, 5, 8), np.float32), [0, 1]))
+    ok = agreement.check_data(io, _data(np.zeros((2, 5, 8), np.float32), [0, 1]))
     assert ok.sample_shape == [5, 8]
     with pytest.raises(UsageError, match=r"dynamic dimensions \[1, -1, 8\].*--input-shape"):
-        hostrun.resolve_shapes(io)
-    assert hostrun.resolve_shapes(io, {"seq": [1, 7, 8]}) == [[1, 7, 8]]
+        devapi.resolve_shapes(io)
+    assert devapi.resolve_shapes(io, {"seq": [1, 7, 8]}) == [[1, 7, 8]]
 
 
 def test_check_data_dtype_labels_and_inputs(foreign):
-    io = hostrun.model_io(foreign["uint8_gray"].path)
+    io = devapi.model_io(foreign["uint8_gray"].path)
     with pytest.raises(DataError, match="preprocess_scale/preprocess_offset"):
-        hostrun.check_data(io, _data(np.zeros((2, 48, 48, 1), np.int16), [0, 1]))
+        agreement.check_data(io, _data(np.zeros((2, 48, 48, 1), np.int16), [0, 1]))
     with pytest.raises(DataError, match=r"labels y range over 0\.\.4.*4 classes \(labels 0\.\.3\)"):
-        hostrun.check_data(io, _data(np.zeros((2, 48, 48, 1), np.uint8), [0, 4]))
-    two = hostrun.model_io(foreign["two_inputs"].path)
+        agreement.check_data(io, _data(np.zeros((2, 48, 48, 1), np.uint8), [0, 4]))
+    two = devapi.model_io(foreign["two_inputs"].path)
     with pytest.raises(DataError, match=r"feeds one input, and two_inputs.tflite has 2"):
-        hostrun.check_data(two, _data(np.zeros((2, 16), np.float32), [0, 1]))
-    mixed = hostrun.model_io(foreign["mixed_dtypes"].path)
+        agreement.check_data(two, _data(np.zeros((2, 16), np.float32), [0, 1]))
+    mixed = devapi.model_io(foreign["mixed_dtypes"].path)
     assert len(mixed.inputs) == 7
 
 
 def test_input_shape_syntax_and_names(foreign):
-    assert hostrun.parse_input_shapes(["x=1,2", "serving_default_y:0=3,4"]) == {
+    assert devapi.parse_input_shapes(["x=1,2", "serving_default_y:0=3,4"]) == {
         "x": [1, 2],
         "serving_default_y:0": [3, 4],
     }
     for bad in ("x", "x=", "x=1,a", "x=0,3", "=1,2"):
         with pytest.raises(UsageError, match="expected NAME=d0,d1"):
-            hostrun.parse_input_shapes([bad])
-    io = hostrun.model_io(foreign["two_inputs"].path)
+            devapi.parse_input_shapes([bad])
+    io = devapi.model_io(foreign["two_inputs"].path)
     full = {"serving_default_a:0": [2, 16]}
-    assert hostrun.resolve_shapes(io, full) == hostrun.resolve_shapes(io, {"a": [2, 16]})
-    assert hostrun.resolve_shapes(io, {"1": [2, 16]}) == [[1, 8], [2, 16]]
+    assert devapi.resolve_shapes(io, full) == devapi.resolve_shapes(io, {"a": [2, 16]})
+    assert devapi.resolve_shapes(io, {"1": [2, 16]}) == [[1, 8], [2, 16]]
     with pytest.raises(UsageError, match="no input of that name"):
-        hostrun.resolve_shapes(io, {"c": [1, 3]})
+        devapi.resolve_shapes(io, {"c": [1, 3]})
 
 
 def test_host_accuracy_matches_a_hand_loop(foreign):
     m = foreign["uint8_gray"]
-    acc = hostrun.host_accuracy(m.path, m.npz)
+    acc = agreement.host_accuracy(m.path, m.npz)
     f = np.load(m.npz)
-    interp = hostrun.open_model(m.path)
+    interp = devapi.open_model(m.path)
     interp.allocate_tensors()
     d, o = interp.get_input_details()[0], interp.get_output_details()[0]
     correct = 0
@@ -130,20 +131,20 @@ def test_host_accuracy_matches_a_hand_loop(foreign):
         correct += int(interp.get_tensor(o["index"]).argmax() == y)
     assert acc["correct"] == correct and acc["samples"] == len(f["y"])
     assert acc["source"] == "host" and acc["classes"] == 4 and acc["preprocess"]["rule"] == "raw"
-    assert hostrun.host_accuracy(m.path, m.npz, limit=10)["samples"] == 10
+    assert agreement.host_accuracy(m.path, m.npz, limit=10)["samples"] == 10
 
 
 def test_host_accuracy_refuses_a_non_classifier(foreign):
     m = foreign["regression"]
     with pytest.raises(DataError, match="accuracy not applicable"):
-        hostrun.host_accuracy(m.path, m.npz)
+        agreement.host_accuracy(m.path, m.npz)
 
 
 # --------------------------------------------------------------------------- agreement
 
 
 def _info(name, shape, dtype="float32", scale=0.0, zp=0):
-    return hostrun.TensorInfo(name, 0, tuple(shape), tuple(shape), dtype, scale, zp)
+    return devapi.TensorInfo(name, 0, tuple(shape), tuple(shape), dtype, scale, zp)
 
 
 def test_compare_outputs_figures():
@@ -151,7 +152,7 @@ def test_compare_outputs_figures():
     ref = rng.normal(size=(20, 1, 5)).astype(np.float32)
     meas = ref + rng.normal(scale=0.01, size=ref.shape).astype(np.float32)
     meas[3, 0] = ref[3, 0][::-1]  # one sample with another argmax, most likely
-    [o] = hostrun.compare_outputs(
+    [o] = agreement.compare_outputs(
         [meas], [_info("o", [1, 5])], [ref], [_info("o", [1, 5])], classifier=True
     )
     d = meas.astype(np.float64) - ref.astype(np.float64)
@@ -167,59 +168,61 @@ def test_compare_outputs_figures():
 def test_compare_outputs_dequantizes_and_handles_zeros():
     ref = np.array([[[0.5, -0.25]], [[1.0, 0.0]]], np.float32)
     q = np.array([[[2, -1]], [[4, 0]]], np.int8)  # scale 0.25, zero point 0: equal
-    [o] = hostrun.compare_outputs(
+    [o] = agreement.compare_outputs(
         [q], [_info("o", [1, 2], "int8", 0.25, 0)], [ref], [_info("o", [1, 2])], False
     )
     assert o.max_abs_diff == 0 and o.rmse == 0 and o.cosine == pytest.approx(1.0)
     assert o.top1_agreement is None
     z = np.zeros((2, 1, 1), np.float32)
-    [zz] = hostrun.compare_outputs([z], [_info("z", [1, 1])], [z], [_info("z", [1, 1])], False)
+    [zz] = agreement.compare_outputs([z], [_info("z", [1, 1])], [z], [_info("z", [1, 1])], False)
     assert zz.cosine == 1.0
-    [zo] = hostrun.compare_outputs([z], [_info("z", [1, 1])], [z + 1], [_info("z", [1, 1])], False)
+    [zo] = agreement.compare_outputs(
+        [z], [_info("z", [1, 1])], [z + 1], [_info("z", [1, 1])], False
+    )
     assert zo.cosine == 0.0 and zo.max_abs_diff == 1.0
     with pytest.raises(ModelError, match="cannot be compared"):
-        hostrun.compare_outputs([z], [_info("z", [1, 1])], [], [], False)
+        agreement.compare_outputs([z], [_info("z", [1, 1])], [], [], False)
 
 
 def test_reference_is_the_float32_sibling_from_the_manifest(foreign, tmp_path):
     m = foreign["uint8_gray"]
-    ref = hostrun.reference_for(m.path)
+    ref = agreement.reference_for(m.path)
     assert ref.kind == "float32 sibling" and ref.path == m.float_sibling
-    assert hostrun.reference_for(m.float_sibling).kind == "same model"
+    assert agreement.reference_for(m.float_sibling).kind == "same model"
     lone = tmp_path / "model_int8.tflite"
     lone.write_bytes(m.path.read_bytes())  # no manifest beside it
-    assert hostrun.reference_for(lone) == hostrun.Reference(lone, "same model")
+    assert agreement.reference_for(lone) == agreement.Reference(lone, "same model")
 
 
 def test_int8_model_agrees_with_its_float32_sibling(foreign):
     m = foreign["uint8_gray"]
-    rep = hostrun.host_agreement(m.path, 40, seed=2)
+    rep = agreement.host_agreement(m.path, 40, seed=2)
     assert rep.reference.kind == "float32 sibling" and rep.classifier and rep.samples == 40
     [o] = rep.outputs
     assert o.cosine > 0.99 and o.top1_agreement >= 0.85 and rep.score == o.top1_agreement
     # the scale of the disagreement is about the output quantization step, not noise
-    out_scale = hostrun.model_io(m.path).outputs[0].scale
+    out_scale = devapi.model_io(m.path).outputs[0].scale
     assert 0 < o.rmse < 5 * out_scale
 
 
 def test_reference_gets_the_same_real_inputs(foreign):
     """uint8 samples reach the float32 sibling as q * scale (their real values)."""
     m = foreign["uint8_gray"]
-    interp = hostrun.open_model(m.path)
+    interp = devapi.open_model(m.path)
     interp.allocate_tensors()
-    spec = hostrun.input_spec(interp.get_input_details()[0])
-    outs, _ = hostrun.reference_outputs(m.float_sibling, [spec], 3, 4)
-    f32 = hostrun.open_model(m.float_sibling)
+    spec = devapi.input_spec(interp.get_input_details()[0])
+    outs, _ = agreement.reference_outputs(m.float_sibling, [spec], 3, 4)
+    f32 = devapi.open_model(m.float_sibling)
     f32.allocate_tensors()
     by_hand = [
         [(s[0].astype(np.float32) - spec["zero_point"]) * np.float32(spec["scale"])]
-        for s in hostrun.random_inputs([spec], 3, 4)
+        for s in devapi.random_inputs([spec], 3, 4)
     ]
-    np.testing.assert_allclose(outs[0], hostrun.run_samples(f32, by_hand)[0], rtol=1e-6)
+    np.testing.assert_allclose(outs[0], devapi.run_samples(f32, by_hand)[0], rtol=1e-6)
 
 
 def test_agreement_report_score_for_regression(foreign):
-    rep = hostrun.host_agreement(foreign["regression"].path, 8)
+    rep = agreement.host_agreement(foreign["regression"].path, 8)
     assert not rep.classifier and rep.reference.kind == "same model"
     assert rep.score == rep.outputs[0].cosine == pytest.approx(1.0)
     d = rep.to_dict()

@@ -1,4 +1,4 @@
-"""TFLite conversion in every registered mode (`edgeq.quantmodes`), and the manifest.
+"""TFLite conversion in every registered mode (`edgeq.quantmodes`), writing the manifest.
 
 Modes (one module each in `edgeq/quantmodes/`; this list is their registry's):
     float32   no quantization
@@ -15,7 +15,6 @@ int8, which layers stayed in float.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +22,23 @@ from typing import Any
 
 import numpy as np
 
-from edgeq_device import edgeq_runner as runner
-
-from . import __version__, data, fsutil, quantmodes, tfenv
-from .errors import ModelError, UsageError
+from . import __version__, data, evaldata, fsutil, quantmodes, tfenv
+from .devapi import preprocessing_rule, to_input
+from .errors import UsageError
+from .manifest import (
+    MANIFEST,
+    MANIFEST_SCHEMA,
+    artifact_name,
+    dataset_of,
+    describe_tflite,
+    load_manifest,
+)
 from .quantmodes import Calibration
+from .quantmodes.converter import convert_model
+from .train import load_model
 
 MODES = quantmodes.MODES
 CALIBRATED = quantmodes.CALIBRATED
-MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = "edgeq.manifest/1"
 CALIBRATION_SEED = 0
 VALIDATION_SAMPLES = 5000
 
@@ -45,8 +51,6 @@ __all__ = [
     "calibration_set",
     "convert",
     "convert_model",
-    "load_manifest",
-    "manifest_entry",
     "parse_modes",
     "validation_set",
 ]
@@ -65,10 +69,6 @@ def parse_modes(modes: list[str] | tuple[str, ...]) -> list[str]:
     return [m for m in MODES if m in wanted]
 
 
-def artifact_name(mode: str) -> str:
-    return f"model_{mode}.tflite"
-
-
 def _train_order(n: int, seed: int) -> np.ndarray:
     return np.random.RandomState(seed).permutation(n)
 
@@ -85,8 +85,6 @@ def training_data(dataset: str, data_path: Path | None, model: Any) -> data.Data
     — its samples become real model inputs here (x * scale + offset; uint8 without those
     keys: the book's x / 127.5 - 1; float: as is), and a missing channel axis is added
     when the model's input has one more dimension of size 1."""
-    from . import evaldata
-
     kind = None if data_path is None else evaldata.kind_of(data_path)
     if kind in (None, "keras"):
         return data.load(dataset, data_path)
@@ -99,9 +97,9 @@ def training_data(dataset: str, data_path: Path | None, model: Any) -> data.Data
         )
     own = evaldata.load_npz(path)
     real = {"name": "the Keras model's input", "dtype": np.float32}  # it takes real values
-    rule = runner.preprocessing_rule(own.x.dtype, real, own.preprocess_scale,
-                                     own.preprocess_offset)  # fmt: skip
-    x = np.asarray(runner.to_input(own.x, real, rule), dtype=np.float32)
+    rule = preprocessing_rule(own.x.dtype, real, own.preprocess_scale,
+                              own.preprocess_offset)  # fmt: skip
+    x = np.asarray(to_input(own.x, real, rule), dtype=np.float32)
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     if len(shapes) == 1 and (*x.shape[1:], 1) == shapes[0]:
         x = x[..., None]
@@ -195,26 +193,6 @@ def validation_set(
     )
 
 
-def _converter(model: Any):
-    tf = tfenv.tf()
-    return tf, tf.lite.TFLiteConverter.from_keras_model(model)
-
-
-def convert_model(model: Any, mode: str, calibration: Calibration | None = None) -> bytes:
-    """Convert a Keras model to a TFLite flatbuffer in `mode` (the plain converter path)."""
-    spec = quantmodes.get(mode)
-    if spec.calibrated and calibration is None:
-        raise UsageError(f"mode {mode} needs calibration data")
-    tf, conv = _converter(model)
-    spec.configure(conv, tf, calibration)
-    try:
-        with tfenv.stdout_to_log(), tfenv.native_stderr_to_log():
-            return conv.convert()
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise ModelError(f"the TFLite converter cannot produce mode {mode}: {reason}") from None
-
-
 def _convert_one(
     model: Any,
     mode: str,
@@ -259,19 +237,6 @@ def _split_options(modes: list[str], options: dict[str, Any]) -> dict[str, dict[
     return per_mode
 
 
-def describe_tflite(path: Path) -> dict[str, Any]:
-    """Tensor dtypes, shapes and quantization of a .tflite file (via the runner's helpers)."""
-    interp_cls, _name, _version = runner.find_interpreter()
-    try:
-        interp = runner.make_interpreter(interp_cls, str(path))
-    except runner.RunnerFailure as exc:
-        raise ModelError(f"{path}: not a TFLite model ({exc.message})") from None
-    return {
-        "input": runner.tensor_info(interp.get_input_details()[0]),
-        "output": runner.tensor_info(interp.get_output_details()[0]),
-    }
-
-
 def convert(
     model_path: Path,
     modes: list[str],
@@ -293,14 +258,12 @@ def convert(
     model loaded, the calibration set built and the output folder checked before anything
     is written.
     """
-    from .train import load_model
-
     modes = parse_modes(modes)
     per_mode = _split_options(modes, options or {})
     model_path = Path(model_path)
     model = load_model(model_path)
     out = fsutil.ensure_writable_dir(out_dir)
-    dataset = dataset or _dataset_of(model_path)
+    dataset = dataset or dataset_of(model_path)
     calib = validation = None
     if any(m in CALIBRATED for m in modes):
         ds = training_data(dataset, data_path, model)
@@ -360,42 +323,3 @@ def convert(
     manifest["artifacts"] = [entries[m] for m in MODES if m in entries]
     fsutil.write_json(out / MANIFEST, manifest)
     return manifest
-
-
-def _dataset_of(model_path: Path) -> str:
-    """The dataset a model was trained on, from `metrics.json` beside it (default mnist)."""
-    metrics = model_path.with_name("metrics.json")
-    try:
-        return json.loads(metrics.read_text())["dataset"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "mnist"
-
-
-def load_manifest(folder: Path) -> dict[str, Any] | None:
-    p = Path(folder) / MANIFEST
-    if not p.is_file():
-        return None
-    try:
-        doc = json.loads(p.read_text())
-    except ValueError as exc:
-        raise UsageError(f"{p}: not valid JSON ({exc}); delete it to start over") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("artifacts"), list):
-        raise UsageError(f"{p}: not an edgeq manifest (no 'artifacts' list)")
-    return doc
-
-
-def manifest_entry(artifact: Path) -> dict[str, Any] | None:
-    """The manifest entry of an artifact, if a manifest lists it with a matching sha256."""
-    artifact = Path(artifact)
-    try:
-        manifest = load_manifest(artifact.parent)
-    except UsageError:
-        return None
-    if not manifest:
-        return None
-    for entry in manifest["artifacts"]:
-        if entry.get("file") == artifact.name and entry.get("sha256") == fsutil.sha256_file(
-            artifact
-        ):
-            return entry
-    return None

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .devapi import DEFAULT_INPUT_OFFSET, DEFAULT_INPUT_SCALE, prepare_images
 from .errors import DataError
-from .hostrun import DEFAULT_INPUT_OFFSET, DEFAULT_INPUT_SCALE, prepare_images
 
 DATASETS = ("mnist", "fashion_mnist")
 ENV_DIR = "EDGEQ_DATA_DIR"

@@ -16,6 +16,10 @@ data of the input's own dtype is fed as is (uint8 images to a uint8 model), uint
 the book's x / 127.5 - 1, and float data is used as is. `[data]` keys in edgeq.toml
 (DATA_FIELDS) override the file's own keys.
 
+`stage_dataset()` does the same for a known dataset's test split (uint8 images + labels +
+the book's preprocessing), so the same data always has the same sha256 and a second deploy
+sends nothing.
+
 `stage()` writes the data as the .npz the runner reads, with deterministic bytes (fixed
 zip timestamps) under a content-hash name, so the same data is the same file and a device
 that has it is not sent it again.
@@ -32,11 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from . import fsutil
-from . import stage as staging
+from . import __version__, fsutil, paths
+from . import data as datasets
+from .devapi import (
+    DEFAULT_INPUT_OFFSET,
+    DEFAULT_INPUT_SCALE,
+    ModelIO,
+    RunnerFailure,
+    load_eval_data,
+    resolve_shapes,
+)
 from .errors import DataError, UsageError
 from .fields import Field
-from .hostrun import ModelIO, RunnerFailure, load_eval_data, resolve_shapes
 
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -112,9 +123,7 @@ def kind_of(path: Path) -> str:
     `npz` (x and y), `images` (CLASS_NAME/ folders of images); DataError otherwise."""
     p = Path(path).expanduser()
     if p.is_dir():
-        from .data import DATASETS
-
-        if any((p / f"{name}.npz").is_file() for name in DATASETS):
+        if any((p / f"{name}.npz").is_file() for name in datasets.DATASETS):
             return "keras"
         if any(c.is_dir() for c in p.iterdir()):
             return "images"
@@ -263,8 +272,6 @@ def load_images(
 
 def subset(data: EvalData, limit: int | None) -> EvalData:
     """A deterministic subset of `limit` samples (the same choice as the MNIST staging)."""
-    from . import data as datasets
-
     if not limit or limit >= data.samples:
         return data
     idx = datasets.subset_indices(data.samples, limit)
@@ -308,9 +315,33 @@ def stage(data: EvalData, limit: int | None = None) -> Path:
         arrays["preprocess_offset"] = np.float64(data.preprocess_offset)
     blob = npz_bytes(arrays)
     digest = hashlib.sha256(blob).hexdigest()
-    out = staging.cache_root() / "staging" / f"data-{digest[:24]}.npz"
+    out = paths.cache_root() / "staging" / f"data-{digest[:24]}.npz"
     if not (out.is_file() and fsutil.sha256_file(out) == digest):
         fsutil.write_bytes(out, blob)
+    return out
+
+
+def stage_dataset(dataset: str, data_path: Path | None = None, limit: int | None = None) -> Path:
+    """The staged evaluation file for the dataset's test split (cached by content)."""
+    source = datasets.resolve(dataset, data_path)
+    src_id = fsutil.sha256_file(source) if source else f"download:{dataset}"
+    key = fsutil.sha256_bytes(f"{src_id}|{limit}|{__version__}".encode())[:20]
+    out = paths.cache_root() / "staging" / f"{dataset}-test-{key}.npz"
+    if out.is_file():
+        return out
+    ds = datasets.load(dataset, data_path)
+    x, y = ds.x_test, ds.y_test
+    if limit:
+        idx = datasets.subset_indices(len(x), limit)
+        x, y = x[idx], y[idx]
+    with fsutil.atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            x=np.ascontiguousarray(x, dtype=np.uint8),
+            y=np.ascontiguousarray(y).astype(np.uint8),
+            preprocess_scale=np.float64(DEFAULT_INPUT_SCALE),
+            preprocess_offset=np.float64(DEFAULT_INPUT_OFFSET),
+        )
     return out
 
 
@@ -326,5 +357,6 @@ __all__ = [
     "load_npz",
     "npz_bytes",
     "stage",
+    "stage_dataset",
     "subset",
 ]

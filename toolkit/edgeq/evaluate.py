@@ -13,7 +13,7 @@ Data, per artifact:
 A model that is not a classifier (not one [1, N] output) gets "accuracy not applicable".
 Without accuracy, output agreement with the float32 sibling (manifest) is measured.
 
-Accuracy is computed by the device runner's own functions (through `edgeq.hostrun`), so a
+Accuracy is computed by the device runner's own functions (through `edgeq.devapi`), so a
 figure measured here and one measured on a device come from one implementation.
 
 Exit codes (`edgeq eval`): 0 every artifact was evaluated (with or without accuracy); 2 at
@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from . import convert, data, evaldata, fsutil, hostrun
+from . import convert, data, devapi, evaldata, fsutil, manifest
+from .agreement import DataCheck, check_data, host_accuracy, host_agreement, reference_for
 from .errors import EXIT_OK, EXIT_USAGE, DataError, EdgeqError, ModelError
 
 #: Agreement samples when a row has no accuracy and `agreement` is not given.
@@ -179,7 +180,7 @@ class _Data:
             self.loaded = ds
         return self.loaded
 
-    def user_for(self, io: hostrun.ModelIO) -> evaldata.EvalData:
+    def user_for(self, io: devapi.ModelIO) -> evaldata.EvalData:
         assert self.data_path is not None
         if self.kind == "npz" and self.user is not None:
             return self.user
@@ -225,11 +226,11 @@ def evaluate(
     if agreement is not None and agreement < 0:
         raise DataError(f"--agreement must be >= 0, got {agreement}")
     items = collect(paths)
-    entries = {f: convert.manifest_entry(f) for f, e in items if e is None}
+    entries = {f: manifest.manifest_entry(f) for f, e in items if e is None}
     references = _float_references(entries)
     for ref in references:
         items.append((ref, None))
-        entries[ref] = convert.manifest_entry(ref)
+        entries[ref] = manifest.manifest_entry(ref)
     source = _Data(
         dataset,
         data_path,
@@ -238,7 +239,7 @@ def evaluate(
         resize,
         input_shapes,
     )
-    _, rt_name, rt_version = hostrun.find_interpreter()
+    _, rt_name, rt_version = devapi.find_interpreter()
     rows: list[EvalRow] = []
     for i, (f, problem) in enumerate(items):
         if progress:
@@ -287,15 +288,14 @@ def _float_references(entries: dict[Path, Any]) -> list[Path]:
     for f, e in entries.items():
         if not e or e["source_model_sha256"] in have:
             continue
-        sibling = f.with_name(convert.artifact_name("float32"))
-        se = convert.manifest_entry(sibling) if sibling.is_file() else None
-        if se and se.get("source_model_sha256") == e["source_model_sha256"]:
+        sibling = manifest.float32_sibling(f)
+        if sibling is not None and sibling != f:
             found.append(sibling)
             have.add(e["source_model_sha256"])
     return found
 
 
-def _fits_book(io: hostrun.ModelIO) -> bool:
+def _fits_book(io: devapi.ModelIO) -> bool:
     """One input taking 28x28 images and a 10-class output: the book's MNIST-style model."""
     if len(io.inputs) != 1 or io.classes != 10:
         return False
@@ -316,19 +316,19 @@ def _evaluate_one(
     row.bytes, row.kb, row.sha256 = size, size / 1024, fsutil.sha256_file(path)
     row.mode = entry["mode"] if entry else _guess_mode(path)
     row.source_model_sha256 = entry.get("source_model_sha256") if entry else None
-    io = hostrun.model_io(path)
+    io = devapi.model_io(path)
     row.inputs = [t.to_dict() for t in io.inputs]
     row.outputs = [t.to_dict() for t in io.outputs]
     row.input_dtype = io.inputs[0].dtype if io.inputs else None
-    check: hostrun.DataCheck | None = None
+    check: DataCheck | None = None
 
     if source.user_data:
         d = source.user_for(io)
-        check = hostrun.check_data(io, d, source.input_shapes)
+        check = check_data(io, d, source.input_shapes)
         row.data = d.source
         if check.applicable:
             t0 = time.perf_counter()
-            acc = hostrun.host_accuracy(
+            acc = host_accuracy(
                 path, source.stage(d), None, batch_size, eval_threads(), source.input_shapes
             )
             _set_accuracy(row, acc, time.perf_counter() - t0)
@@ -341,10 +341,10 @@ def _evaluate_one(
             ds.y_test,
             ds.source,
             "npz",
-            hostrun.DEFAULT_INPUT_SCALE,
-            hostrun.DEFAULT_INPUT_OFFSET,
+            devapi.DEFAULT_INPUT_SCALE,
+            devapi.DEFAULT_INPUT_OFFSET,
         )
-        check = hostrun.check_data(io, book, source.input_shapes)
+        check = check_data(io, book, source.input_shapes)
         row.data = ds.source
         if check.applicable:
             _book_accuracy(row, path, io, ds, batch_size)
@@ -358,15 +358,15 @@ def _evaluate_one(
 
     # the data's samples set the dynamic dimensions they fill (as on the device)
     sample_shape = check.sample_shape if check is not None else None
-    shapes = hostrun.resolve_shapes(io, source.input_shapes, sample_shape)
-    lat_interp = hostrun.open_model(path, threads=1)
-    hostrun.apply_shapes(lat_interp, shapes, path)
-    specs = [hostrun.input_spec(d) for d in lat_interp.get_input_details()]
-    sample = next(hostrun.random_inputs(specs, 1, seed=0))
+    shapes = devapi.resolve_shapes(io, source.input_shapes, sample_shape)
+    lat_interp = devapi.open_model(path, threads=1)
+    devapi.apply_shapes(lat_interp, shapes, path)
+    specs = [devapi.input_spec(d) for d in lat_interp.get_input_details()]
+    sample = next(devapi.random_inputs(specs, 1, seed=0))
     args = argparse.Namespace(
         warmup_runs=20, warmup_min_s=0.1, runs=latency_runs, min_s=0.2, max_s=10.0
     )
-    lat = hostrun.benchmark(lat_interp, sample, args)["latency_ms"]["invoke"]
+    lat = devapi.benchmark(lat_interp, sample, args)["latency_ms"]["invoke"]
     row.latency_p50_ms, row.latency_p90_ms, row.latency_runs = lat["p50"], lat["p90"], lat["count"]
 
 
@@ -376,17 +376,17 @@ def _set_accuracy(row: EvalRow, acc: dict[str, Any], seconds: float) -> None:
 
 
 def _book_accuracy(
-    row: EvalRow, path: Path, io: hostrun.ModelIO, ds: data.Dataset, batch_size: int
+    row: EvalRow, path: Path, io: devapi.ModelIO, ds: data.Dataset, batch_size: int
 ) -> None:
-    interp = hostrun.open_model(path, threads=eval_threads())
+    interp = devapi.open_model(path, threads=eval_threads())
     interp.allocate_tensors()
     t0 = time.perf_counter()
-    acc = hostrun.evaluate_accuracy(
+    acc = devapi.evaluate_accuracy(
         interp,
         ds.x_test,
         ds.y_test,
-        hostrun.DEFAULT_INPUT_SCALE,
-        hostrun.DEFAULT_INPUT_OFFSET,
+        devapi.DEFAULT_INPUT_SCALE,
+        devapi.DEFAULT_INPUT_OFFSET,
         batch_size=batch_size,
     )
     _set_accuracy(row, acc, time.perf_counter() - t0)
@@ -401,7 +401,7 @@ def _agreement(
     n = samples if samples is not None else (AUTO_AGREEMENT if row.top1 is None else 0)
     if not n:
         return
-    ref = hostrun.reference_for(path)
+    ref = reference_for(path)
     if ref.kind == "same model":
         if samples is None:
             return  # nothing to compare with here: say so only when asked for
@@ -411,7 +411,7 @@ def _agreement(
             "host interpreter is the reference)",
         }
         return
-    row.agreement = hostrun.host_agreement(path, n, 0, input_shapes, ref).to_dict()
+    row.agreement = host_agreement(path, n, 0, input_shapes, ref).to_dict()
 
 
 def _shortcut_accuracy(interp: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .. import convert as convert_mod
 from .. import data as data_mod
+from .. import devapi, quantmodes
 from .. import evaluate as evaluate_mod
-from .. import hostrun, quantmodes
 from .. import models as models_mod
 from .. import train as train_mod
 from .common import JsonOpt, emit_json, err, out, use_json
@@ -281,7 +281,7 @@ def evaluate(
     still evaluated and printed).
     """
     use_json(json_out)
-    shapes = hostrun.parse_input_shapes(input_shape or [])
+    shapes = devapi.parse_input_shapes(input_shape or [])
     with steps_bar("evaluating") as bar:
         rep = evaluate_mod.evaluate(
             artifacts,
@@ -341,7 +341,7 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
         if r.error:
             continue  # said on stderr
         if r.accuracy_note:
-            inputs = "; ".join(hostrun.TensorInfo(**t).describe() for t in r.inputs)
+            inputs = "; ".join(devapi.TensorInfo(**t).describe() for t in r.inputs)
             out.print(f"{name} (input {escape(inputs)}): accuracy {escape(r.accuracy_note)}")
         if r.agreement and r.agreement.get("note"):
             out.print(f"{name}: agreement not measured: {escape(r.agreement['note'])}")

@@ -1,5 +1,5 @@
 """Model families behind the `[model]` recipe: the book's CNN and compact nets for tiny
-budgets. Each family is one module; this file is the registry (one import per family).
+budgets. Each family is one module, named once in `base.REGISTRY` (imported on first use).
 
     from edgeq import models
     models.build("bngap", width=0.75)       # a Keras model
@@ -14,13 +14,7 @@ from ..errors import UsageError
 from .base import REGISTRY, Family, register
 from .book import BOOK_CNN_PARAMS, build_cnn, cnn_filters
 
-# registration: one import per family (the module calls `register`), in listing order
-# isort: off
-from . import bngap, dsconv  # noqa: F401
-# isort: on
-
 DEFAULT_FAMILY = "book"
-FAMILIES: tuple[str, ...] = tuple(REGISTRY)
 
 __all__ = [
     "BOOK_CNN_PARAMS",
@@ -57,3 +51,12 @@ def build(
     return fam.build(
         width, input_shape, num_classes, fam.default_dropout if dropout is None else dropout
     )
+
+
+def __getattr__(name: str) -> Any:
+    """`FAMILIES`, read from the registry on first use (then kept)."""
+    if name != "FAMILIES":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: tuple[str, ...] = REGISTRY.names()
+    globals()[name] = value
+    return value

@@ -2,7 +2,7 @@
 
 A family is a builder plus what the CLI and the config need to know about it: its name, a
 one-line doc, the widths it accepts and its default dropout. Adding a family is one module
-that calls `register(...)` and one import line in `edgeq/models/__init__.py`.
+that calls `register(...)` and its name in `REGISTRY` below.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..registry import Registry
 
 MAX_WIDTH = 4.0
 
@@ -31,14 +32,15 @@ class Family:
         return width
 
 
-REGISTRY: dict[str, Family] = {}
+#: registration: one name per family module, in listing order; the modules are imported on
+#: first use and each calls `register`
+REGISTRY: Registry[Family] = Registry(
+    "model family", package="edgeq.models", modules=("book", "bngap", "dsconv")
+)
 
 
-def register(family: Family) -> Family:
-    if family.name in REGISTRY:
-        raise ValueError(f"model family {family.name!r} registered twice")
-    REGISTRY[family.name] = family
-    return family
+#: a family module calls this at import; another family under a registered name is refused
+register = REGISTRY.register
 
 
 def channels(base: int, width: float) -> int:

@@ -1,24 +1,22 @@
-"""The conversion modes, as a registry: one module per mode, one import line each.
+"""The conversion modes, as a registry: one module per mode, one name each in `REGISTRY`
+(`base.py`).
 
     from edgeq import quantmodes
     quantmodes.MODES                 # ("float32", "dynamic", "float16", "int8", "int16x8")
     quantmodes.get("int8").calibrated
 
-The order of the imports below is the canonical order (manifests, tables, `all`).
+The order of those names is the canonical order (manifests, tables, `all`). The mode
+modules are imported on first use (each calls `register`). The engines the modes share
+live beside them: `converter` (the plain converter path) and `selective` (TF's
+QuantizationDebugger, for int8 with layers kept in float).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import UsageError
 from .base import REGISTRY, Calibration, Option, QuantMode, register
-
-# registration: one import per mode (each module calls `register`), in canonical order
-# isort: off
-from . import float32, dynamic, float16, int8, int16x8  # noqa: F401
-# isort: on
-
-MODES: tuple[str, ...] = tuple(REGISTRY)
-CALIBRATED: tuple[str, ...] = tuple(m for m in MODES if REGISTRY[m].calibrated)
 
 __all__ = [
     "CALIBRATED",
@@ -35,5 +33,17 @@ __all__ = [
 def get(name: str) -> QuantMode:
     """The registered mode `name`; an unknown one is a UsageError listing the valid ones."""
     if name not in REGISTRY:
-        raise UsageError(f"unknown mode {name!r}; choose from {', '.join(MODES)} or all")
+        raise UsageError(f"unknown mode {name!r}; choose from {', '.join(REGISTRY)} or all")
     return REGISTRY[name]
+
+
+def __getattr__(name: str) -> Any:
+    """`MODES` and `CALIBRATED`, read from the registry on first use (then kept)."""
+    if name == "MODES":
+        value: tuple[str, ...] = REGISTRY.names()
+    elif name == "CALIBRATED":
+        value = tuple(m for m, mode in REGISTRY.items() if mode.calibrated)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -2,7 +2,7 @@
 
 A mode says what it is called, whether it needs calibration images, how it sets up a
 `tf.lite.TFLiteConverter`, and which options it takes. Adding a mode is one module that
-calls `register(...)` and one import line in `edgeq/quantmodes/__init__.py`; the config
+calls `register(...)` and its name in `REGISTRY` below (the one registration line); the config
 (`[model] mode`), `edgeq convert --mode`, the manifest, evaluation and the lab inventory
 all read this registry.
 """
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,16 @@ class QuantMode:
         return options
 
 
-REGISTRY: dict[str, QuantMode] = {}
+#: registration: one name per mode module, in canonical order (manifests, tables, `all`);
+#: the modules are imported on first use and each calls `register`
+REGISTRY: Registry[QuantMode] = Registry(
+    "mode", package="edgeq.quantmodes", modules=("float32", "dynamic", "float16", "int8", "int16x8")
+)
 
 
 def register(mode: QuantMode) -> QuantMode:
-    if mode.name in REGISTRY or mode.name == "all":
-        raise ValueError(f"quant mode {mode.name!r} registered twice (or reserved)")
-    REGISTRY[mode.name] = mode
-    return mode
+    """Register a mode (its module calls this at import); `all` is reserved, and another
+    mode under a registered name is refused."""
+    if mode.name == "all":
+        raise ValueError("quant mode name 'all' is reserved (it means every mode)")
+    return REGISTRY.register(mode)

@@ -1,7 +1,7 @@
 """`int8`: full integer (int8 weights, activations, input and output), calibrated on the
 training split. Options: keep named layers in float (`--keep-float`), or let edgeq pick
 them until the accuracy drop fits (`--keep-float-auto --max-drop-pp X`); both go through
-TF's QuantizationDebugger (see `edgeq.inspect`).
+TF's QuantizationDebugger (`edgeq.quantmodes.selective`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
+from . import selective
 from .base import Calibration, Option, QuantMode, register
 
 
@@ -24,11 +25,9 @@ def prepare(model: Any, calibration: Calibration, options: dict[str, Any]) -> An
     """Calibrate the debugger once and resolve `--keep-float` names (unknown = exit 2)."""
     if not (options.get("keep_float") or options.get("keep_float_auto") is not None):
         return None
-    from .. import inspect
-
     if options.get("keep_float_auto") is not None and float(options["keep_float_auto"]) < 0:
         raise UsageError(f"--max-drop-pp must be >= 0, got {options['keep_float_auto']}")
-    debugger = inspect.Debugger(model, calibration)
+    debugger = selective.Debugger(model, calibration)
     keep = debugger.resolve(options.get("keep_float") or [])
     return {"debugger": debugger, "keep": keep}
 
@@ -44,13 +43,11 @@ def convert(
     """Selective int8 when an option asks for it; None = the plain converter path."""
     if plan is None:
         return None
-    from .. import inspect
-
     if options.get("keep_float_auto") is not None:
-        return inspect.auto_keep_float(
+        return selective.auto_keep_float(
             plan["debugger"], validation, float(options["keep_float_auto"]), progress
         )
-    return inspect.selective_int8(plan["debugger"], plan["keep"])
+    return selective.selective_int8(plan["debugger"], plan["keep"])
 
 
 MODE = register(

@@ -1,275 +1,67 @@
-"""Host-side runs of .tflite models, with the device runner's own functions.
+"""What is judged on the host about a model and its data, with the device runner's code.
 
-The device runner (`device_scripts/edgeq_runner.py`, installed as `edgeq_device`) must stay
-one self-contained file, so the functions host and device share live there: input
-preparation and quantization, seeded random inputs, accuracy, shape resolution. This module
-is the ONE place host code imports them from (re-exported below), and it adds what only the
-host does:
-
-    interpreter(artifact)         an allocated host interpreter and its runtime name
-    model_io(artifact)            every input/output tensor: name, shape, signature, dtype,
-                                  quantization; is it a classifier
-    check_data(io, data)          the pre-push check of evaluation data against the model
-                                  (DataError, exit 2, naming both shapes and the fix)
-    host_accuracy(artifact, npz)  top-1 on this host's interpreter, as the device computes it
-    reference_for(artifact)       the model the device's outputs are compared with
-    agreement(artifact, run, npz) the device's agreement outputs vs the host reference
-    host_agreement(artifact, n)   the same with the artifact run here (for `edgeq eval`)
-    compare_outputs(...)          per output: max abs diff, RMSE, cosine, top-1 agreement
+check_data(io, data)          the pre-push check of evaluation data against the model
+                              (DataError, exit 2, naming both shapes and the fix)
+host_accuracy(artifact, npz)  top-1 on this host's interpreter, as the device computes it
+reference_for(artifact)       the model the device's outputs are compared with
+agreement(artifact, run, npz) the device's agreement outputs vs the host reference
+host_agreement(artifact, n)   the same with the artifact run here (for `edgeq eval`)
+compare_outputs(...)          per output: max abs diff, RMSE, cosine, top-1 agreement
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edgeq_device import edgeq_runner as runner
-from edgeq_device.edgeq_runner import (
-    DEFAULT_INPUT_OFFSET,
-    DEFAULT_INPUT_SCALE,
+from . import fsutil, manifest
+from .devapi import (
     GENERATOR,
+    ModelIO,
     RunnerFailure,
-    benchmark,
+    TensorInfo,
+    apply_shapes,
     dequantize_output,
     evaluate_accuracy,
-    find_interpreter,
+    input_positions,
     input_spec,
     load_eval_data,
-    make_interpreter,
-    predict,
-    prepare_images,
+    model_io,
+    open_model,
     preprocessing_rule,
     quantize_input,
     random_inputs,
+    resolve_shapes,
     run_samples,
-    tensor_info,
+    runner,
+    runtime,
     to_input,
 )
-
-from . import fsutil
 from .errors import DataError, ModelError, RunnerError, UsageError
-
-if TYPE_CHECKING:
-    from .evaldata import EvalData
+from .evaldata import EvalData
 
 __all__ = [
-    "DEFAULT_INPUT_OFFSET",
-    "DEFAULT_INPUT_SCALE",
-    "GENERATOR",
+    "NO_DATA_FIX",
     "AgreementReport",
     "DataCheck",
-    "ModelIO",
     "OutputAgreement",
     "Reference",
-    "RunnerFailure",
-    "TensorInfo",
     "agreement",
-    "apply_shapes",
-    "benchmark",
+    "agreement_inputs",
     "check_data",
     "compare_outputs",
-    "dequantize_output",
-    "evaluate_accuracy",
-    "find_interpreter",
     "host_accuracy",
     "host_agreement",
-    "input_spec",
-    "interpreter",
-    "load_eval_data",
-    "make_interpreter",
-    "model_io",
-    "open_model",
-    "parse_input_shapes",
-    "predict",
-    "prepare_images",
-    "preprocessing_rule",
-    "quantize_input",
-    "random_inputs",
     "reference_for",
     "reference_outputs",
-    "resolve_shapes",
-    "run_samples",
-    "runner",
-    "runtime",
-    "tensor_info",
-    "to_input",
 ]
 
 NO_DATA_FIX = "or run with --no-data (size, latency and output agreement are still judged)"
-
-
-# --------------------------------------------------------------------------- tensors
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output tensor as the interpreter describes it."""
-
-    name: str
-    index: int
-    shape: tuple[int, ...]
-    shape_signature: tuple[int, ...]
-    dtype: str
-    scale: float
-    zero_point: int
-
-    @classmethod
-    def from_detail(cls, detail: dict[str, Any]) -> TensorInfo:
-        """From an interpreter detail dict or a run document's tensor entry."""
-        i = runner._info(detail)
-        return cls(
-            name=str(i["name"]),
-            index=int(i["index"]) if i.get("index") is not None else -1,
-            shape=tuple(int(v) for v in i["shape"]),
-            shape_signature=tuple(int(v) for v in i["shape_signature"]),
-            dtype=str(i["dtype"]),
-            scale=float(i["scale"]),
-            zero_point=int(i["zero_point"]),
-        )
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale != 0.0
-
-    @property
-    def dynamic(self) -> bool:
-        return any(v == -1 for v in self.shape_signature)
-
-    @property
-    def short_name(self) -> str:
-        """The name without the converter's `serving_default_` / `:0` decoration."""
-        return runner._short_name(self.name)
-
-    def describe(self) -> str:
-        """`image float32 [-1, 64, 64, 3]` (plus `s=…, zp=…` when quantized)."""
-        sig = ", ".join(str(v) for v in self.shape_signature)
-        q = f" (s={self.scale:.4g}, zp={self.zero_point})" if self.quantized else ""
-        return f"{self.short_name} {self.dtype} [{sig}]{q}"
-
-    def compact(self) -> str:
-        """`uint8[-1,48,48,1]`: dtype and shape signature, for tables."""
-        return f"{self.dtype}[{','.join(str(v) for v in self.shape_signature)}]"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["shape"], d["shape_signature"] = list(self.shape), list(self.shape_signature)
-        return d
-
-
-@dataclass(frozen=True)
-class ModelIO:
-    """A model's inputs and outputs, and whether accuracy applies to it."""
-
-    path: str
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-
-    @property
-    def classes(self) -> int | None:
-        """N for a classifier (one output of [1, N] scores, N > 1), else None."""
-        return runner.classifier_classes([t.to_dict() for t in self.outputs])[0]
-
-    @property
-    def accuracy_note(self) -> str | None:
-        """Why accuracy does not apply (None for a classifier)."""
-        return runner.classifier_classes([t.to_dict() for t in self.outputs])[1]
-
-    def describe_inputs(self) -> str:
-        return ", ".join(t.describe() for t in self.inputs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "inputs": [t.to_dict() for t in self.inputs],
-            "outputs": [t.to_dict() for t in self.outputs],
-            "classes": self.classes,
-            "accuracy_note": self.accuracy_note,
-        }
-
-
-def open_model(artifact: Path, threads: int | None = None) -> Any:
-    """A host interpreter for `artifact` (not yet allocated); ModelError if it is no model."""
-    cls, _, _ = find_interpreter()
-    try:
-        return make_interpreter(cls, str(artifact), threads)
-    except RunnerFailure as exc:
-        what = "not a TFLite model" if exc.kind == "BadModel" else "cannot be run here"
-        raise ModelError(f"{artifact}: {what} ({exc.message}); {exc.hint}") from None
-
-
-def interpreter(artifact: Path, threads: int | None = None) -> tuple[Any, str]:
-    """An allocated interpreter for `artifact` and the runtime's "name version"."""
-    interp = open_model(artifact, threads)
-    try:
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"{artifact}: cannot allocate the model ({exc})") from None
-    return interp, runtime()
-
-
-def model_io(artifact: Path) -> ModelIO:
-    """Every input and output tensor of `artifact`, read by this host's interpreter."""
-    interp = open_model(artifact)
-    return ModelIO(
-        path=str(artifact),
-        inputs=tuple(TensorInfo.from_detail(d) for d in interp.get_input_details()),
-        outputs=tuple(TensorInfo.from_detail(d) for d in interp.get_output_details()),
-    )
-
-
-def runtime() -> str:
-    """`ai-edge-litert 2.3.0`: the host interpreter package and version."""
-    _, name, version = find_interpreter()
-    return f"{name} {version or ''}".strip()
-
-
-# --------------------------------------------------------------------------- shapes
-
-
-def parse_input_shapes(items: Iterable[str] | None) -> dict[str, list[int]]:
-    """`--input-shape NAME=d0,d1,...` values -> {NAME: shape}; UsageError if malformed."""
-    try:
-        return runner.parse_input_shapes(list(items or ()))
-    except RunnerFailure as exc:
-        raise UsageError(exc.message) from None
-
-
-def _positions(io: ModelIO, input_shapes: dict[str, list[int]] | None) -> dict[int, list[int]]:
-    try:
-        return runner.match_inputs([t.to_dict() for t in io.inputs], input_shapes or {})
-    except RunnerFailure as exc:
-        raise UsageError(f"{Path(io.path).name}: {exc.message}") from None
-
-
-def resolve_shapes(
-    io: ModelIO,
-    input_shapes: dict[str, list[int]] | None = None,
-    data_sample_shape: Sequence[int] | None = None,
-) -> list[list[int]]:
-    """The shape each input runs at (as the device runner resolves it); UsageError naming
-    the input and its signature when a dynamic dimension is left unset."""
-    try:
-        return runner.resolve_input_shapes(
-            [t.to_dict() for t in io.inputs],
-            _positions(io, input_shapes),
-            list(data_sample_shape) if data_sample_shape is not None else None,
-        )
-    except RunnerFailure as exc:
-        raise UsageError(f"{Path(io.path).name}: {exc.message}") from None
-
-
-def apply_shapes(interp: Any, shapes: list[list[int]], artifact: Path) -> None:
-    """Resize the interpreter's inputs to `shapes` and allocate (UsageError if refused)."""
-    try:
-        runner.apply_input_shapes(interp, shapes)
-    except RunnerFailure as exc:
-        cls = UsageError if exc.kind == "BadInput" else ModelError
-        raise cls(f"{artifact}: {exc.message}") from None
 
 
 # --------------------------------------------------------------------------- data check
@@ -308,7 +100,7 @@ def check_data(
             f"{len(io.inputs)} ({io.describe_inputs()}); {NO_DATA_FIX}"
         )
     inp = io.inputs[0]
-    given = _positions(io, input_shapes).get(0)
+    given = input_positions(io, input_shapes).get(0)
     try:
         sample_shape, add_channel = runner.fit_data(x.shape, inp.to_dict(), given)
     except RunnerFailure:
@@ -372,8 +164,6 @@ def host_accuracy(
     """Top-1 of `artifact` on the staged evaluation .npz, on this host's interpreter, exactly
     as the device runner computes it (first `limit` samples). DataError if the data does
     not fit or the model is not a classifier."""
-    from .evaldata import EvalData
-
     try:
         x, y, scale, offset = load_eval_data(str(npz))
     except RunnerFailure as exc:
@@ -415,15 +205,10 @@ class Reference:
 def reference_for(artifact: Path) -> Reference:
     """The float32 sibling of `artifact` (same source model in its manifest) if there is
     one, else the artifact itself (then the host interpreter is the reference)."""
-    from . import convert
-
     artifact = Path(artifact)
-    entry = convert.manifest_entry(artifact)
-    if entry and entry.get("mode") != "float32":
-        sibling = artifact.with_name(convert.artifact_name("float32"))
-        se = convert.manifest_entry(sibling) if sibling.is_file() else None
-        if se and se.get("source_model_sha256") == entry.get("source_model_sha256"):
-            return Reference(sibling, "float32 sibling")
+    sibling = manifest.float32_sibling(artifact)
+    if sibling is not None and sibling != artifact:
+        return Reference(sibling, "float32 sibling")
     return Reference(artifact, "same model")
 
 
