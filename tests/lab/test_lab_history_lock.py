@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from edgeq.devicelock import DeviceBusy, DeviceLock, lock_file
 from edgeq.errors import ConfigError
 from edgeq.lab import history as history_mod
-from edgeq.devicelock import DeviceBusy, DeviceLock, lock_file
 from edgeq.lab.history import SCHEMA_VERSION, History
 
 pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`

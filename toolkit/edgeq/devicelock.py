@@ -18,12 +18,53 @@ import re
 import socket
 import tempfile
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import interrupts
-from .errors import UsageError
-from .lab.backends.base import DeviceBusy, Lease, OnWait
+from .errors import DeviceError, UsageError
+
+OnWait = Callable[[str], None]
+
+
+class DeviceBusy(DeviceError):
+    """Somebody else held the device for longer than we were willing to wait.
+
+    The device is recorded as `busy` (neither failed nor quarantined)."""
+
+    transient = False
+
+    def __init__(self, message: str, *, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details={"holder": holder or {}})
+        self.holder = holder or {}
+
+
+class Lease(ABC):
+    """Exclusive use of one device for a while. `with lease:` acquires and releases."""
+
+    waited_s: float = 0.0
+
+    @abstractmethod
+    def acquire(self, on_wait: OnWait | None = None) -> Lease:
+        """Take the device, waiting (and telling `on_wait` for whom) while another holds it;
+        DeviceBusy after the lease's timeout."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the device back. Safe to call when not held, and twice."""
+
+    @property
+    @abstractmethod
+    def held(self) -> bool: ...
+
+    def __enter__(self) -> Lease:
+        return self if self.held else self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
 
 #: What a lab waiter is told to do about a busy device.
 LAB_FIX = "raise lock_timeout_s in [lab] or try again later"
@@ -35,6 +76,15 @@ def default_lock_dir() -> Path:
     $TMPDIR/edgeq-locks."""
     env = os.environ.get("EDGEQ_LOCK_DIR")
     return Path(env).expanduser() if env else Path(tempfile.gettempdir()) / "edgeq-locks"
+
+
+def lock_dir_of(setting: str, folder: Path) -> Path:
+    """The lock folder a `lock_dir` setting names (a relative one starts at `folder`, the
+    inventory's); "" is `default_lock_dir()`."""
+    if not setting:
+        return default_lock_dir()
+    p = Path(setting).expanduser()
+    return p if p.is_absolute() else Path(folder) / p
 
 
 def describe_holder(h: dict[str, Any]) -> str:

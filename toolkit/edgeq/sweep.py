@@ -284,31 +284,25 @@ def to_markdown(res: SweepResult) -> str:
 def _record(history, run_id: str, tcfg: TargetConfig, art, res, c: Candidate, started: str):
     """One candidate as a lab result (budget and regression checks), in one transaction."""
     from .lab import regress
-    from .lab.metrics import budget_checks, flatten_metrics
-    from .lab.records import ResultRecord
+    from .lab.records import ResultRecord, with_deploy
     from .lab.scheduler import judge_and_record
     from .targets import make_target
 
     target = make_target(tcfg)
-    rec = ResultRecord(
+    base = ResultRecord(
         run_id=run_id,
         device=tcfg.name,
         transport=tcfg.transport,
         address=target.describe(),
         identity=target.identity(),
         model=c.label,
-        status="pass" if res.verdict.passed else "fail",
+        status="",
         artifact_path=str(art),
         artifact_sha256=res.artifact["sha256"],
         mode=c.mode,
         started_utc=started,
-        environment=res.run.get("environment"),
-        metrics=flatten_metrics(res),
-        checks=budget_checks(res),
-        result=res.to_dict(),
-        attempts=1,
     )
-    return judge_and_record(history, rec, regress.Policy())
+    return judge_and_record(history, with_deploy(base, res), regress.Policy())
 
 
 def _record_error(history, run_id: str, tcfg: TargetConfig, c: Candidate, exc, started: str):

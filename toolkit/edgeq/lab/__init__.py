@@ -18,7 +18,8 @@ a SQLite history of every result, regression detection against it, and reports.
 
 from __future__ import annotations
 
-from .inventory import Device, Inventory, load_inventory
+from .device import Device
+from .inventory import Inventory, load_inventory
 from .records import LabRun, ResultRecord
 from .scheduler import run_lab
 

@@ -12,7 +12,7 @@ from .. import status as st
 from ..doctor import DoctorReport
 from ..errors import EdgeqError
 from ..settings import RunSettings
-from .inventory import Device
+from .device import Device
 from .records import DeviceOutcome, describe
 from .retry import Attempts, RetryPolicy, is_transient
 

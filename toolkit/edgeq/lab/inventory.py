@@ -23,7 +23,6 @@ Where the devices come from is the inventory's backend (`edgeq.lab.backends`): t
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,12 @@ from .. import convert
 from .. import settings as settings_mod
 from ..budget import Budget
 from ..config import BUDGET_FIELDS, MODEL_FIELDS, read_toml, target_fields, validate_target
+from ..devicelock import lock_dir_of
 from ..errors import ConfigError
-from ..fields import Field, TargetConfig, validate_partial, validate_section
-from ..targets import TRANSPORTS, make_target
+from ..fields import Field, validate_partial, validate_section
+from ..targets import TRANSPORTS
 from .backends import Backend, backend_class, scheme_of
+from .device import Device
 
 INVENTORY_NAME = "lab.toml"
 
@@ -127,58 +128,6 @@ def _backend_tables() -> dict[str, type[Backend]]:
 
 
 @dataclass(frozen=True)
-class Device:
-    """One inventory entry: how to reach it (a TargetConfig) and the lab's view of it."""
-
-    name: str
-    target: TargetConfig
-    tags: tuple[str, ...] = ()
-    features: tuple[str, ...] = ()
-    enabled: bool = True
-    modes: tuple[str, ...] = ()
-    timeout_s: float = 900.0
-    retries: int = 2
-    password_env: str = ""
-    lock_key: str = ""
-    budget: dict[str, Any] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)
-    regression: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def transport(self) -> str:
-        return self.target.transport
-
-    @property
-    def identity(self) -> str:
-        """What the lock is keyed by: the physical device, whatever the entry is called."""
-        return self.lock_key or make_target(self.target).identity()
-
-    @property
-    def address(self) -> str:
-        return make_target(self.target).describe()
-
-    def matches(self, selector: str | None) -> bool:
-        """`--only` selects by device name, tag or feature."""
-        return selector is None or selector in (self.name, *self.tags, *self.features)
-
-    def resolved_target(self) -> TargetConfig:
-        """The TargetConfig with credentials filled in from the environment.
-
-        Raises ConfigError (the device is quarantined, the lab goes on) when the variable
-        named by `password_env` is not set.
-        """
-        if not self.password_env:
-            return self.target
-        secret = os.environ.get(self.password_env)
-        if secret is None:
-            raise ConfigError(
-                f"device {self.name!r}: environment variable {self.password_env} "
-                f"(password_env) is not set; export it before `edgeq lab run`"
-            )
-        return replace(self.target, values={**self.target.values, "password": secret})
-
-
-@dataclass(frozen=True)
 class Inventory:
     """A validated `lab.toml` (paths resolved relative to its folder)."""
 
@@ -212,11 +161,7 @@ class Inventory:
 
     @property
     def lock_dir(self) -> Path:
-        from ..devicelock import default_lock_dir
-
-        if self.lab["lock_dir"]:
-            return self.resolve(self.lab["lock_dir"])
-        return default_lock_dir()
+        return lock_dir_of(self.lab["lock_dir"], self.folder)
 
     @property
     def model_paths(self) -> list[Path]:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import secrets
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import status as st
 from ..errors import EXIT_FAILED, EXIT_OK, EdgeqError
-from . import regress
+from .metrics import budget_checks, flatten_metrics
+from .regress import Finding
+
+if TYPE_CHECKING:
+    from ..results import DeployResult
 
 
 def new_run_id() -> str:
@@ -75,9 +79,13 @@ class Artifact:
     dataset: str
     eval_npz: Path | None = None
     reference_top1: float | None = None
+    #: what was staged for it once before the fan-out (`edgeq.prepare.Staged`: data plan,
+    #: host reference), handed to each of its deploys; not part of the report
+    staged: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "staged"}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 
 @dataclass
@@ -106,7 +114,7 @@ class ResultRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] | None = None
-    findings: list[regress.Finding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     since_utc: str | None = None
     last_pass_run_id: str | None = None
     result_id: int | None = None
@@ -156,6 +164,24 @@ class ResultRecord:
         if not full:
             d.pop("result")
         return d
+
+
+def with_deploy(
+    rec: ResultRecord,
+    res: DeployResult,
+    attempts: int = 1,
+    checks: Sequence[dict[str, Any]] = (),
+) -> ResultRecord:
+    """`rec` filled in from a finished deploy: pass/fail by its verdict, the attempts, the
+    device environment, the flat metrics, the result document and the checks (`checks`
+    first, then the budget's). The lab scheduler and the sweep record results this way."""
+    rec.status = str(st.Status.PASS if res.verdict.passed else st.Status.FAIL)
+    rec.attempts = attempts
+    rec.environment = res.run.get("environment")
+    rec.metrics = flatten_metrics(res)
+    rec.result = res.to_dict()
+    rec.checks = [*checks, *budget_checks(res)]
+    return rec
 
 
 @dataclass
@@ -208,7 +234,7 @@ class LabRun:
         return EXIT_OK if self.ok else EXIT_FAILED
 
     @property
-    def findings(self) -> list[regress.Finding]:
+    def findings(self) -> list[Finding]:
         return [f for r in self.results for f in r.findings]
 
     def counts(self) -> dict[str, int]:

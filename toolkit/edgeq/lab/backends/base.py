@@ -25,29 +25,17 @@ from a lease stops the whole run the same way (it is no device's failure).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...errors import ConnectError, DeviceError
+from ...devicelock import DeviceBusy, Lease, OnWait
+from ...errors import ConnectError
 from ...fields import Field
 
 if TYPE_CHECKING:
-    from ..inventory import Device
+    from ..device import Device
 
-OnWait = Callable[[str], None]
-
-
-class DeviceBusy(DeviceError):
-    """Somebody else held the device for longer than we were willing to wait.
-
-    The device is recorded as `busy` (neither failed nor quarantined)."""
-
-    transient = False
-
-    def __init__(self, message: str, *, holder: dict[str, Any] | None = None) -> None:
-        super().__init__(message, details={"holder": holder or {}})
-        self.holder = holder or {}
+__all__ = ["Backend", "BackendUnavailable", "DeviceBusy", "Lease", "OnWait"]
 
 
 class BackendUnavailable(ConnectError):
@@ -56,31 +44,6 @@ class BackendUnavailable(ConnectError):
     Not a device's fault: the run stops with exit 3 and no device is recorded as failed."""
 
     transient = False
-
-
-class Lease(ABC):
-    """Exclusive use of one device for a while. `with lease:` acquires and releases."""
-
-    waited_s: float = 0.0
-
-    @abstractmethod
-    def acquire(self, on_wait: OnWait | None = None) -> Lease:
-        """Take the device, waiting (and telling `on_wait` for whom) while another holds it;
-        DeviceBusy after the lease's timeout."""
-
-    @abstractmethod
-    def release(self) -> None:
-        """Give the device back. Safe to call when not held, and twice."""
-
-    @property
-    @abstractmethod
-    def held(self) -> bool: ...
-
-    def __enter__(self) -> Lease:
-        return self if self.held else self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 class Backend(ABC):

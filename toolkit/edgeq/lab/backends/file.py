@@ -1,14 +1,14 @@
 """The `file` backend: the devices are the `[devices.NAME]` tables of lab.toml, and a
-device is held with `flock(2)` on this host (see `flock.py`). Scope: one lab host."""
+device is held with `flock(2)` on this host (see `edgeq.devicelock`). Scope: one lab host."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from ...devicelock import DeviceLock, lock_dir_of
 from . import register
 from .base import Backend, Lease
-from ...devicelock import DeviceLock, default_lock_dir
 
 
 @register
@@ -17,11 +17,7 @@ class FileBackend(Backend):
 
     @property
     def lock_dir(self) -> Path:
-        value = self.lab.get("lock_dir") or ""
-        if not value:
-            return default_lock_dir()
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else self.folder / p
+        return lock_dir_of(self.lab.get("lock_dir") or "", self.folder)
 
     def lease(self, device: Any, owner: dict[str, Any], timeout_s: float) -> Lease:
         return DeviceLock(device.identity, self.lock_dir, timeout_s, owner=owner)

@@ -49,12 +49,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
+from ...devicelock import DeviceLock
 from ...errors import ConfigError, ConnectError, DeviceError
 from ...fields import Field, f
 from . import register
 from .base import Backend, BackendUnavailable, DeviceBusy, Lease, OnWait
 from .file import FileBackend
-from ...devicelock import DeviceLock
 
 DEFAULT_PORT = 20408
 INSTALL = "pip install 'edgeq[labgrid]'"

@@ -30,8 +30,8 @@ from typing import Any
 
 from ...errors import UsageError
 from ...status import HARMLESS, RECORDED, rank, worst
-from .. import regress
 from ..history import History, utc_now
+from ..regress import METRICS, Policy, judge_metric
 
 REPORT_SCHEMA = "edgeq.lab-report/2"
 #: Metrics kept per trend point (the plots draw the first four, each with its band).
@@ -135,7 +135,7 @@ def band(
     metric: str,
     value: float,
     baseline: list[float],
-    policy: regress.Policy,
+    policy: Policy,
     recorded_limit: float | None = None,
 ) -> dict[str, Any] | None:
     """The regression band of one point, as `regress.judge_metric` drew it (None while the
@@ -144,7 +144,7 @@ def band(
     The limit is judge_metric's; when the check recorded at that point has another limit
     (a per-device [regression] override the run's settings do not carry) the recorded
     one wins, since it is what the run was judged against."""
-    judged = regress.judge_metric(metric, value, baseline, policy)
+    judged = judge_metric(metric, value, baseline, policy)
     if judged["limit"] is None:
         return None
     median = statistics.median(baseline)
@@ -153,7 +153,7 @@ def band(
         recorded_limit, limit, rel_tol=1e-9, abs_tol=1e-12
     ):
         limit, source = recorded_limit, "check"
-    spec = regress.METRICS[metric]
+    spec = METRICS[metric]
     half = abs(limit - median)
     if spec.kind == "band":
         lower, upper = median - half, median + half
@@ -172,7 +172,7 @@ def band(
 
 
 def trend_points(
-    series: list[dict[str, Any]], policy_of: Callable[[str], regress.Policy]
+    series: list[dict[str, Any]], policy_of: Callable[[str], Policy]
 ) -> list[dict[str, Any]]:
     """Every point of a series (oldest first) with the band regress used at it: the last
     `window` passing values before it, judged with the policy of the point's run."""
@@ -182,7 +182,7 @@ def trend_points(
         bands = {}
         for metric in TREND_METRICS:
             value = s["metrics"].get(metric)
-            if value is None or metric not in policy.metrics or metric not in regress.METRICS:
+            if value is None or metric not in policy.metrics or metric not in METRICS:
                 continue
             baseline = [
                 p["metrics"][metric]
@@ -352,13 +352,13 @@ def build(
     run.pop("settings_json", None)
     run_id = run["run_id"]
 
-    policies: dict[str, regress.Policy] = {}
+    policies: dict[str, Policy] = {}
 
-    def policy_of(rid: str) -> regress.Policy:
+    def policy_of(rid: str) -> Policy:
         if rid not in policies:
             other = run if rid == run_id else history.run(rid) or {}
             settings = other.get("settings") or _settings(other)
-            policies[rid] = regress.Policy.from_dict(settings.get("regression") or {})
+            policies[rid] = Policy.from_dict(settings.get("regression") or {})
         return policies[rid]
 
     results = history.results(run_id=run_id, full=True)

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ...status import INFRA
-from .. import regress
+from ..regress import INFRA as INFRA_CHECKS
 from . import text
 from .base import ReportFormat
 from .registry import FORMATS
@@ -23,7 +23,7 @@ def _case(suite: ET.Element, r: dict[str, Any], c: dict[str, Any], counts: dict[
         counts["skipped"] += 1
         ET.SubElement(case, "skipped", message=c.get("message") or r["status"])
     elif c["passed"] is False:
-        infra = c["kind"] in regress.INFRA
+        infra = c["kind"] in INFRA_CHECKS
         tag = "error" if infra else "failure"
         counts["errors" if infra else "failures"] += 1
         kind = r["status"] if infra else c["kind"]
