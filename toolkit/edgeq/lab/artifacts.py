@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 from .. import fsutil, manifest
@@ -93,16 +93,21 @@ def stage_models(
     say: Callable[[str], None] | None = None,
 ) -> list[Artifact]:
     """Check and stage each model's evaluation data and its host reference once, before
-    the fan-out (both are cached, so every device's deploy then finds them ready). A model
-    the data does not fit is refused here (exit 2), before any device is touched."""
+    the fan-out; each device's deploy is handed them (`Artifact.staged`) and plans neither
+    again. A model the data does not fit is refused here (exit 2), before any device is
+    touched."""
     if not inv.lab["accuracy"]:
         return artifacts
     limit = inv.lab["eval_limit"] or None
-    staged = []
+    out = []
     for a in artifacts:
-        plan = prepare_mod.plan_data(a.path, a.dataset, data_path, True, limit, {}, None, say)
-        ref = None
-        if plan.eval_npz is not None:
-            ref, _ = prepare_mod.host_reference(a.path, plan.eval_npz, say)
-        staged.append(Artifact(**{**asdict(a), "eval_npz": plan.eval_npz, "reference_top1": ref}))
-    return staged
+        staged = prepare_mod.stage_data(a.path, a.dataset, data_path, limit, say)
+        out.append(
+            replace(
+                a,
+                eval_npz=staged.plan.eval_npz,
+                reference_top1=staged.reference.top1,
+                staged=staged,
+            )
+        )
+    return out

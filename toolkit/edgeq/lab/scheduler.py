@@ -301,6 +301,7 @@ class Lab:
                 progress=lambda m: self.event(dev.name, "running", f"{art.name}: {m}"),
                 with_data=bool(self.inv.lab["accuracy"]),
                 probe=False,  # the health check just did
+                staged=art.staged,  # data plan and host reference, staged before the fan-out
             )
 
         res = None
