@@ -75,7 +75,7 @@ def prune(
     """Prune the workdir base `base` (holding `edgeq-cache/` and `run.*/` folders): cache
     files unused for `older_than_days`, then the least recently used until the cache holds
     at most `max_mb` MB (0 or None: no cap), plus leftovers (see the module docstring)."""
-    from .targets.base import _orphaned
+    from .targets.base import orphaned
 
     base = Path(base)
     now = time.time() if now is None else now
@@ -94,7 +94,7 @@ def prune(
             size = _size(run)
         except OSError:
             continue
-        if line and _orphaned(line):
+        if line and orphaned(line):
             doom(run, size, mtime, "run folder of an edgeq process that is gone")
         elif not line and older_than_days is not None and now - mtime > older_than_days * 86400:
             # made by an edgeq that wrote no owner: only its age says it is abandoned

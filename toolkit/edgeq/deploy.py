@@ -257,13 +257,9 @@ def save(result: DeployResult, results_dir: Path, progress: Progress | None = No
     except (OSError, UsageError) as exc:
         why = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
         result.host["save_error"] = f"{results_dir}: {why}"
-        for folder in (fallback_dir(), Path(tempfile.gettempdir()) / "edgeq-unsaved-results"):
-            try:
-                path = result.save(folder)
-                break
-            except (OSError, UsageError):
-                continue
-        else:
+        unsaved = Path(tempfile.gettempdir()) / "edgeq-unsaved-results"
+        path = fsutil.write_first((fallback_dir(), unsaved), result.save)
+        if path is None:
             raise UsageError(
                 f"cannot save the result in {results_dir} ({why}) nor in {fallback_dir()}; "
                 f"free some space and run again"
@@ -294,9 +290,7 @@ def _save_partial(
     }
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target_cfg.name)
-    for folder in (Path(results_dir), fallback_dir()):
-        try:
-            return fsutil.write_json(folder / f"{stamp}_{safe}.partial.json", doc)
-        except (OSError, UsageError):
-            continue
-    return None
+    return fsutil.write_first(
+        (Path(results_dir), fallback_dir()),
+        lambda folder: fsutil.write_json(folder / f"{stamp}_{safe}.partial.json", doc),
+    )

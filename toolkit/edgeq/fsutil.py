@@ -1,4 +1,4 @@
-"""Small filesystem helpers: atomic writes and content hashes."""
+"""Small filesystem helpers: atomic writes, content hashes, the first folder that takes a file."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import UsageError
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -98,3 +101,15 @@ def check_writable_dir(path: Path, option: str = "--results") -> Path:
             f"folder with {option}"
         ) from None
     return path
+
+
+def write_first(folders: Iterable[Path | str], write: Callable[[Path], T]) -> T | None:
+    """`write(folder)` for the first of `folders` that takes it: a folder that cannot be
+    written (OSError, or UsageError from edgeq's own checks) passes to the next one. None
+    when none does."""
+    for folder in folders:
+        try:
+            return write(Path(folder))
+        except (OSError, UsageError):
+            continue
+    return None

@@ -162,14 +162,10 @@ class Lab:
             "results": [r.to_row() for r in self.unrecorded],
         }
         name = f"unrecorded-{self.run_id}.json"
-        for folder in (self.history.path.parent, paths.cache_root() / "lab"):
-            try:
-                path = fsutil.write_json(folder / name, doc)
-                break
-            except (OSError, UsageError):
-                continue
-        else:
-            path = None
+        path = fsutil.write_first(
+            (self.history.path.parent, paths.cache_root() / "lab"),
+            lambda folder: fsutil.write_json(folder / name, doc),
+        )
         where = f"saved to {path}" if path else "and could not be saved anywhere"
         return (
             f"{len(self.unrecorded)} result(s) could not be written to the history "

@@ -1,4 +1,5 @@
-"""The Target interface: one way to run commands and move files, three transports.
+"""The Target interface: one way to run commands and move files, one module per transport
+(local, ssh, adb, adb+ssh: see `TRANSPORTS` in `targets/__init__.py`).
 
 A transport implements five primitives (`_connect`, `_disconnect`, `_exec`, `_put`, `_get`).
 Everything else is written once here, on top of them: lazy opening, the private per-run
@@ -288,7 +289,7 @@ class Target(ABC):
         for line in owners:
             path, _, owner = line.partition(" ")
             folder = path.rsplit("/", 1)[0]
-            if folder != self._workdir and folder.startswith(base + "/run.") and _orphaned(owner):
+            if folder != self._workdir and folder.startswith(base + "/run.") and orphaned(owner):
                 stale.append(folder)
         if stale:
             self._quietly(quote_argv(["rm", "-rf", "--", *stale]))
@@ -440,7 +441,7 @@ def owner_line() -> str:
     return f"edgeq {socket.gethostname()} {_boot_id()} {os.getpid()} {_start_time()}"
 
 
-def _orphaned(owner: str) -> bool:
+def orphaned(owner: str) -> bool:
     """True if `owner` (an `.owner` line) is an edgeq process of THIS host that is gone."""
     parts = owner.split()
     me = owner_line().split()
