@@ -13,11 +13,13 @@ from edgeq.lab import inventory
 
 
 def _modules(package) -> set[str]:
-    # base: the interface; converter, selective: the engines the quant modes share
+    # base: the interface; converter, selective: the engines the quant modes share;
+    # recipe: the [model] keys (models/recipe.py)
     return {m.name for m in pkgutil.iter_modules(package.__path__)} - {
         "base",
         "converter",
         "selective",
+        "recipe",
     }
 
 
@@ -62,3 +64,22 @@ def test_registering_a_name_twice_is_refused():
         quantmodes.register(dataclasses.replace(quantmodes.get("int8")))
     with pytest.raises(ValueError, match="registered twice"):
         models.register(dataclasses.replace(models.family("book")))
+
+
+def test_convert_takes_each_declared_mode_option_and_combines_its_values():
+    from typer.testing import CliRunner
+
+    from edgeq.cli.main import app
+
+    help_text = CliRunner().invoke(app, ["convert", "--help"], env={"COLUMNS": "200"}).output
+    declared = quantmodes.options()
+    for option in declared.values():
+        for param in option.cli:
+            assert param.flag in help_text
+    keep, auto = declared["keep_float"], declared["keep_float_auto"]
+    assert keep.from_cli({"keep_float": ["a,b", "c"]}) == ["a", "b", "c"]
+    assert auto.from_cli({"keep_float_auto": False, "max_drop_pp": 0.5}) is None
+    assert auto.from_cli({"keep_float_auto": True, "max_drop_pp": 0.5}) == 0.5
+    assert auto.validation and not keep.validation
+    with pytest.raises(UsageError, match="use --keep-float or --keep-float-auto, not both"):
+        convert._split_options(["int8"], {"keep_float": ["conv1"], "keep_float_auto": 0.1})

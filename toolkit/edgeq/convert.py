@@ -220,8 +220,12 @@ def _split_options(modes: list[str], options: dict[str, Any]) -> dict[str, dict[
         return v is not None and v is not False and not (isinstance(v, list | tuple) and not v)
 
     options = {k: v for k, v in (options or {}).items() if given(v)}
-    if options.get("keep_float") and options.get("keep_float_auto") is not None:
-        raise UsageError("use --keep-float or --keep-float-auto, not both")
+    declared = quantmodes.options()
+    for key in options:
+        for other in declared[key].conflicts if key in declared else ():
+            if other in options:
+                flags = declared[other].main_flag, declared[key].main_flag
+                raise UsageError(f"use {flags[0]} or {flags[1]}, not both")
     per_mode: dict[str, dict[str, Any]] = {m: {} for m in modes}
     for key, value in options.items():
         takers = [m for m in modes if key in quantmodes.get(m).options]
@@ -235,6 +239,12 @@ def _split_options(modes: list[str], options: dict[str, Any]) -> dict[str, dict[
         for m in takers:
             per_mode[m][key] = value
     return per_mode
+
+
+def _needs_validation(options: dict[str, Any]) -> bool:
+    """Does an option given here need the validation split (as its declaration says)?"""
+    declared = quantmodes.options()
+    return any(declared[k].validation for k in options if k in declared)
 
 
 def convert(
@@ -253,10 +263,10 @@ def convert(
     """Convert `model_path` to every mode; write artifacts and `manifest.json` atomically.
 
     `options` are mode options by name (`keep_float=[...]`, `keep_float_auto=X` for int8);
-    each goes to the chosen modes that declare it. `step_progress(done, total, what)`
-    follows the auto search. Returns the manifest. Modes and options are validated, the
-    model loaded, the calibration set built and the output folder checked before anything
-    is written.
+    each goes to the chosen modes that declare it (`QuantMode.options`).
+    `step_progress(done, total, what)` follows the auto search. Returns the manifest.
+    Modes and options are validated, the model loaded, the calibration set built and the
+    output folder checked before anything is written.
     """
     modes = parse_modes(modes)
     per_mode = _split_options(modes, options or {})
@@ -271,7 +281,7 @@ def convert(
         if not ds.split:  # your own samples: no known dataset to evaluate on
             dataset = None
         calib = calibration_set(ds, calibration_samples)
-        if any("keep_float_auto" in o for o in per_mode.values()):
+        if any(_needs_validation(o) for o in per_mode.values()):
             validation = validation_set(ds, validation_samples, calibration_samples)
     plans = {}
     for m in modes:

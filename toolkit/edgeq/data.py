@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,9 +123,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _download(dataset: str) -> dict[str, np.ndarray]:
-    import socket
-
-    import keras
+    import keras  # deferred: Keras loads TensorFlow, only needed for the download
 
     loader = getattr(keras.datasets, dataset)
     old = socket.getdefaulttimeout()

@@ -230,7 +230,7 @@ def load_images(
     input_shapes: dict[str, list[int]] | None = None,
 ) -> EvalData:
     """CLASS_NAME/*.png|jpg -> uint8 images at the input's size, labels = sorted class index."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # deferred: only image folders need Pillow
 
     if resize not in RESIZE_METHODS:
         raise DataError(f"resize {resize!r}: choose one of {', '.join(RESIZE_METHODS)}")

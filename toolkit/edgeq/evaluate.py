@@ -24,6 +24,7 @@ still evaluated and printed.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,8 +123,6 @@ def collect(paths: list[Path]) -> list[tuple[Path, EdgeqError | None]]:
 
 def eval_threads() -> int:
     """Accuracy runs use every core of the host (latency is measured on one thread)."""
-    import os
-
     return max(
         1,
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),

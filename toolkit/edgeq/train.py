@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, data, fsutil, models, tfenv
-from .errors import UsageError
+from .errors import ModelError, UsageError
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -117,7 +117,7 @@ def set_determinism(enabled: bool) -> bool:
     none) and run stateful tf.data work in a fixed order.
     """
     tf = tfenv.tf()
-    from tensorflow.python.framework import config as tf_config
+    from tensorflow.python.framework import config as tf_config  # deferred with TF itself
 
     was = bool(tf_config.is_op_determinism_enabled())
     if enabled and not was:
@@ -238,7 +238,7 @@ def _train(
 
 
 def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -> str:
-    from .plotting import plt, save_figure
+    from .plotting import plt, save_figure  # deferred: matplotlib is slow to import
 
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = np.arange(1, len(history["accuracy"]) + 1)
@@ -257,8 +257,6 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str = "") -
 
 def load_model(path: Path):
     """Load a `.keras` file; a missing or corrupt file is a one-line ModelError."""
-    from .errors import ModelError
-
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"model not found: {p}")

@@ -5,6 +5,10 @@ defaults and help come from there) to a command and hands the command a validate
 `RunSettings` as its `settings` argument — so `deploy`, `bench` and every later measuring
 command take the same options with the same defaults as the lab's `[run]` table and the
 device runner.
+
+`quant_mode_options` does the same for the quant modes' own options (`QuantMode.options`,
+each declared once in its mode's module): a mode with an option of its own is one new
+module and one registration line, and `edgeq convert` takes its option.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import quantmodes
 from ..settings import SPECS, RunSettings
 
 
@@ -71,6 +76,44 @@ def run_settings_options(
         if packs:
             kw["opts"] = SimpleNamespace(**{name: kw.pop(name) for name in packs})
         return func(settings=RunSettings(**values).validate(), **kw)
+
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__  # Typer must read the new signature, not the original's
+    return command
+
+
+def quant_mode_options(func: Callable[..., Any]) -> Any:
+    """Decorator: the command's `mode_options` parameter becomes the command-line
+    parameters of every registered mode's options, in its place; the command is called
+    with `mode_options` = {option name: value (None or empty when not given)}."""
+    hints = typing.get_type_hints(func, include_extras=True)
+    sig = inspect.signature(func)
+    declared = quantmodes.options()
+    cli: dict[str, quantmodes.CliParam] = {}
+    for option in declared.values():
+        for p in option.cli:
+            cli.setdefault(p.name, p)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    generated = [
+        inspect.Parameter(
+            p.name, kind, default=p.default,
+            annotation=Annotated[p.type, typer.Option(p.flag, help=p.help)],
+        )
+        for p in cli.values()
+    ]  # fmt: skip
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        if p.name == "mode_options":
+            params += generated
+        else:
+            params.append(p.replace(annotation=hints.get(p.name, p.annotation)))
+
+    @functools.wraps(func)
+    def command(**kw: Any) -> Any:
+        values = {name: kw.pop(name) for name in cli}
+        kw["mode_options"] = {name: o.from_cli(values) for name, o in declared.items()}
+        return func(**kw)
 
     command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,7 @@ from .. import evaluate as evaluate_mod
 from .. import models as models_mod
 from .. import train as train_mod
 from .common import JsonOpt, emit_json, err, out, use_json
+from .options import quant_mode_options
 from .progress import steps_bar, steps_bars, training_bar
 
 DataOpt = Annotated[
@@ -119,6 +120,7 @@ def train(
     )
 
 
+@quant_mode_options
 def convert(
     model: Annotated[Path, typer.Argument(help="The trained .keras model.")],
     mode: Annotated[
@@ -138,25 +140,7 @@ def convert(
         typer.Option(help="Dataset for calibration (default: from metrics.json beside MODEL)."),
     ] = None,
     data: CalibrationDataOpt = None,
-    keep_float: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--keep-float",
-            help="int8: keep these layers in float, NODE[,NODE] (names as `edgeq inspect` "
-            "prints them, or tensor names; repeatable).",
-        ),
-    ] = None,
-    keep_float_auto: Annotated[
-        bool,
-        typer.Option(
-            "--keep-float-auto",
-            help="int8: keep the worst layers in float until the drop on a validation split "
-            "of the TRAINING data is <= --max-drop-pp.",
-        ),
-    ] = False,
-    max_drop_pp: Annotated[
-        float, typer.Option(help="With --keep-float-auto: the largest drop allowed, in pp.")
-    ] = 0.1,
+    mode_options: dict[str, Any] | None = None,  # the modes' own options (see the decorator)
     validation_samples: Annotated[
         int,
         typer.Option(help="With --keep-float-auto: training images held out for the drop."),
@@ -166,9 +150,12 @@ def convert(
     """Convert a Keras model to TFLite in one or more modes and write manifest.json."""
     use_json(json_out)
     modes = convert_mod.parse_modes(mode or [])
-    names = [n for item in keep_float or [] for n in item.split(",") if n.strip()]
-    options = {"keep_float": names, "keep_float_auto": max_drop_pp if keep_float_auto else None}
-    with steps_bars("converting", "keep-float search") as (bar, search):
+    options = mode_options or {}
+    label = next(
+        (o.progress for k, o in quantmodes.options().items() if o.progress and options.get(k)),
+        None,
+    )  # the step bar of the option whose work reports progress (the keep-float search)
+    with steps_bars("converting", label or "") as (bar, search):
         manifest = convert_mod.convert(
             model,
             modes,
@@ -179,7 +166,7 @@ def convert(
             progress=bar,
             options=options,
             validation_samples=validation_samples,
-            step_progress=search if keep_float_auto else None,
+            step_progress=search if label else None,
         )
     done = [a for a in manifest["artifacts"] if a["mode"] in modes]
     if json_out:

@@ -16,16 +16,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
-from .base import REGISTRY, Calibration, Option, QuantMode, register
+from .base import REGISTRY, Calibration, CliParam, Option, QuantMode, register
 
 __all__ = [
     "CALIBRATED",
     "MODES",
     "REGISTRY",
     "Calibration",
+    "CliParam",
     "Option",
     "QuantMode",
     "get",
+    "options",
     "register",
 ]
 
@@ -35,6 +37,16 @@ def get(name: str) -> QuantMode:
     if name not in REGISTRY:
         raise UsageError(f"unknown mode {name!r}; choose from {', '.join(REGISTRY)} or all")
     return REGISTRY[name]
+
+
+def options() -> dict[str, Option]:
+    """Every registered mode's options by name, in mode order (what `edgeq convert` takes;
+    a name two modes declare is one option, as the first declares it)."""
+    found: dict[str, Option] = {}
+    for mode in REGISTRY.values():
+        for name, option in mode.options.items():
+            found.setdefault(name, option)
+    return found
 
 
 def __getattr__(name: str) -> Any:

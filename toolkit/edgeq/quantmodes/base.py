@@ -39,11 +39,45 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class CliParam:
+    """One command-line parameter of a mode option: its Python name, type, default, flag
+    and help (a Typer option on `edgeq convert` and `edgeq quantize`)."""
+
+    name: str
+    type: Any
+    default: Any
+    flag: str
+    help: str
+
+
+@dataclass(frozen=True)
 class Option:
-    """An option a mode accepts: its CLI spelling and what it does."""
+    """An option a mode accepts, declared once: its CLI spelling and what it does, the
+    command-line parameters it is given with (`cli`) and how their values make the
+    option's value (`value(**params)`, None when not given).
+
+    `conflicts`: options that cannot be given with this one. `validation`: the option
+    needs the validation split (training images held out from calibration). `progress`:
+    the label of the step bar the option's work reports to.
+    """
 
     flag: str
     doc: str
+    cli: tuple[CliParam, ...] = ()
+    value: Callable[..., Any] | None = None
+    conflicts: tuple[str, ...] = ()
+    validation: bool = False
+    progress: str | None = None
+
+    @property
+    def main_flag(self) -> str:
+        """`--keep-float` of `--keep-float NODE[,NODE]`."""
+        return self.flag.split()[0]
+
+    def from_cli(self, values: dict[str, Any]) -> Any:
+        """The option's value from the command-line values (by parameter name)."""
+        mine = {p.name: values[p.name] for p in self.cli}
+        return self.value(**mine) if self.value else next(iter(mine.values()), None)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import UsageError
 from . import selective
-from .base import Calibration, Option, QuantMode, register
+from .base import Calibration, CliParam, Option, QuantMode, register
 
 
 def configure(converter, tf, calibration: Calibration | None) -> None:
@@ -50,6 +50,15 @@ def convert(
     return selective.selective_int8(plan["debugger"], plan["keep"])
 
 
+def _names(keep_float: list[str] | None) -> list[str]:
+    """`--keep-float a,b --keep-float c` → ["a", "b", "c"]."""
+    return [n for item in keep_float or [] for n in item.split(",") if n.strip()]
+
+
+def _max_drop(keep_float_auto: bool, max_drop_pp: float) -> float | None:
+    return max_drop_pp if keep_float_auto else None
+
+
 MODE = register(
     QuantMode(
         "int8",
@@ -57,10 +66,45 @@ MODE = register(
         calibrated=True,
         configure=configure,
         options={
-            "keep_float": Option("--keep-float NODE[,NODE]", "keep these layers in float"),
+            "keep_float": Option(
+                "--keep-float NODE[,NODE]",
+                "keep these layers in float",
+                cli=(
+                    CliParam(
+                        "keep_float",
+                        list[str] | None,
+                        None,
+                        "--keep-float",
+                        "int8: keep these layers in float, NODE[,NODE] (names as `edgeq "
+                        "inspect` prints them, or tensor names; repeatable).",
+                    ),
+                ),
+                value=_names,
+            ),
             "keep_float_auto": Option(
                 "--keep-float-auto --max-drop-pp X",
                 "keep the worst layers in float until the drop on a validation split is ≤ X",
+                cli=(
+                    CliParam(
+                        "keep_float_auto",
+                        bool,
+                        False,
+                        "--keep-float-auto",
+                        "int8: keep the worst layers in float until the drop on a validation "
+                        "split of the TRAINING data is <= --max-drop-pp.",
+                    ),
+                    CliParam(
+                        "max_drop_pp",
+                        float,
+                        0.1,
+                        "--max-drop-pp",
+                        "With --keep-float-auto: the largest drop allowed, in pp.",
+                    ),
+                ),
+                value=_max_drop,
+                conflicts=("keep_float",),
+                validation=True,
+                progress="keep-float search",
             ),
         },
         prepare=prepare,
