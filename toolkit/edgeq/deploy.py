@@ -1,5 +1,8 @@
 """Deploy, the device half: lock → target → runner → validate → judge → verdict → save.
 
+The lock is `device_lock()`, taken by the caller around a deploy (`edgeq deploy`/`bench`;
+the lab holds each device's lease while it runs its models).
+
 `deploy()` is the whole of `edgeq deploy` (and, without a budget, of `edgeq bench`): it
 prepares a `DeployRequest` on the host (`edgeq.prepare`: artifact, data plan, host
 reference) and runs it with `run_request()`. `run_on_device()` is the measurement alone,
@@ -71,6 +74,7 @@ def run_on_device(
         )
         got = measure_mod.repeat_runs(target, runner, job, progress)
         hostjudge.after_measuring(got, job, progress)
+    got.outputs = None  # judged, and gone with the folder
     return got
 
 
