@@ -8,10 +8,69 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config
+from .errors import ConfigError
+from .fields import Field, percent, read_toml, validate_section
+from .fields import f as _f
 from .results import Check, Verdict
 
 EMULATED_NOTE = "not representative on an emulated device"
+
+#: The keys of `[budget]` (edgeq.toml, a budget file, lab.toml and its device overrides).
+BUDGET_FIELDS: dict[str, Field] = {
+    "max_model_kb": _f(
+        (int, float), 50.0, "largest model file allowed, in KB (1024 bytes)", minimum=0
+    ),
+    "max_latency_ms": _f(
+        (int, float), 1.0, "slowest steady-state latency allowed, in ms", minimum=0
+    ),
+    "latency_percentile": _f(
+        str,
+        "p90",
+        "which latency figure is judged",
+        False,
+        ("min", "p50", "p90", "p95", "p99", "max", "mean"),
+    ),
+    "latency_kind": _f(
+        str, "invoke", "invoke() alone, or the end_to_end call", False, ("invoke", "end_to_end")
+    ),
+    "min_accuracy": _f(
+        (int, float),
+        0.98,
+        "accuracy floor on the evaluation data, a fraction: 0.98 = 98 %",
+        minimum=0,
+        maximum=1,
+        parse=percent,
+        hint='for a percent, write it as one: "98%"',
+    ),
+    "max_accuracy_drop_pp": _f(
+        (int, float),
+        0.5,
+        "largest drop vs the float32 model on the host, in percentage points",
+        minimum=0,
+        maximum=100,
+    ),
+    "require_accuracy": _f(
+        bool, False, "fail the verdict when accuracy could not be measured (e.g. --no-data)"
+    ),
+    "min_output_agreement": _f(
+        (int, float),
+        None,
+        "lowest output agreement with the host reference: top-1 agreement for a classifier, "
+        "else cosine similarity (0..1)",
+        minimum=0,
+        maximum=1,
+    ),
+}
+
+
+def load_budget_file(path: Path) -> dict[str, Any]:
+    """A budget TOML: either a [budget] table or the keys at top level."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"budget file not found: {p}")
+    raw = read_toml(p)
+    section = raw.get("budget", raw)
+    return validate_section(f"{p} [budget]", section, BUDGET_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -33,7 +92,7 @@ class Budget:
     def load(cls, path: Path | None, defaults: dict[str, Any] | None = None) -> Budget:
         """From a budget file, else the [budget] of edgeq.toml (`defaults`), else the book's."""
         if path is not None:
-            return cls.from_dict(config.load_budget_file(path))
+            return cls.from_dict(load_budget_file(path))
         return cls.from_dict(defaults or {})
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,14 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from . import models, quantmodes
+from .budget import BUDGET_FIELDS, load_budget_file
 from .errors import ConfigError
-from .fields import Field, TargetConfig, check_value, f, percent, validate_section
+from .fields import Field, TargetConfig, check_value, f, read_toml, validate_section
+from .models.recipe import MODEL_FIELDS
 
 __all__ = [
     "BUDGET_FIELDS",
@@ -54,6 +50,10 @@ CONFIG_NAME = "edgeq.toml"
 
 _f = f  # the shorthand for declaring a Field
 
+# [budget] is declared by its owner (`edgeq.budget`), [model] by the model recipe
+# (`edgeq.models.recipe`); both are imported above so `config.BUDGET_FIELDS` and
+# `config.MODEL_FIELDS` keep working.
+
 
 def target_fields(transport: str) -> dict[str, Field]:
     """Every key a `[targets.NAME]` table of this transport may hold: the common keys,
@@ -63,72 +63,6 @@ def target_fields(transport: str) -> dict[str, Field]:
 
     return {**transport_fields(transport), **runner_fields()}
 
-
-BUDGET_FIELDS: dict[str, Field] = {
-    "max_model_kb": _f(
-        (int, float), 50.0, "largest model file allowed, in KB (1024 bytes)", minimum=0
-    ),
-    "max_latency_ms": _f(
-        (int, float), 1.0, "slowest steady-state latency allowed, in ms", minimum=0
-    ),
-    "latency_percentile": _f(
-        str,
-        "p90",
-        "which latency figure is judged",
-        False,
-        ("min", "p50", "p90", "p95", "p99", "max", "mean"),
-    ),
-    "latency_kind": _f(
-        str, "invoke", "invoke() alone, or the end_to_end call", False, ("invoke", "end_to_end")
-    ),
-    "min_accuracy": _f(
-        (int, float),
-        0.98,
-        "accuracy floor on the evaluation data, a fraction: 0.98 = 98 %",
-        minimum=0,
-        maximum=1,
-        parse=percent,
-        hint='for a percent, write it as one: "98%"',
-    ),
-    "max_accuracy_drop_pp": _f(
-        (int, float),
-        0.5,
-        "largest drop vs the float32 model on the host, in percentage points",
-        minimum=0,
-        maximum=100,
-    ),
-    "require_accuracy": _f(
-        bool, False, "fail the verdict when accuracy could not be measured (e.g. --no-data)"
-    ),
-    "min_output_agreement": _f(
-        (int, float),
-        None,
-        "lowest output agreement with the host reference: top-1 agreement for a classifier, "
-        "else cosine similarity (0..1)",
-        minimum=0,
-        maximum=1,
-    ),
-}
-
-MODEL_FIELDS: dict[str, Field] = {
-    "dataset": _f(str, "mnist", "dataset to train on", False, ("mnist", "fashion_mnist")),
-    "epochs": _f(int, 3, "training epochs"),
-    "batch_size": _f(int, 128, "training batch size"),
-    "seed": _f(int, 0, "random seed"),
-    "family": _f(
-        str,
-        models.DEFAULT_FAMILY,
-        "model family (book = the book's CNN; bngap, dsconv = compact nets)",
-        False,
-        models.FAMILIES,
-    ),
-    "width": _f((int, float), 1.0, "filter width multiplier"),
-    "learning_rate": _f((int, float), 1e-3, "Adam learning rate"),
-    "lr_schedule": _f(str, "constant", "constant or cosine", False, ("constant", "cosine")),
-    "augment": _f(bool, False, "random shifts/rotations while training"),
-    "mode": _f(str, "int8", "conversion mode deployed", False, quantmodes.MODES),
-    "calibration_samples": _f(int, 500, "representative images from the training split"),
-}
 
 LAB_FIELDS: dict[str, Field] = {
     "inventory": _f(str, "lab.toml", "the lab inventory `edgeq lab` uses without --inventory"),
@@ -231,16 +165,6 @@ def find_config(path: Path | None = None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-
-
 def load(path: Path | None = None) -> Config:
     """Load `edgeq.toml` (from `path` or the current directory); built-in defaults otherwise."""
     found = find_config(path)
@@ -257,8 +181,10 @@ def load(path: Path | None = None) -> Config:
         raise ConfigError(f"{src}: [targets] must hold [targets.NAME] tables")
     for name, traw in raw_targets.items():
         targets[name] = validate_target(name, traw, src)
-        if name == "local" and targets[name].values["python"] == "python3":
-            targets[name].values["python"] = sys.executable
+        if name == "local":
+            from .targets.local import LocalTarget
+
+            LocalTarget.this_interpreter(targets[name].values)
     budget = validate_section(f"{src} [budget]", raw.get("budget", {}), BUDGET_FIELDS)
     model = validate_section(f"{src} [model]", raw.get("model", {}), MODEL_FIELDS)
     lab = validate_section(f"{src} [lab]", raw.get("lab", {}), LAB_FIELDS)
@@ -274,13 +200,3 @@ def load(path: Path | None = None) -> Config:
     if not isinstance(sweep, dict):
         raise ConfigError(f"{src} [sweep]: must be a table")
     return Config(found, targets, budget, model, lab, data, sweep)
-
-
-def load_budget_file(path: Path) -> dict[str, Any]:
-    """A budget TOML: either a [budget] table or the keys at top level."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"budget file not found: {p}")
-    raw = read_toml(p)
-    section = raw.get("budget", raw)
-    return validate_section(f"{p} [budget]", section, BUDGET_FIELDS)

@@ -1,14 +1,22 @@
 """Declared configuration keys: one `Field` per key (types, default, one-line doc, choices,
-bounds), validated in one place. Every room declares its own fields — each transport, each
-runner, the run settings, the budget, the lab backends — and `config` / the lab inventory
-compose them. An error names the file, the section and the key."""
+bounds), validated in one place, and the one TOML reader. Every room declares its own
+fields — each transport, each runner, the run settings, the budget (`budget.py`), the model
+recipe (`models/recipe.py`), the lab backends — and `config` / the lab inventory compose
+them. An error names the file, the section and the key."""
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from .errors import ConfigError
 
@@ -99,6 +107,16 @@ def check_value(where: str, key: str, spec: Field, value: Any) -> Any:
         if hi is not None and value > hi:
             raise ConfigError(f"{where}: key {key!r} must be <= {hi:g}, got {value!r}")
     return value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def validate_section(where: str, raw: Any, fields: dict[str, Field]) -> dict[str, Any]:

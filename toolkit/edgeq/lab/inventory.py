@@ -29,12 +29,14 @@ from typing import Any
 
 from .. import convert
 from .. import settings as settings_mod
-from ..budget import Budget
-from ..config import BUDGET_FIELDS, MODEL_FIELDS, read_toml, target_fields, validate_target
+from ..budget import BUDGET_FIELDS, Budget
+from ..config import target_fields, validate_target
 from ..devicelock import lock_dir_of
 from ..errors import ConfigError
-from ..fields import Field, validate_partial, validate_section
+from ..fields import Field, read_toml, validate_partial, validate_section
+from ..models.recipe import MODEL_FIELDS
 from ..targets import TRANSPORTS
+from ..targets.local import LocalTarget
 from .backends import Backend, backend_class, scheme_of
 from .device import Device
 
@@ -243,10 +245,8 @@ def _device(name: str, raw: Any, src: str, lab: dict[str, Any]) -> Device:
     lab_raw = {k: v for k, v in raw.items() if k in DEVICE_FIELDS}
     target_raw = {k: v for k, v in raw.items() if k not in DEVICE_FIELDS}
     target = validate_target(name, target_raw, src, section=f"devices.{name}", where=where)
-    if transport == "local" and target.values["python"] == "python3":
-        import sys
-
-        target.values["python"] = sys.executable
+    if transport == "local":
+        LocalTarget.this_interpreter(target.values)
     extra = validate_section(where, lab_raw, DEVICE_FIELDS)
     if extra["password_env"] and transport != "ssh":
         raise ConfigError(f"{where}: key 'password_env' only applies to transport = \"ssh\"")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import CommandError, CommandTimeout, ConnectError
 from ..fields import Field, f
@@ -32,6 +33,14 @@ class LocalTarget(Target):
             minimum=0,
         ),
     }
+
+    @staticmethod
+    def this_interpreter(values: dict[str, Any]) -> dict[str, Any]:
+        """`python = "python3"` (the default) on this machine means the interpreter running
+        edgeq: `values` with it filled in (edgeq.toml's `local` target, a lab's local devices)."""
+        if values.get("python") == "python3":
+            values["python"] = sys.executable
+        return values
 
     @property
     def default_workdir_base(self) -> str:  # type: ignore[override]
