@@ -3,7 +3,7 @@
 Transports, runners, quant modes, model families, report formats and lab backends are each
 a `Registry`: implementations register themselves (a decorator, or one call), lookups of an
 unknown name raise edgeq's own error with a "choose from …" list, and iteration follows the
-order of `modules` (the registration order), so tables and `--help` are stable.
+order of `modules` (whatever imported an implementation first), so tables and `--help` are stable.
 
     TRANSPORTS = Registry("transport", key="transport", error=ConfigError,
                           package=__name__, modules=("local", "ssh", "adb", "adb_ssh"))
@@ -21,6 +21,7 @@ registry never imports its implementations at import time (no cycles through the
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
@@ -49,6 +50,7 @@ class Registry(Generic[T]):
         self._package = package
         self._modules = tuple(modules)
         self._items: dict[str, T] = {}
+        self._origin: dict[str, str] = {}  # name -> the module that registered it
         self._loaded = not self._modules
         self._loading = False
 
@@ -62,7 +64,31 @@ class Registry(Generic[T]):
         if name in self._items and self._items[name] is not item:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = item
+        self._origin[name] = self._caller()
         return item
+
+    def _caller(self) -> str:
+        """The implementation module that is registering (through a wrapper or not)."""
+        frame = sys._getframe(2)
+        for _ in range(6):
+            if frame is None:
+                break
+            module = frame.f_globals.get("__name__", "")
+            if module.rsplit(".", 1)[-1] in self._modules:
+                return module
+            frame = frame.f_back
+        return ""
+
+    def _rank(self, name: str) -> int:
+        """Position of the registering module in `modules` (unknown ones last), so the
+        order is the declared one whatever imported an implementation first."""
+        short = self._origin.get(name, "").rsplit(".", 1)[-1]
+        return self._modules.index(short) if short in self._modules else len(self._modules)
+
+    def _ordered(self) -> list[tuple[str, T]]:
+        self.load()
+        order = {n: i for i, n in enumerate(self._items)}
+        return sorted(self._items.items(), key=lambda kv: (self._rank(kv[0]), order[kv[0]]))
 
     def load(self) -> Registry[T]:
         """Import the implementation modules (once); they register themselves."""
@@ -92,16 +118,13 @@ class Registry(Generic[T]):
         return f"{prefix}unknown {self.kind} {name!r}; choose from {', '.join(self.names())}"
 
     def names(self) -> tuple[str, ...]:
-        self.load()
-        return tuple(self._items)
+        return tuple(n for n, _ in self._ordered())
 
     def items(self) -> list[tuple[str, T]]:
-        self.load()
-        return list(self._items.items())
+        return self._ordered()
 
     def values(self) -> list[T]:
-        self.load()
-        return list(self._items.values())
+        return [v for _, v in self._ordered()]
 
     def __contains__(self, name: object) -> bool:
         self.load()
