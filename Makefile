@@ -40,9 +40,10 @@ test-arm: setup ## run the emulated Raspberry Pi tier (root, qemu-user-static, d
 test-all: setup ## every tier
 	$(BIN)/pytest -m '' $(PYTEST_ARGS)
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 format: setup ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .

@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .. import cache as cache_mod
 from .. import config as config_mod
 from ..errors import UsageError
+from ..targets import cache as cache_mod
 from ..targets import make_target
 from .common import JsonOpt, emit_json, out, use_json
 

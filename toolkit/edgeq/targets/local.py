@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from ..errors import CommandError, CommandTimeout, ConnectError
 from ..fields import Field, f
-from . import _process, register
+from . import _process, cache, register
 from .base import CommandResult, Target
 
 
@@ -61,8 +61,6 @@ class LocalTarget(Target):
     def _disconnect(self) -> None:
         cap = self.config.get("cache_max_mb")
         if cap:
-            from .. import cache
-
             try:
                 cache.prune(Path(self.workdir_base), max_mb=cap, keep=self.files_used)
             except OSError:
