@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .base import orphaned
+
 #: Unfinished uploads older than this are leftovers (a live upload is younger).
 PART_GRACE_S = 3600.0
 
@@ -75,8 +77,6 @@ def prune(
     """Prune the workdir base `base` (holding `edgeq-cache/` and `run.*/` folders): cache
     files unused for `older_than_days`, then the least recently used until the cache holds
     at most `max_mb` MB (0 or None: no cap), plus leftovers (see the module docstring)."""
-    from .targets.base import orphaned
-
     base = Path(base)
     now = time.time() if now is None else now
     report = PruneReport(str(base), dry_run)
