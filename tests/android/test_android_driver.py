@@ -15,6 +15,7 @@ from edgeq.runners.benchmark_model import (
     BenchmarkModelRunner,
     argv,
     check_binary,
+    delegates_requested,
     detect_emulation,
     elf_info,
     resolve_binary,
@@ -66,7 +67,7 @@ def test_argv_carries_every_option_in_the_tools_spelling():
             "--enable_op_profiling=true",
         ]
     )
-    assert opts.delegates_requested() == ["GPU", "NNAPI"]
+    assert delegates_requested(opts) == ["GPU", "NNAPI"]
 
 
 def test_defaults_leave_the_tools_own_choices():

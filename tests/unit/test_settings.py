@@ -8,6 +8,7 @@ import typer.main
 from edgeq import settings as settings_mod
 from edgeq.cli.main import app
 from edgeq.lab.inventory import RUN_FIELDS
+from edgeq.runners import benchmark_model, option_specs
 from edgeq.settings import SPECS, RunSettings
 from edgeq_device import edgeq_runner
 
@@ -20,7 +21,7 @@ def _cli_params(name: str) -> dict:
 def test_cli_defaults_are_the_settings_defaults():
     for command in ("deploy", "bench"):
         params = _cli_params(command)
-        for spec in SPECS:
+        for spec in option_specs():  # the shared settings and each runner's own
             if spec.cli:
                 assert spec.name in params, (command, spec.name)
                 want = str(spec.default) if spec.many else spec.default  # "1" or "1,2,4"
@@ -28,9 +29,10 @@ def test_cli_defaults_are_the_settings_defaults():
 
 
 def test_lab_run_keys_are_the_settings_with_their_defaults():
-    assert set(RUN_FIELDS) == {s.name for s in SPECS if s.lab}
+    assert set(RUN_FIELDS) == {s.name for s in option_specs() if s.lab}
+    assert {"threads", "use_gpu", "taskset"} <= set(RUN_FIELDS)  # shared and a runner's own
     for name, field in RUN_FIELDS.items():
-        assert field.default == settings_mod.SPEC[name].default, name
+        assert field.default == settings_mod.spec(name).default, name
     # the drift the architecture issue found: one accuracy batch size everywhere
     assert RUN_FIELDS["batch_size"].default == RunSettings().batch_size == 64
 
@@ -49,7 +51,7 @@ def test_runner_argv_round_trips_through_the_runners_parser():
         threads=3, runs=7, min_s=0.25, warmup_runs=2, warmup_min_s=0.0, max_s=9.5,
         batch_size=32, limit=50,
     )  # fmt: skip
-    args = edgeq_runner.parse_args(["m.tflite", *settings_mod.argv(s.validate(), "edgeq")])
+    args = edgeq_runner.parse_args(["m.tflite", *settings_mod.argv(s.validate())])
     for spec in SPECS:
         if spec.runner:
             assert getattr(args, spec.runner.lstrip("-").replace("-", "_")) == getattr(
@@ -62,7 +64,9 @@ def test_native_argv_uses_the_tools_flag_names():
 
     flags = {ln.split('"')[1] for ln in STANDIN.read_text().splitlines() if '": ' in ln}
     s = RunSettings(use_xnnpack=True, use_gpu=True, use_nnapi=True, op_profiling=True)
-    for arg in settings_mod.argv(s, "benchmark_model"):
+    ours = benchmark_model.native_flags(s)
+    assert "--use_gpu=true" in ours and "--enable_op_profiling=true" in ours
+    for arg in ours:
         assert arg.startswith("--") and arg[2:].split("=")[0] in flags, arg
 
 

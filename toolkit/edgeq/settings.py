@@ -1,16 +1,20 @@
 """The run settings, defined once: how a device is measured (threads, timed runs, warm-up,
-accuracy batch, timeouts, benchmark_model switches).
+accuracy batch, timeouts) plus each runner's own options.
 
-`SPECS` is the one definition. From it come the `RunSettings` dataclass, its validator,
-the CLI options `deploy` and `bench` share (`cli_options`), the lab's `[run]` keys
-(`LAB_FIELDS`) and the argv of both runners (`argv(settings, dialect)`). A test checks that
-the device runner's own argparse defaults agree with these.
+`SPECS` is the one definition of the settings every runner shares; a runner declares its
+own options in its class (`Runner.options`, e.g. benchmark_model's delegate switches),
+which registers them here with `declare()`. From `all_specs()` come the `RunSettings`
+values and their validator, the CLI options `deploy` and `bench` share (`cli/options.py`),
+the lab's `[run]` keys (`lab_fields()`) and the device runner's argv (`argv(settings)`;
+every runner renders its own flags). A test checks that the device runner's own argparse
+defaults agree with these.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -30,8 +34,6 @@ class Spec:
     cli: str = ""
     #: the device runner's flag (edgeq_runner.py), "" when it does not take it
     runner: str = ""
-    #: benchmark_model's flag name (without --), "" when it does not take it
-    native: str = ""
     minimum: float | None = None
     exclusive: bool = False
     #: also a key of the lab's [run] table
@@ -39,6 +41,8 @@ class Spec:
     optional: bool = False
     #: several values may be given ("1,2,4"; a list in lab.toml): each is measured
     many: bool = False
+    #: a further check of a (non-None) value: raises UsageError naming the option
+    check: Callable[[Any], None] | None = None
 
     @property
     def field(self) -> Field:
@@ -52,17 +56,17 @@ class Spec:
 SPECS: tuple[Spec, ...] = (
     Spec("threads", int, 1, "Interpreter threads on the device; several (e.g. 1,2,4) are "
          "each measured, and the best one is judged.", "--threads", "--threads",
-         "num_threads", minimum=1, many=True),
-    Spec("runs", int, 100, "Timed inferences (at least).", "--runs", "--runs", "num_runs",
+         minimum=1, many=True),
+    Spec("runs", int, 100, "Timed inferences (at least).", "--runs", "--runs",
          minimum=1),
     Spec("min_s", float, 1.0, "Time the steady state for at least this many seconds.",
-         "--min-s", "--min-s", "min_secs", minimum=0),
+         "--min-s", "--min-s", minimum=0),
     Spec("warmup_runs", int, 10, "Untimed warm-up inferences.", "--warmup-runs",
-         "--warmup-runs", "warmup_runs", minimum=0),
+         "--warmup-runs", minimum=0),
     Spec("warmup_min_s", float, 0.5, "Warm up for at least this many seconds.",
-         "--warmup-min-s", "--warmup-min-s", "warmup_min_secs", minimum=0),
+         "--warmup-min-s", "--warmup-min-s", minimum=0),
     Spec("max_s", float, 60.0, "Stop timing a phase after this many seconds.", "--max-s",
-         "--max-s", "max_secs", minimum=0),
+         "--max-s", minimum=0),
     Spec("batch_size", int, 64, "Accuracy batch size (images per interpreter call).",
          "--batch-size", "--batch-size", minimum=1),
     Spec("limit", int, None, "Evaluate on a deterministic subset of N samples.", "--limit",
@@ -85,28 +89,38 @@ SPECS: tuple[Spec, ...] = (
          minimum=0),
     Spec("accept_invalid", bool, False, "Judge latency even when the run's validity is "
          "invalid (throttled, heated up, frequency changed).", "--accept-invalid"),
-    Spec("use_xnnpack", bool, None, "benchmark_model: XNNPACK on/off (default: its own).",
-         "--use-xnnpack/--no-xnnpack", native="use_xnnpack", optional=True),
-    Spec("use_gpu", bool, False, "benchmark_model: the GPU delegate.", "--use-gpu",
-         native="use_gpu"),
-    Spec("use_nnapi", bool, False, "benchmark_model: the NNAPI delegate.", "--use-nnapi",
-         native="use_nnapi"),
-    Spec("op_profiling", bool, False, "benchmark_model: per-operator profile.",
-         "--op-profiling", native="enable_op_profiling"),
-    Spec("taskset", str, "", "benchmark_model: CPU mask to pin it to, e.g. f0 (big cores).",
-         "--taskset"),
-    Spec("benchmark_binary", str, "", "Run this native benchmark_model (else "
-         "$EDGEQ_BENCHMARK_MODEL for adb targets, or benchmark_binary of the target).",
-         "--benchmark-binary", lab=False),
 )  # fmt: skip
 
 SPEC = {s.name: s for s in SPECS}
-_TASKSET = re.compile(r"(0[xX])?[0-9a-fA-F]+")
+
+#: The runners' own options (`Runner.options`), by name, in declaration order.
+_DECLARED: dict[str, Spec] = {}
 
 
-@dataclass(frozen=True)
+def declare(*specs: Spec) -> tuple[Spec, ...]:
+    """Register a runner's own options (done by `runners.register` from `Runner.options`):
+    they become `RunSettings` values, `deploy`/`bench` options and lab `[run]` keys."""
+    for spec in specs:
+        if spec.name in SPEC or _DECLARED.get(spec.name, spec) != spec:
+            raise ValueError(f"run setting {spec.name!r} is declared twice")
+        _DECLARED[spec.name] = spec
+    return specs
+
+
+def all_specs() -> tuple[Spec, ...]:
+    """The shared settings, then every declared runner option."""
+    return (*SPECS, *_DECLARED.values())
+
+
+def spec(name: str) -> Spec:
+    return SPEC.get(name) or _DECLARED[name]
+
+
+@dataclass(frozen=True, init=False)
 class RunSettings:
-    """How a device is measured. Build with keywords; `validate()` before use."""
+    """How a device is measured. Build with keywords (the shared settings and any runner's
+    declared option, e.g. `RunSettings(threads=2, use_gpu=True)`); `validate()` before
+    use. A runner's options are read like the others (`settings.use_gpu`)."""
 
     threads: int | tuple[int, ...] = SPEC["threads"].default
     runs: int = SPEC["runs"].default
@@ -117,12 +131,6 @@ class RunSettings:
     batch_size: int = SPEC["batch_size"].default
     limit: int | None = SPEC["limit"].default
     timeout: float = SPEC["timeout"].default
-    use_xnnpack: bool | None = SPEC["use_xnnpack"].default
-    use_gpu: bool = SPEC["use_gpu"].default
-    use_nnapi: bool = SPEC["use_nnapi"].default
-    op_profiling: bool = SPEC["op_profiling"].default
-    taskset: str = SPEC["taskset"].default
-    benchmark_binary: str = SPEC["benchmark_binary"].default
     repeat: int = SPEC["repeat"].default
     cooldown_to: float | None = SPEC["cooldown_to"].default
     cooldown_max_s: float = SPEC["cooldown_max_s"].default
@@ -130,33 +138,43 @@ class RunSettings:
     accept_invalid: bool = SPEC["accept_invalid"].default
     agreement: int | None = SPEC["agreement"].default
     agreement_seed: int = SPEC["agreement_seed"].default
+    #: the runners' declared options that were given, as sorted (name, value) pairs
+    options: tuple[tuple[str, Any], ...] = ()
 
-    def __post_init__(self) -> None:
+    def __init__(self, options: Any = (), **values: Any) -> None:
+        given = dict(options)
+        for name in [k for k in values if k not in SPEC]:
+            if name not in _DECLARED:
+                raise TypeError(f"RunSettings got an unknown setting {name!r}")
+            given[name] = values.pop(name)
+        for f in fields(self):
+            if f.name != "options":
+                object.__setattr__(self, f.name, values.get(f.name, f.default))
+        object.__setattr__(self, "options", tuple(sorted(given.items())))
         if isinstance(self.threads, (list, str)):
             object.__setattr__(self, "threads", parse_many(self.threads, "--threads"))
 
+    def __getattr__(self, name: str) -> Any:
+        if name in _DECLARED:
+            return dict(self.options).get(name, _DECLARED[name].default)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def validate(self) -> RunSettings:
         """The settings if every value is in range, else UsageError naming the option."""
-        for spec in SPECS:
+        for spec in all_specs():
             value = getattr(self, spec.name)
             if value is None and spec.optional:
                 continue
             opt = spec.cli.split("/")[0] or spec.name
             for v in value if spec.many and isinstance(value, tuple) else (value,):
                 self._check_number(spec, opt, v)
+            if spec.check is not None and value is not None:
+                spec.check(value)
         if self.pin_governor and not re.fullmatch(r"[a-z][a-z0-9_]*", self.pin_governor):
             raise UsageError(
                 f"--pin-governor {self.pin_governor!r} is not a governor name (e.g. "
                 f"performance, schedutil, ondemand)"
             )
-        if self.taskset:
-            if not _TASKSET.fullmatch(self.taskset):
-                raise UsageError(
-                    f"taskset mask {self.taskset!r} is not a hexadecimal CPU mask (e.g. f0 for "
-                    f"cores 4-7, the big cores of many phones)"
-                )
-            if int(self.taskset, 16) == 0:
-                raise UsageError("taskset mask 0 selects no CPU; use e.g. f0")
         return self
 
     @staticmethod
@@ -184,23 +202,12 @@ class RunSettings:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {s.name: getattr(self, s.name) for s in all_specs()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSettings:
         """From a mapping that may hold other keys too (they are ignored)."""
-        return cls(**{k: values[k] for k in SPEC if k in values})
-
-    def delegates_requested(self) -> list[str]:
-        return [
-            name
-            for name, on in (
-                ("XNNPACK", self.use_xnnpack),
-                ("GPU", self.use_gpu),
-                ("NNAPI", self.use_nnapi),
-            )
-            if on
-        ]
+        return cls(**{s.name: values[s.name] for s in all_specs() if s.name in values})
 
 
 def parse_many(value: Any, opt: str) -> int | tuple[int, ...]:
@@ -221,32 +228,26 @@ def parse_many(value: Any, opt: str) -> int | tuple[int, ...]:
 DEFAULT_AGREEMENT = 32
 
 
-#: The lab's [run] keys (lab.toml), with the same defaults and bounds.
-LAB_FIELDS: dict[str, Field] = {s.name: s.field for s in SPECS if s.lab}
+def lab_fields() -> dict[str, Field]:
+    """The lab's [run] keys (lab.toml), with the same defaults and bounds."""
+    return {s.name: s.field for s in all_specs() if s.lab}
 
 
-def argv(settings: RunSettings, dialect: str) -> list[str]:
-    """The measuring flags for a runner: `edgeq` (the device runner's `--threads 1 …`) or
-    `benchmark_model` (`--num_threads=1 …`). Values that are unset are not passed."""
+def argv(settings: RunSettings) -> list[str]:
+    """The device runner's measuring flags (`--threads 1 …`, edgeq_runner.py's own); values
+    that are unset are not passed. Other runners render their own (see `Runner.options`)."""
     out: list[str] = []
     if isinstance(settings.threads, tuple):
         raise ValueError("argv of one run: measure each thread setting separately")
-    for spec in SPECS:
+    for spec in all_specs():
         value = getattr(settings, spec.name)
-        if value is None:
-            continue
-        if dialect == "edgeq" and spec.runner:
-            out += [spec.runner, _text(value)]
-        elif dialect == "benchmark_model" and spec.native:
-            if spec.type is bool and value is False and spec.default is False:
-                continue  # switches that are off are left to the tool's default
-            out.append(f"--{spec.native}={_text(value)}")
-        elif dialect not in ("edgeq", "benchmark_model"):
-            raise ValueError(f"unknown argv dialect {dialect!r}")
+        if value is not None and spec.runner:
+            out += [spec.runner, text(value)]
     return out
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A value as a command-line word (true/false, 1, 0.25)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):

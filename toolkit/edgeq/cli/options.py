@@ -1,6 +1,6 @@
 """Options several commands share, generated from their one definition.
 
-`run_settings_options` adds one CLI option per run setting (`edgeq.settings.SPECS`: names,
+`run_settings_options` adds one CLI option per run setting (`runners.option_specs()`: names,
 defaults and help come from there) to a command and hands the command a validated
 `RunSettings` as its `settings` argument — so `deploy`, `bench` and every later measuring
 command take the same options with the same defaults as the lab's `[run]` table and the
@@ -23,7 +23,8 @@ from typing import Annotated, Any
 import typer
 
 from .. import quantmodes
-from ..settings import SPECS, RunSettings
+from ..runners import option_specs
+from ..settings import RunSettings
 
 
 def _annotation(spec) -> Any:
@@ -57,12 +58,13 @@ def run_settings_options(
         for name, (annotation, default) in packs.items()
     ]
     taken = {p.name for p in own + common}
+    specs = option_specs()  # the shared settings and every runner's own
     added = [
         inspect.Parameter(
             s.name, keyword, default=str(s.default) if s.many else s.default,
             annotation=_annotation(s),
         )
-        for s in SPECS
+        for s in specs
         if s.cli and s.name not in taken
     ]  # fmt: skip
     # the command's own arguments first, then the shared options, the settings, --json
@@ -72,7 +74,7 @@ def run_settings_options(
 
     @functools.wraps(func)
     def command(**kw: Any) -> Any:
-        values = {s.name: kw.pop(s.name) for s in SPECS if s.name in kw and s.name not in taken}
+        values = {s.name: kw.pop(s.name) for s in specs if s.name in kw and s.name not in taken}
         if packs:
             kw["opts"] = SimpleNamespace(**{name: kw.pop(name) for name in packs})
         return func(settings=RunSettings(**values).validate(), **kw)

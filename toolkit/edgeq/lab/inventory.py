@@ -35,6 +35,7 @@ from ..devicelock import lock_dir_of
 from ..errors import ConfigError
 from ..fields import Field, read_toml, validate_partial, validate_section
 from ..models.recipe import MODEL_FIELDS
+from ..runners import option_specs
 from ..targets import TRANSPORTS
 from ..targets.local import LocalTarget
 from .backends import Backend, backend_class, scheme_of
@@ -76,8 +77,9 @@ LAB_FIELDS: dict[str, Field] = {
     "backoff_s": Field(NUM, 5, "first retry delay; doubles on each further retry"),
 }
 
-#: The runner settings: the same keys, defaults and bounds as `edgeq deploy`'s options.
-RUN_FIELDS: dict[str, Field] = settings_mod.LAB_FIELDS
+#: The runner settings: the same keys, defaults and bounds as `edgeq deploy`'s options (the
+#: shared settings and each runner's own, see `runners.option_specs`).
+RUN_FIELDS: dict[str, Field] = {s.name: s.field for s in option_specs() if s.lab}
 
 #: Metrics the regression check can watch (see regress.METRICS for direction and kind).
 REGRESSION_METRICS = (

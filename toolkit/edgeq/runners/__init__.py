@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .. import settings as settings_mod
 from ..errors import ConfigError
 from ..fields import Field, TargetConfig, f
 from ..registry import Registry
@@ -26,8 +27,19 @@ RUNNERS: Registry[type[Runner]] = Registry(
     "runner", error=ConfigError, package=__name__, modules=("benchmark_model", "python")
 )
 
-#: Class decorator: make `cls` the runner called `cls.name`.
-register = RUNNERS.register
+
+def register(cls: type[Runner]) -> type[Runner]:
+    """Class decorator: make `cls` the runner called `cls.name`, and its own `options` run
+    settings (CLI options of deploy/bench, lab [run] keys)."""
+    RUNNERS.register(cls)
+    settings_mod.declare(*cls.options)
+    return cls
+
+
+def option_specs() -> tuple[settings_mod.Spec, ...]:
+    """Every run setting: the shared ones and each registered runner's own."""
+    RUNNERS.load()
+    return settings_mod.all_specs()
 
 
 def runner_fields() -> dict[str, Field]:

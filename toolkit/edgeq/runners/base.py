@@ -9,8 +9,9 @@ an `edgeq.run/1` document. It judges nothing on the host: what only the host can
 target picks one with `runner = "auto" | "python" | "benchmark_model"`.
 
 To add a runner: a module in this package with a `@register`ed `Runner` subclass (its
-`name`, the target keys it reads in `fields`, `configured()` for `auto`, `check()` and
-`measure()`), and its module name in `runners/__init__.py`.
+`name`, the target keys it reads in `fields`, its own run settings in `options`,
+`configured()` for `auto`, `check()` and `measure()`), and its module name in
+`runners/__init__.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, ClassVar
 from ..errors import EdgeqError
 from ..fields import Field, TargetConfig
 from ..progress import Progress
-from ..settings import RunSettings
+from ..settings import RunSettings, Spec
 from ..targets import Target
 
 
@@ -132,6 +133,10 @@ class Runner(ABC):
     fields: ClassVar[dict[str, Field]] = {}
     #: Which of those keys hold host-side paths.
     path_fields: ClassVar[tuple[str, ...]] = ()
+    #: Run settings of this runner's own (e.g. benchmark_model's delegate switches): each
+    #: becomes a `deploy`/`bench` option, a lab [run] key and a `RunSettings` value; the
+    #: runner renders them into its command line itself.
+    options: ClassVar[tuple[Spec, ...]] = ()
     #: `runner = "auto"` asks the runners in this order (lowest first) whether they are
     #: `configured()` for the target; the fallback says yes to every target.
     auto_order: ClassVar[int] = 50

@@ -25,6 +25,7 @@ device needs no Python at all for this runner.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import struct
 import tempfile
@@ -41,13 +42,57 @@ from ..fields import Field, TargetConfig, f
 from ..fsutil import sha256_file
 from ..progress import Progress, say
 from ..results import RUN_SCHEMA, parse_run, validate_run
-from ..settings import RunSettings
+from ..settings import RunSettings, Spec
 from ..targets import Target, quote_argv
 from . import register
 from .base import Health, Job, Measurement, Runner
 from .python import environment_checks, probe
 
 BINARY_ENV = "EDGEQ_BENCHMARK_MODEL"
+_TASKSET = re.compile(r"(0[xX])?[0-9a-fA-F]+")
+
+
+def _check_taskset(mask: str) -> None:
+    if not mask:
+        return
+    if not _TASKSET.fullmatch(mask):
+        raise UsageError(
+            f"taskset mask {mask!r} is not a hexadecimal CPU mask (e.g. f0 for "
+            f"cores 4-7, the big cores of many phones)"
+        )
+    if int(mask, 16) == 0:
+        raise UsageError("taskset mask 0 selects no CPU; use e.g. f0")
+
+
+#: This runner's own run settings (`deploy`/`bench` options and lab [run] keys).
+OPTIONS: tuple[Spec, ...] = (
+    Spec("use_xnnpack", bool, None, "benchmark_model: XNNPACK on/off (default: its own).",
+         "--use-xnnpack/--no-xnnpack", optional=True),
+    Spec("use_gpu", bool, False, "benchmark_model: the GPU delegate.", "--use-gpu"),
+    Spec("use_nnapi", bool, False, "benchmark_model: the NNAPI delegate.", "--use-nnapi"),
+    Spec("op_profiling", bool, False, "benchmark_model: per-operator profile.",
+         "--op-profiling"),
+    Spec("taskset", str, "", "benchmark_model: CPU mask to pin it to, e.g. f0 (big cores).",
+         "--taskset", check=_check_taskset),
+    Spec("benchmark_binary", str, "", "Run this native benchmark_model (else "
+         "$EDGEQ_BENCHMARK_MODEL for adb targets, or benchmark_binary of the target).",
+         "--benchmark-binary", lab=False),
+)  # fmt: skip
+
+#: benchmark_model's flag (without --) for each setting it takes, in its argv order.
+NATIVE_FLAGS = {
+    "threads": "num_threads",
+    "runs": "num_runs",
+    "min_s": "min_secs",
+    "warmup_runs": "warmup_runs",
+    "warmup_min_s": "warmup_min_secs",
+    "max_s": "max_secs",
+    "use_xnnpack": "use_xnnpack",
+    "use_gpu": "use_gpu",
+    "use_nnapi": "use_nnapi",
+    "op_profiling": "enable_op_profiling",
+}
+
 RUNNER_NAME = "benchmark_model"
 #: The official nightly builds (https://ai.google.dev/edge/litert/models/measurement).
 NIGHTLY_URL = (
@@ -238,7 +283,7 @@ def environment(facts: dict[str, str], settings: RunSettings, log: BenchmarkLog 
         "runtime_version": None,
         "threads": settings.threads,
         "taskset": settings.taskset or None,
-        "delegates_requested": settings.delegates_requested(),
+        "delegates_requested": delegates_requested(settings),
         "delegates_applied": log.delegates if log else [],
         "emulated": emulated,
         "emulation_evidence": evidence,
@@ -275,7 +320,7 @@ def accuracy_on_device(target: Target, remote_model: str, job: Job) -> dict[str,
         remote_data,
         "--out",
         out_remote,
-        *settings_mod.argv(quick, "edgeq"),
+        *settings_mod.argv(quick),
     ]
     res = target.run(argv, timeout=job.settings.timeout, check=False, killable=True)
     with tempfile.TemporaryDirectory(prefix="edgeq-acc-") as tmp:
@@ -351,10 +396,39 @@ def _failure(target: Target, res: Any, log_text: str, settings: RunSettings, fac
     return f"{target.name}: benchmark_model failed (exit {res.exit_code}): {detail}{hint}"
 
 
+def native_flags(settings: RunSettings) -> list[str]:
+    """The measuring flags as benchmark_model spells them (`--num_threads=1 …`): the shared
+    settings it takes and its own options; unset values and switches that are off are left
+    to the tool's default."""
+    if isinstance(settings.threads, tuple):
+        raise ValueError("argv of one run: measure each thread setting separately")
+    out: list[str] = []
+    for name, flag in NATIVE_FLAGS.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) and value is False and settings_mod.spec(name).default is False:
+            continue
+        out.append(f"--{flag}={settings_mod.text(value)}")
+    return out
+
+
+def delegates_requested(settings: RunSettings) -> list[str]:
+    return [
+        name
+        for name, on in (
+            ("XNNPACK", settings.use_xnnpack),
+            ("GPU", settings.use_gpu),
+            ("NNAPI", settings.use_nnapi),
+        )
+        if on
+    ]
+
+
 def argv(settings: RunSettings, binary: str, model: str) -> list[str]:
     """The device command as an argv list (quote it with `quote_argv`)."""
     prefix = ["taskset", settings.taskset] if settings.taskset else []
-    return [*prefix, binary, f"--graph={model}", *settings_mod.argv(settings, "benchmark_model")]
+    return [*prefix, binary, f"--graph={model}", *native_flags(settings)]
 
 
 def to_run_document(
@@ -471,6 +545,7 @@ class BenchmarkModelRunner(Runner):
         ),
     }
     path_fields = ("benchmark_binary",)
+    options = OPTIONS
 
     @classmethod
     def configured(cls, tcfg: TargetConfig, settings: RunSettings) -> bool:

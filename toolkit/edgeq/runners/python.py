@@ -204,7 +204,7 @@ class PythonRunner(Runner):
             remote_model,
             "--out",
             out,
-            *settings_mod.argv(job.settings, "edgeq"),
+            *settings_mod.argv(job.settings),
         ]
         if remote_data:
             argv += ["--data", remote_data]
