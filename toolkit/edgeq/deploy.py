@@ -20,11 +20,11 @@ from typing import Any
 
 from . import __version__, fsutil, hostjudge, manifest
 from . import measure as measure_mod
-from .budget import Budget, judge
+from .budget import judge
 from .errors import EdgeqError, ModelError, RunnerError, UsageError
 from .fields import TargetConfig
 from .paths import cache_root
-from .prepare import DeployRequest, Staged, prepare
+from .prepare import DeployRequest, prepare
 from .progress import Progress, say
 from .results import DeployResult
 from .runners import Job, Measurement, Runner, choose
@@ -103,30 +103,19 @@ def device_lock(target_cfg: TargetConfig, wait: bool = True, timeout_s: float = 
 def deploy(
     target_cfg: TargetConfig,
     artifact: Path,
-    dataset: str = "mnist",
-    data_path: Path | None = None,
-    budget: Budget | None = None,
-    settings: RunSettings | None = None,
-    keep: bool = False,
-    results_dir: Path | None = Path("results"),
+    *args: Any,
     progress: Progress | None = None,
-    with_data: bool = True,
-    input_shapes: list[str] | tuple[str, ...] | None = None,
-    data_options: dict[str, Any] | None = None,
-    probe: bool = True,
-    staged: Staged | None = None,
+    **kwargs: Any,
 ) -> DeployResult:
-    """Measure `artifact` on the target and judge it (budget None: measure only).
+    """Measure `artifact` on the target and judge it (budget None: measure only); takes
+    the arguments of `prepare.prepare`.
 
     Everything that can be checked on the host is checked before anything is pushed (see
     `prepare.prepare`; `staged`: what the lab staged for the model already). If saving
     still fails at the end, the result goes to a fallback folder (`host.saved_to` says
     where). If edgeq fails after the measurement (a bug), what was measured is saved as a
     partial record."""
-    request = prepare(
-        target_cfg, artifact, dataset, data_path, budget, settings, keep, results_dir,
-        progress, with_data, input_shapes, data_options, probe, staged,
-    )  # fmt: skip
+    request = prepare(target_cfg, artifact, *args, progress=progress, **kwargs)
     return run_request(request, progress)
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import sys
 import traceback
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -34,6 +35,10 @@ state = _State()
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")
+]
+BudgetOpt = Annotated[
+    Path | None,
+    typer.Option("--budget", help="Budget TOML (default: the [budget] table of the config)."),
 ]
 
 

@@ -18,7 +18,7 @@ from ..errors import EXIT_FAILED
 from ..results import DeployResult
 from ..settings import RunSettings
 from ..targets import make_target
-from .common import JsonOpt, emit_json, out, use_json
+from .common import BudgetOpt, JsonOpt, emit_json, out, use_json
 from .options import run_settings_options
 from .progress import progress_printer, training_bar
 
@@ -113,10 +113,7 @@ def deploy(
         Path | None,
         typer.Option("--model", help="A .tflite artifact. Default: train + convert per [model]."),
     ] = None,
-    budget: Annotated[
-        Path | None,
-        typer.Option("--budget", help="Budget TOML (default: the [budget] table of the config)."),
-    ] = None,
+    budget: BudgetOpt = None,
     results_dir: Annotated[
         Path, typer.Option("--results", help="Folder for the saved result JSON.")
     ] = Path("results"),
@@ -126,24 +123,7 @@ def deploy(
     settings: RunSettings,
 ) -> None:
     """Take a model to a verdict on a device: push, run, pull, judge against the budget."""
-    use_json(json_out)
-    cfg = config_mod.load(opts.config)
-    tcfg = cfg.target(opts.target)
-    bud = Budget.load(budget, cfg.budget)
-    say = _progress(json_out)
-    if model is None:
-        model_cfg = {**cfg.model, "dataset": opts.dataset or cfg.model["dataset"]}
-        with training_bar() as bar:
-            model = prepare_mod.prepare_artifact(
-                model_cfg, opts.data or _config_data(cfg), say, bar
-            )
-    res = _measured(cfg, tcfg, opts, model, bud, settings, results_dir, say)
-    if json_out:
-        emit_json({"ok": res.verdict.passed, **res.to_dict()})
-    else:
-        print_result(res)
-    if not res.verdict.passed:
-        raise typer.Exit(EXIT_FAILED)
+    _measure_command(opts, settings, json_out, model, results_dir, budget_path=budget, judge=True)
 
 
 @run_settings_options(shared=MEASURING)
@@ -155,15 +135,39 @@ def bench(
     settings: RunSettings,
 ) -> None:
     """Measure a model on a device (latency, accuracy, memory) without judging it."""
+    _measure_command(opts, settings, json_out, model, None, budget_path=None, judge=False)
+
+
+def _measure_command(
+    opts,
+    settings: RunSettings,
+    json_out: bool,
+    model: Path | None,
+    results_dir: Path | None,
+    budget_path: Path | None,
+    judge: bool,
+) -> None:
+    """The body of deploy (judge) and bench (measure only): config, target, the model
+    (trained and converted per [model] when none is given), the measurement, the output."""
     use_json(json_out)
     cfg = config_mod.load(opts.config)
     tcfg = cfg.target(opts.target)
+    bud = Budget.load(budget_path, cfg.budget) if judge else None
     say = _progress(json_out)
-    res = _measured(cfg, tcfg, opts, model, None, settings, None, say)
+    if model is None:
+        model_cfg = {**cfg.model, "dataset": opts.dataset or cfg.model["dataset"]}
+        with training_bar() as bar:
+            model = prepare_mod.prepare_artifact(
+                model_cfg, opts.data or _config_data(cfg), say, bar
+            )
+    res = _measured(cfg, tcfg, opts, model, bud, settings, results_dir, say)
+    passed = res.verdict.passed if judge else True
     if json_out:
-        emit_json({"ok": True, **res.to_dict()})
+        emit_json({"ok": passed, **res.to_dict()})
     else:
         print_result(res)
+    if not passed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _measured(cfg, tcfg, opts, model, budget, settings, results_dir, say) -> DeployResult:
@@ -179,7 +183,7 @@ def _measured(cfg, tcfg, opts, model, budget, settings, results_dir, say) -> Dep
             settings,
             opts.keep,
             results_dir,
-            say,
+            progress=say,
             with_data=not opts.no_data,
             input_shapes=opts.input_shape,
             data_options=cfg.data,

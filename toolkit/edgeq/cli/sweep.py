@@ -14,7 +14,7 @@ from .. import config as config_mod
 from .. import sweep as sweep_mod
 from ..budget import Budget
 from ..settings import RunSettings
-from .common import JsonOpt, emit_json, out, use_json
+from .common import BudgetOpt, JsonOpt, emit_json, out, use_json
 from .options import run_settings_options
 from .pipeline import DataOpt
 from .progress import progress_printer, steps_bars, training_bar
@@ -27,10 +27,7 @@ def register(app: typer.Typer) -> None:
 @run_settings_options
 def sweep(
     target: Annotated[str, typer.Option("--target", "-t", help="Target name from edgeq.toml.")],
-    budget: Annotated[
-        Path | None,
-        typer.Option("--budget", help="Budget TOML (default: the [budget] table of the config)."),
-    ] = None,
+    budget: BudgetOpt = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for sweep.json, sweep.md and pareto.png.")
     ] = Path("out/sweep"),
