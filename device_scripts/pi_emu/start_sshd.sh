@@ -229,15 +229,23 @@ EOF
     print_info "$state"
 }
 
-cmd_stop() {
-    local state=""
+# The one argument of stop and status: --state DIR (printed).
+state_arg() {
+    local cmd=$1 state=""
+    shift
     while [ $# -gt 0 ]; do
         case "$1" in
             --state) state=${2:?}; shift 2 ;;
-            *) die "stop: unknown argument $1" ;;
+            *) die "$cmd: unknown argument $1" ;;
         esac
     done
-    [ -n "$state" ] || die "stop needs --state"
+    [ -n "$state" ] || die "$cmd needs --state"
+    printf '%s\n' "$state"
+}
+
+cmd_stop() {
+    local state
+    state=$(state_arg stop "$@") || exit 1
     [ -d "$state" ] || { log "no state dir $state; nothing to stop"; return 0; }
     state=$(cd "$state" && pwd -P)
     local pid="" root="" i p
@@ -280,14 +288,8 @@ cmd_stop() {
 }
 
 cmd_status() {
-    local state=""
-    while [ $# -gt 0 ]; do
-        case "$1" in
-            --state) state=${2:?}; shift 2 ;;
-            *) die "status: unknown argument $1" ;;
-        esac
-    done
-    [ -n "$state" ] || die "status needs --state"
+    local state
+    state=$(state_arg status "$@") || exit 1
     if [ -f "$state/sshd.pid" ] && pid_is_sshd "$(cat "$state/sshd.pid")"; then
         print_info "$(cd "$state" && pwd -P)"
     else

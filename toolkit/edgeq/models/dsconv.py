@@ -14,12 +14,8 @@ from .. import tfenv
 from .base import Family, channels, gap_classifier, register
 
 
-def build_dsconv(
-    width: float = 1.0,
-    input_shape: tuple[int, int, int] = (28, 28, 1),
-    num_classes: int = 10,
-    dropout: float = 0.0,
-):
+def build_dsconv(width: float, input_shape: tuple[int, int, int], num_classes: int, dropout: float):
+    """Called through the registry (`models.build`), which supplies every argument."""
     keras = tfenv.keras()
     layers = keras.layers
     FAMILY.check_width(width)

@@ -34,6 +34,7 @@ from ..errors import (
     CommandTimeout,
     ConnectError,
     DeviceError,
+    EdgeqError,
     tail,
 )
 from ..fields import Field, f
@@ -211,9 +212,9 @@ class AdbTarget(Target):
                 f"(see `adb devices`)"
             )
         if "device unauthorized" in msg:
-            return self._unauthorized_error(who)
+            return self._refusal("unauthorized", who)
         if "device offline" in msg:
-            return self._offline_error(who)
+            return self._refusal("offline", who)
         m = re.search(r"device '([^']*)' not found", msg)
         if m:
             return ConnectError(
@@ -222,7 +223,7 @@ class AdbTarget(Target):
                 f"{self.config.where}"
             )
         if "insufficient permissions" in msg or "no permissions" in msg:
-            return self._permission_error(who)
+            return self._refusal("permission", who)
         if re.search(r"error: (closed|protocol fault)", msg):
             return ConnectError(
                 f"{self.name}: the adb connection to {who} was lost ({tail(text, 1)}); check "
@@ -230,31 +231,36 @@ class AdbTarget(Target):
             )
         return None
 
+    #: what each adb refusal means, and the fix: (error class, message after "NAME: ")
+    _REFUSALS: ClassVar[dict[str, tuple[type[EdgeqError], str]]] = {
+        "offline": (
+            ConnectError,
+            "device {serial} is offline; reconnect the cable (or run `adb reconnect offline`), "
+            "wait until `adb devices` shows it as 'device'",
+        ),
+        "unauthorized": (
+            AuthError,
+            "device {serial} has not authorized this computer; unlock the phone and accept the "
+            "RSA key prompt 'Allow USB debugging?' (no prompt? Developer options > Revoke USB "
+            "debugging authorizations, then replug)",
+        ),
+        "permission": (
+            ConnectError,
+            "no permission to open the USB device {serial}; install udev rules (Debian: sudo "
+            "apt-get install android-sdk-platform-tools-common), replug, and restart the server "
+            "as your user (`adb kill-server; adb devices`)",
+        ),
+    }
+
+    def _refusal(self, kind: str, serial: str) -> EdgeqError:
+        cls, text = self._REFUSALS[kind]
+        return cls(f"{self.name}: " + text.format(serial=serial))
+
     def _no_device_error(self) -> ConnectError:
         return ConnectError(
             f"{self.name}: no Android device is attached to the adb server at "
             f"{self.server_address()}; plug the phone in with USB debugging enabled "
             f"(Settings > Developer options) and check `adb devices`"
-        )
-
-    def _offline_error(self, serial: str) -> ConnectError:
-        return ConnectError(
-            f"{self.name}: device {serial} is offline; reconnect the cable (or run "
-            f"`adb reconnect offline`), wait until `adb devices` shows it as 'device'"
-        )
-
-    def _unauthorized_error(self, serial: str) -> AuthError:
-        return AuthError(
-            f"{self.name}: device {serial} has not authorized this computer; unlock the phone "
-            f"and accept the RSA key prompt 'Allow USB debugging?' (no prompt? Developer "
-            f"options > Revoke USB debugging authorizations, then replug)"
-        )
-
-    def _permission_error(self, serial: str) -> ConnectError:
-        return ConnectError(
-            f"{self.name}: no permission to open the USB device {serial}; install udev rules "
-            f"(Debian: sudo apt-get install android-sdk-platform-tools-common), replug, and "
-            f"restart the server as your user (`adb kill-server; adb devices`)"
         )
 
     # ------------------------------------------------------------------ connection
@@ -298,11 +304,11 @@ class AdbTarget(Target):
         else:
             device = devices[0]
         if device.state == "unauthorized":
-            raise self._unauthorized_error(device.serial)
+            raise self._refusal("unauthorized", device.serial)
         if device.state == "offline":
-            raise self._offline_error(device.serial)
+            raise self._refusal("offline", device.serial)
         if device.state.startswith("no permissions"):
-            raise self._permission_error(device.serial)
+            raise self._refusal("permission", device.serial)
         if device.state != "device":
             raise ConnectError(
                 f"{self.name}: device {device.serial} is in state {device.state!r}, not "

@@ -110,29 +110,23 @@ def trend_figure(result: dict[str, Any]):
                 label=name if metric.startswith("latency") else None,
             )
             bad = [(x, p) for x, p in pts if p["status"] == "fail" and metric not in p["regressed"]]
-            if bad:
-                ax.scatter(
-                    [x for x, _ in bad],
-                    [p[metric] * scale for _, p in bad],
-                    marker="x",
-                    s=40,
-                    color=fail,
-                    zorder=4,
-                    label="run failed (another check)" if metric == metrics[0] else None,
-                )
             reg = [(x, p) for x, p in pts if metric in p["regressed"]]
+            first = metric == metrics[0]
+            marks = (
+                (bad, {"marker": "x", "s": 40, "color": fail, "zorder": 4},
+                 "run failed (another check)"),
+                (reg, {"marker": "^", "s": 90, "facecolor": fail, "edgecolor": "black",
+                       "lw": 0.6, "zorder": 5}, "regression"),
+            )  # fmt: skip
+            for which, style, label in marks:
+                if which:
+                    ax.scatter(
+                        [x for x, _ in which],
+                        [p[metric] * scale for _, p in which],
+                        label=label if first else None,
+                        **style,
+                    )
             if reg:
-                ax.scatter(
-                    [x for x, _ in reg],
-                    [p[metric] * scale for _, p in reg],
-                    marker="^",
-                    s=90,
-                    facecolor=fail,
-                    edgecolor="black",
-                    lw=0.6,
-                    zorder=5,
-                    label="regression" if metric == metrics[0] else None,
-                )
                 x0, p0 = reg[0]
                 ax.annotate(
                     f"regression ({name})",
