@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_FAILED, EXIT_OK, UsageError
+from .lab.history import History
 from .stats import Difference, quantile_difference
 
 METRICS = ("p50", "p90")
@@ -92,7 +93,6 @@ def load(spec: str, db: Path | None) -> dict[tuple[str, str], Side]:
             f"{spec!r} is neither a result file nor, without a lab history (--db or "
             f"--inventory), a run id"
         )
-    from .lab.history import History
 
     with History(Path(db)) as h:
         rows = h.results(run_id=spec, full=True)

@@ -24,8 +24,12 @@ from typing import Any
 
 from .budget import BUDGET_FIELDS, load_budget_file
 from .errors import ConfigError
+from .evaldata import DATA_FIELDS
 from .fields import Field, TargetConfig, check_value, f, read_toml, validate_section
 from .models.recipe import MODEL_FIELDS
+from .runners import runner_class, runner_fields, runner_path_fields
+from .targets import TRANSPORTS, transport_class, transport_fields
+from .targets.local import LocalTarget
 
 __all__ = [
     "BUDGET_FIELDS",
@@ -58,8 +62,6 @@ _f = f  # the shorthand for declaring a Field
 def target_fields(transport: str) -> dict[str, Field]:
     """Every key a `[targets.NAME]` table of this transport may hold: the common keys,
     the transport's own (from its module in edgeq.targets) and the runners' (edgeq.runners)."""
-    from .runners import runner_fields
-    from .targets import transport_fields
 
     return {**transport_fields(transport), **runner_fields()}
 
@@ -107,8 +109,6 @@ def validate_target(
 ) -> TargetConfig:
     """A `[targets.NAME]` table (or a lab's `[devices.NAME]`, with `section`) validated
     against the keys its transport and the runners declare."""
-    from .runners import runner_class, runner_path_fields
-    from .targets import TRANSPORTS, transport_class
 
     section = section or f"targets.{name}"
     where = where or f"{source} [{section}]"
@@ -182,8 +182,6 @@ def load(path: Path | None = None) -> Config:
     for name, traw in raw_targets.items():
         targets[name] = validate_target(name, traw, src)
         if name == "local":
-            from .targets.local import LocalTarget
-
             LocalTarget.this_interpreter(targets[name].values)
     budget = validate_section(f"{src} [budget]", raw.get("budget", {}), BUDGET_FIELDS)
     model = validate_section(f"{src} [model]", raw.get("model", {}), MODEL_FIELDS)
@@ -191,7 +189,6 @@ def load(path: Path | None = None) -> Config:
     inventory = lab["inventory"]
     if found and "://" not in inventory and not Path(inventory).expanduser().is_absolute():
         lab["inventory"] = str(found.parent / inventory)
-    from .evaldata import DATA_FIELDS
 
     data = validate_section(f"{src} [data]", raw.get("data", {}), DATA_FIELDS)
     if found and data["path"] and not Path(data["path"]).expanduser().is_absolute():

@@ -21,6 +21,7 @@ from typing import Any
 from . import __version__, fsutil, hostjudge, manifest
 from . import measure as measure_mod
 from .budget import judge
+from .devicelock import DeviceLock, default_lock_dir
 from .errors import EdgeqError, ModelError, RunnerError, UsageError
 from .fields import TargetConfig
 from .paths import cache_root
@@ -85,8 +86,6 @@ def device_lock(target_cfg: TargetConfig, wait: bool = True, timeout_s: float = 
     longer than `timeout_s`, or at once with `wait=False`."""
     import os
     import sys
-
-    from .devicelock import DeviceLock, default_lock_dir
 
     return DeviceLock(
         make_target(target_cfg).identity(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .agreement import Reference, agreement, host_accuracy, reference_for
 from .errors import EdgeqError
 from .progress import Progress, say
 from .runners import Job, Measurement
@@ -29,7 +30,6 @@ def after_measuring(got: Measurement, job: Job, progress: Progress | None = None
 def judge_agreement(got: Measurement, job: Job, progress: Progress | None = None) -> None:
     """Compare the outputs the device saved in agreement mode with the host reference on
     the same seeded inputs; the report (or the error) goes into `run["agreement"]`."""
-    from .agreement import Reference, agreement, reference_for
 
     if not job.agreement or "agreement" not in got.run:
         return  # not asked for, or a runner that returns no outputs (deploy notes it)
@@ -54,7 +54,6 @@ def judge_agreement(got: Measurement, job: Job, progress: Progress | None = None
 def accuracy_on_host(got: Measurement, job: Job, progress: Progress | None = None) -> None:
     """Top-1 of the same artifact (same sha256) on this host, when the runner could not
     measure it on the device (`got.host_accuracy` says why)."""
-    from .agreement import host_accuracy
 
     reason = got.host_accuracy
     if reason is None or job.eval_npz is None:

@@ -35,8 +35,15 @@ from . import prepare as prepare_mod
 from .budget import Budget
 from .errors import EXIT_FAILED, EXIT_OK, ConfigError, EdgeqError, UsageError
 from .fields import Field, TargetConfig, validate_section
+from .lab import regress
+from .lab.history import History, provenance, utc_now
+from .lab.records import ResultRecord, describe, new_run_id, with_deploy
+from .lab.report import document, plots
+from .lab.report import pareto_front as front
+from .lab.scheduler import judge_and_record
 from .progress import Progress, say
 from .settings import RunSettings
+from .targets import make_target
 
 SCHEMA = "edgeq.sweep/1"
 OBJECTIVES = ("size", "latency", "accuracy")
@@ -162,7 +169,6 @@ class Outcome:
 
 def pareto_front(points: list[Outcome], x: str, y: str = "accuracy") -> list[str]:
     """Keys of the outcomes no other beats (lower `x`, higher `y`)."""
-    from .lab.report import pareto_front as front
 
     have = [p for p in points if getattr(p, x) is not None and getattr(p, y) is not None]
     rows = [{x: getattr(p, x), y: getattr(p, y)} for p in have]
@@ -283,10 +289,6 @@ def to_markdown(res: SweepResult) -> str:
 
 def _record(history, run_id: str, tcfg: TargetConfig, art, res, c: Candidate, started: str):
     """One candidate as a lab result (budget and regression checks), in one transaction."""
-    from .lab import regress
-    from .lab.records import ResultRecord, with_deploy
-    from .lab.scheduler import judge_and_record
-    from .targets import make_target
 
     target = make_target(tcfg)
     base = ResultRecord(
@@ -306,9 +308,6 @@ def _record(history, run_id: str, tcfg: TargetConfig, art, res, c: Candidate, st
 
 
 def _record_error(history, run_id: str, tcfg: TargetConfig, c: Candidate, exc, started: str):
-    from .lab import regress
-    from .lab.records import ResultRecord, describe
-    from .lab.scheduler import judge_and_record
 
     rec = ResultRecord(
         run_id=run_id,
@@ -343,8 +342,6 @@ def run_sweep(
     command: str = "",
 ) -> SweepResult:
     """Train, convert, deploy and judge every candidate; resumable from `out_dir`."""
-    from .lab.history import History, provenance, utc_now
-    from .lab.records import new_run_id
 
     if objective not in OBJECTIVES:
         raise UsageError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -454,7 +451,6 @@ def _cand(key: str, grid: Grid) -> Candidate | None:
 
 
 def _write_outputs(result: SweepResult, history, budget: Budget) -> None:
-    from .lab.report import document, plots
 
     fsutil.write_json(result.out_dir / "sweep.json", result.to_dict())
     fsutil.write_text(result.out_dir / "sweep.md", to_markdown(result))

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import compare as compare_mod
+from ..lab.inventory import load_inventory
 from .common import JsonOpt, emit_json, out, use_json
 
 
@@ -57,8 +58,6 @@ def compare(
     latency (a bootstrap of the difference of medians) and a one-line conclusion."""
     use_json(json_out)
     if db is None and inventory is not None:
-        from ..lab.inventory import load_inventory
-
         db = load_inventory(inventory, discover=False).db_path
     res = compare_mod.compare(a, b, db, metric, max_slowdown)
     if json_out:

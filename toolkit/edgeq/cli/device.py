@@ -14,6 +14,7 @@ from .. import deploy as deploy_mod
 from .. import doctor as doctor_mod
 from .. import prepare as prepare_mod
 from ..budget import Budget
+from ..data import DATASETS
 from ..errors import EXIT_FAILED
 from ..results import DeployResult
 from ..settings import RunSettings
@@ -26,7 +27,7 @@ DatasetOpt = Annotated[
     str | None,
     typer.Option(
         "--dataset",
-        help="mnist or fashion_mnist (default: the artifact's, from its "
+        help=f"{' or '.join(DATASETS)} (default: the artifact's, from its "
         "manifest, else [model] dataset).",
     ),
 ]

@@ -12,7 +12,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .. import config
 from .. import status as st
+from ..errors import UsageError
 from ..lab import report as report_mod
 from ..lab import scheduler
 from ..lab.history import History
@@ -125,7 +127,6 @@ class LiveProgress:
 
 def default_inventory() -> str:
     """[lab] inventory of ./edgeq.toml if there is one, else ./lab.toml."""
-    from .. import config
 
     return str(config.load().lab["inventory"]) if config.find_config() else INVENTORY_NAME
 
@@ -275,7 +276,6 @@ def report(
     """Write reports of a lab run: overview matrix, what is failing since when, trends with
     regression bands, environments (HTML, Markdown, JUnit XML, JSON)."""
     use_json(json_out)
-    from ..errors import UsageError
 
     fmts = report_mod.parse_formats(formats)
     if db is None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import tenacity
 
-from .. import __version__
+from .. import __version__, interrupts
 from ..errors import ConfigError, UsageError
 from ..status import RECORDED
 
@@ -272,7 +272,6 @@ class History:
     def _retrying(self, fn):
         """`fn()`, tried again with exponential backoff while another process holds the
         lock, up to `timeout_s`; then HistoryLocked with the fix."""
-        from .. import interrupts
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             interrupts.check()

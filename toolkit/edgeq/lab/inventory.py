@@ -31,14 +31,15 @@ from .. import convert
 from .. import settings as settings_mod
 from ..budget import BUDGET_FIELDS, Budget
 from ..config import target_fields, validate_target
+from ..data import DATASETS
 from ..devicelock import lock_dir_of
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..fields import Field, read_toml, validate_partial, validate_section
 from ..models.recipe import MODEL_FIELDS
 from ..runners import option_specs
 from ..targets import TRANSPORTS
 from ..targets.local import LocalTarget
-from .backends import Backend, backend_class, scheme_of
+from .backends import BACKENDS, Backend, backend_class, scheme_of
 from .device import Device
 
 INVENTORY_NAME = "lab.toml"
@@ -56,7 +57,7 @@ LAB_FIELDS: dict[str, Field] = {
         (list,), [], "artifacts (.tflite) to run, relative to this file; [] = train per [model]"
     ),
     "modes": Field((list,), ["int8"], "conversion modes run when the lab trains per [model]"),
-    "dataset": Field((str,), "mnist", "evaluation dataset", False, ("mnist", "fashion_mnist")),
+    "dataset": Field((str,), "mnist", "evaluation dataset", False, DATASETS),
     "data": Field((str,), "", "dataset .npz or folder ('' = $EDGEQ_DATA_DIR, then download)"),
     "accuracy": Field((bool,), True, "measure accuracy on the device (false: latency only)"),
     "eval_limit": Field((int,), 1000, "evaluate on this many test images (0 = all)"),
@@ -126,7 +127,6 @@ SECTIONS = ("lab", "run", "budget", "regression", "model", "devices")
 
 
 def _backend_tables() -> dict[str, type[Backend]]:
-    from .backends import BACKENDS
 
     return {cls.table: cls for cls in BACKENDS.values() if cls.table}
 
@@ -204,7 +204,6 @@ def _strings(where: str, key: str, value: list[Any], choices: tuple[str, ...] | 
 def _check_run(where: str, run: dict[str, Any]) -> dict[str, Any]:
     """A [run] table's values through the settings' own validator (the message names the
     table as well as the key)."""
-    from ..errors import UsageError
 
     try:
         settings_mod.RunSettings.from_dict(run).validate()

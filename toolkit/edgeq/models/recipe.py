@@ -5,12 +5,13 @@ quant modes they choose from; `config` and the lab inventory validate against th
 from __future__ import annotations
 
 from .. import quantmodes
+from ..data import DATASETS
 from ..fields import Field
 from ..fields import f as _f
 from . import DEFAULT_FAMILY, FAMILIES
 
 MODEL_FIELDS: dict[str, Field] = {
-    "dataset": _f(str, "mnist", "dataset to train on", False, ("mnist", "fashion_mnist")),
+    "dataset": _f(str, "mnist", "dataset to train on", False, DATASETS),
     "epochs": _f(int, 3, "training epochs"),
     "batch_size": _f(int, 128, "training batch size"),
     "seed": _f(int, 0, "random seed"),

@@ -43,7 +43,7 @@ from ..fsutil import sha256_file
 from ..progress import Progress, say
 from ..results import RUN_SCHEMA, parse_run, validate_run
 from ..settings import RunSettings, Spec
-from ..targets import Target, quote_argv
+from ..targets import Target, quote_argv, transport_class
 from . import register
 from .base import Health, Job, Measurement, Runner
 from .python import environment_checks, probe
@@ -108,7 +108,6 @@ LOG_KEEP_CHARS = 200_000
 def resolve_binary(settings: RunSettings | None, config: TargetConfig) -> Path | None:
     """The host's benchmark_model: --benchmark-binary, else (Android targets)
     $EDGEQ_BENCHMARK_MODEL, else the target's `benchmark_binary`; None when none."""
-    from ..targets import transport_class
 
     env_applies = transport_class(config.transport).platform == "android"
     for value, where in (
