@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .adb_device import (
+from tests.support.adb_device import (
     DEFAULT_SERIAL,
     DeviceSpec,
     EmulatedAdbServer,
@@ -483,7 +483,7 @@ def test_command_line_entry_point(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tests.emulators.adb_device",
+            "tests.support.adb_device",
             "--root",
             str(tmp_path / "phones"),
             "--port",

@@ -12,9 +12,9 @@ import pytest
 from edgeq import config
 from edgeq.errors import CommandTimeout, ConnectError
 from edgeq.targets import make_target
-from tests.conftest import write_config
+from tests.support.android import STANDIN, device_path
+from tests.support.config import write_config
 
-from .conftest import STANDIN, device_path
 from .test_deploy_android import GENEROUS
 
 

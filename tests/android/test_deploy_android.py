@@ -14,9 +14,8 @@ import pytest
 
 from edgeq import evaluate
 from edgeq.results import DeployResult
-from tests.conftest import write_config
-
-from .conftest import STANDIN, adb_values, device_path
+from tests.support.android import STANDIN, adb_values, device_path
+from tests.support.config import write_config
 
 FAST = ["--runs", "20", "--min-s", "0.05", "--warmup-runs", "2"]
 GENEROUS = {

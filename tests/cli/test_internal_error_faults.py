@@ -9,9 +9,9 @@ import pytest
 
 from edgeq.lab.history import History
 from edgeq.targets.local import LocalTarget
-from tests.conftest import FAST_FLAGS, write_config
-from tests.faults.conftest import EASY, error_line
-from tests.lab.conftest import write_inventory
+from tests.support.config import FAST_FLAGS, write_config
+from tests.support.faults import EASY, error_line
+from tests.support.lab import write_inventory
 
 INTERNAL = "edgeq: internal error:"
 HINT = "(run again with --debug for the traceback)"

@@ -14,7 +14,7 @@ import pytest
 from edgeq import config
 from edgeq.targets import make_target
 from edgeq.targets._process import MAX_OUTPUT
-from tests.faults.conftest import EASY, cached, error_line, leftovers, script
+from tests.support.faults import EASY, cached, error_line, leftovers, script
 
 SPOIL = (
     '"{py}" "$@"; rc=$?\n'

@@ -11,9 +11,9 @@ import sys
 import time
 
 from edgeq.lab.history import History
-from tests.conftest import write_config
-from tests.faults.conftest import EASY
-from tests.lab.conftest import write_inventory
+from tests.support.config import write_config
+from tests.support.faults import EASY
+from tests.support.lab import write_inventory
 
 
 def test_a_different_model_under_the_same_file_name_is_new_not_a_regression(

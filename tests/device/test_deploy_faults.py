@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_config
 from tests.support import sshd
+from tests.support.config import write_config
 from tests.support.device_venv import NO_INTERPRETER_PACKAGES, ensure_venv
 
 FAST = ["--runs", "20", "--min-s", "0", "--warmup-runs", "2"]

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import write_config
-from tests.faults.conftest import (
+from tests.support.config import write_config
+from tests.support.faults import (
     EASY,
     FAST,
     alive,
@@ -22,9 +22,9 @@ from tests.faults.conftest import (
     new_marker,
     script,
     slow_python,
-    wait_for,
 )
-from tests.lab.conftest import PI_SSHD, kill_device
+from tests.support.lab import PI_SSHD
+from tests.support.procs import kill_device, wait_for
 
 
 @pytest.mark.parametrize("transfer", ["sftp", "exec"])

@@ -3,8 +3,8 @@ the data are sent; one error lists everything missing and points at setup_device
 
 from __future__ import annotations
 
-from tests.faults.conftest import cached, error_line, leftovers
 from tests.support.device_venv import ensure_venv
+from tests.support.faults import cached, error_line, leftovers
 
 
 def test_a_device_without_numpy_hears_everything_missing_before_any_data(pi_deploy, pi_workdir):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import write_config
+from tests.support.config import write_config
 
 FAST = ("--runs", "10", "--min-s", "0", "--warmup-runs", "1")
 #: judges size and latency loosely; accuracy of these tiny models is not the point

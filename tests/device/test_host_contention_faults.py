@@ -14,8 +14,8 @@ import pytest
 
 from edgeq.lab import load_inventory, run_lab
 from edgeq.lab.history import History
-from tests.conftest import write_config
-from tests.faults.conftest import (
+from tests.support.config import write_config
+from tests.support.faults import (
     EASY,
     FAST,
     alive,
@@ -26,9 +26,9 @@ from tests.faults.conftest import (
     new_marker,
     script,
     slow_python,
-    wait_for,
 )
-from tests.lab.conftest import write_inventory
+from tests.support.lab import write_inventory
+from tests.support.procs import wait_for
 
 # --------------------------------------------------------------------------- device lock
 

@@ -12,8 +12,8 @@ import pytest
 
 from edgeq import evaluate
 from edgeq.budget import EMULATED_NOTE
-from tests.conftest import write_config
 from tests.support import pi_emu
+from tests.support.config import write_config
 
 pytestmark = pytest.mark.arm
 

@@ -17,17 +17,10 @@ import pytest
 from edgeq.lab.backends.flock import DeviceLock
 from edgeq.lab.history import History
 from edgeq.targets.ssh import SshTarget
-from tests.conftest import write_config
-from tests.faults.conftest import (
-    FAST,
-    alive,
-    edgeq_proc,
-    leftovers,
-    new_marker,
-    slow_python,
-    wait_for,
-)
-from tests.lab.conftest import write_inventory
+from tests.support.config import write_config
+from tests.support.faults import FAST, alive, edgeq_proc, leftovers, new_marker, slow_python
+from tests.support.lab import write_inventory
+from tests.support.procs import wait_for
 
 
 def _sigint_soon() -> None:

@@ -19,7 +19,7 @@ import pytest
 from edgeq import config, deploy
 from edgeq.budget import Budget
 from edgeq.settings import RunSettings
-from tests.conftest import GENEROUS
+from tests.support.config import GENEROUS
 
 LIGHT = {"runs": 20, "min_s": 0.0, "warmup_runs": 2, "warmup_min_s": 0.0}
 
@@ -184,7 +184,7 @@ def test_a_governor_the_user_cannot_write_gives_a_warning_with_the_command(
 
 def test_governor_is_restored_after_ctrl_c(pi_server, pi_python, pi_workdir, sysfs, artifacts,
                                            data_dir, tmp_path):  # fmt: skip
-    from tests.conftest import write_config
+    from tests.support.config import write_config
 
     cfg = write_config(
         tmp_path / "edgeq.toml",
@@ -240,7 +240,7 @@ def test_repetitions_give_an_interval_and_the_budget_judges_its_upper_end(
 ):
     import json
 
-    from tests.conftest import write_config
+    from tests.support.config import write_config
 
     cfg = write_config(tmp_path / "edgeq.toml", {}, GENEROUS)
     model = artifacts[0] / "model_int8.tflite"

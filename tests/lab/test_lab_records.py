@@ -13,7 +13,7 @@ from pathlib import Path
 from edgeq.errors import RunnerError
 from edgeq.lab import load_inventory, run_lab
 from edgeq.lab.history import History
-from tests.lab.conftest import write_inventory
+from tests.support.lab import write_inventory
 
 
 def _broken_python(tmp_path: Path) -> str:

@@ -1,4 +1,4 @@
-"""The lab report from a history filled night by night (tests/lab/report_history.py): a
+"""The lab report from a history filled night by night (tests/support/report_history.py): a
 regression after six passing nights, a quarantined device, a busy one, an error and a
 recovery. The document says what broke, since when and where; every format renders it;
 bands are the ones regress judged with; plots exist only where there is a trend."""
@@ -19,7 +19,7 @@ from edgeq.lab import regress, report
 from edgeq.lab.history import History
 from edgeq.lab.report import document, plots
 from edgeq.status import RECORDED, look
-from tests.lab import report_history as rh
+from tests.support import report_history as rh
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import full_data_dir
+from tests.support.repo import full_data_dir
 
 pytestmark = pytest.mark.slow
 

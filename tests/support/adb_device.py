@@ -36,7 +36,7 @@ Filesystem isolation (``isolation=``):
 
 Stdlib only; Python 3.10+. Run by hand::
 
-    python -m tests.emulators.adb_device --root /tmp/phone --port 15037
+    python -m tests.support.adb_device --root /tmp/phone --port 15037
     adb -P 15037 devices -l
 """
 
@@ -1826,7 +1826,7 @@ def _specs_from_args(args: argparse.Namespace) -> list[DeviceSpec]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.emulators.adb_device",
+        prog="python -m tests.support.adb_device",
         description="Serve an emulated adb server with emulated devices (for the real adb client).",
     )
     parser.add_argument("--root", type=Path, required=True, help="sandbox that plays the phone's /")

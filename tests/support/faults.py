@@ -1,6 +1,7 @@
-"""Fixtures for the fault matrix (docs/fault-matrix.md): a "Pi" whose target keys a test
-overrides, small filesystems that fill up (tmpfs), scripts that stand in for the device's
-python to misbehave in one precise way, and checks that nothing was left behind."""
+"""Helpers of the fault tests (docs/fault-matrix.md; the `test_*_faults.py` files): scripts that
+stand in for the device's python to misbehave in one precise way, filesystems filled to the
+last byte, the real `edgeq` in a subprocess, and checks that nothing was left behind.
+Their fixtures (pi_values, pi_deploy, tmpfs) are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import FAST_FLAGS, write_config
+from tests.support.config import FAST_FLAGS
 
 EDGEQ = str(Path(sys.executable).with_name("edgeq"))
 FAST = list(FAST_FLAGS)
@@ -73,60 +71,6 @@ def new_marker(label: str) -> str:
 
 def alive(marker: str) -> bool:
     return subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
-
-
-def wait_for(cond, timeout: float = 60.0, step: float = 0.1) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
-
-
-@pytest.fixture()
-def pi_values(pi_server, pi_python, pi_workdir):
-    """The [targets.pi] keys of the default test "Pi"; call with overrides."""
-
-    def values(**over):
-        v = pi_server.target_values(python=pi_python, workdir=str(pi_workdir))
-        v.update(over)
-        return v
-
-    return values
-
-
-@pytest.fixture()
-def pi_deploy(deploy_cli, tmp_path, pi_values, artifacts):
-    """`edgeq deploy --target pi` in-process with the target keys overridden."""
-
-    def go(*extra, model=None, budget=None, fast=True, **over):
-        cfg = write_config(tmp_path / "edgeq.toml", {"pi": pi_values(**over)}, budget)
-        return deploy_cli("pi", cfg, model or artifacts[0] / "model_int8.tflite", *extra, fast=fast)
-
-    return go
-
-
-@pytest.fixture()
-def tmpfs(tmp_path):
-    """mount(path, size_kb): a small tmpfs at `path` (root only), unmounted afterwards."""
-    mounts: list[Path] = []
-
-    def mount(path: Path, size_kb: int) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        res = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755", "tmpfs", str(path)],
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
-        mounts.append(path)
-        return path
-
-    yield mount
-    for p in reversed(mounts):
-        subprocess.run(["umount", "-l", str(p)], capture_output=True)
 
 
 def fill(folder: Path) -> None:

@@ -12,10 +12,10 @@ import subprocess
 
 import pytest
 
-from tests.conftest import write_config
-from tests.faults.conftest import EASY, error_line
-from tests.lab.conftest import write_inventory
 from tests.support import sshd
+from tests.support.config import write_config
+from tests.support.faults import EASY, error_line
+from tests.support.lab import write_inventory
 
 
 @pytest.fixture()

@@ -11,8 +11,8 @@ import pytest
 from edgeq import config
 from edgeq.errors import CommandError, DeviceError
 from edgeq.targets import make_target
-from tests.conftest import write_config
-from tests.faults.conftest import EASY, error_line, leftovers
+from tests.support.config import write_config
+from tests.support.faults import EASY, error_line, leftovers
 
 
 @pytest.fixture(scope="module")

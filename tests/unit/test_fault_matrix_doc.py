@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 DOC = REPO / "docs" / "fault-matrix.md"
 NAMED = re.compile(r"`(tests/[\w/]+\.py)::(\w+)(\[[^\]`]+\])?`")

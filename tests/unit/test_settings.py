@@ -58,7 +58,7 @@ def test_runner_argv_round_trips_through_the_runners_parser():
 
 
 def test_native_argv_uses_the_tools_flag_names():
-    from tests.android.conftest import STANDIN
+    from tests.support.android import STANDIN
 
     flags = {ln.split('"')[1] for ln in STANDIN.read_text().splitlines() if '": ' in ln}
     s = RunSettings(use_xnnpack=True, use_gpu=True, use_nnapi=True, op_profiling=True)

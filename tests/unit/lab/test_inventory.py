@@ -10,7 +10,7 @@ import pytest
 from edgeq.errors import ConfigError
 from edgeq.lab import load_inventory
 from edgeq.lab.inventory import parse_inventory
-from tests.lab.conftest import write_inventory
+from tests.support.lab import write_inventory
 
 pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
 

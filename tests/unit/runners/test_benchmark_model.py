@@ -20,8 +20,7 @@ from edgeq.runners.benchmark_model import (
     resolve_binary,
 )
 from edgeq.settings import RunSettings
-
-from .conftest import STANDIN, adb_values
+from tests.support.android import STANDIN, adb_values
 
 pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
 
