@@ -211,6 +211,7 @@ def test_unknown_run_and_empty_history_are_usage_errors(tmp_path, db):
 
 def test_trend_plots_only_where_there_is_a_trend(doc, tmp_path):
     # Six measured nights then the quarantine: a plot of what was measured, no empty axes.
+    assert sorted(r["device"] for r in doc["results"]) == sorted(2 * rh.DEVICES)  # two models
     for r in doc["results"]:
         panels = [p[1] for p in plots.panels_for(r["trend"])]
         if r["device"] == "phone":  # benchmark_model measures no accuracy
@@ -447,6 +448,7 @@ def test_report_help_lists_the_registered_formats(cli):
     res = cli("lab", "report", "--help")
     assert res.exit_code == 0
     text = " ".join(res.stdout.split())
+    assert list(report.FORMATS) == ["html", "md", "junit", "json"]
     for f in report.FORMATS.values():
         assert f"{f.name}:" in text
 
