@@ -10,14 +10,12 @@ import json
 import pytest
 
 from tests.support.config import write_config
+from tests.support.foreign_models import BUDGET, REQUIRED
 
 FAST = ("--runs", "10", "--min-s", "0", "--warmup-runs", "1")
+
+
 #: judges size and latency loosely; accuracy of these tiny models is not the point
-BUDGET = {"max_model_kb": 200, "max_latency_ms": 200, "min_accuracy": 0.0,
-          "max_accuracy_drop_pp": 100}  # fmt: skip
-REQUIRED = ("float_rgb", "uint8_gray", "two_inputs", "dynamic_batch", "regression")
-
-
 @pytest.fixture()
 def pi_cfg(tmp_path, pi_server, pi_python, pi_workdir):
     values = pi_server.target_values(python=pi_python, workdir=str(pi_workdir))

@@ -20,24 +20,9 @@ from edgeq import config, deploy
 from edgeq.budget import Budget
 from edgeq.settings import RunSettings
 from tests.support.config import GENEROUS
+from tests.support.sysfs import make_sysfs
 
 LIGHT = {"runs": 20, "min_s": 0.0, "warmup_runs": 2, "warmup_min_s": 0.0}
-
-
-def make_sysfs(root: Path, temps=(45.0, 41.0), freq_mhz=1500, governor="ondemand") -> Path:
-    for i, t in enumerate(temps):
-        z = root / f"sys/class/thermal/thermal_zone{i}"
-        z.mkdir(parents=True)
-        (z / "temp").write_text(f"{int(t * 1000)}\n")
-    for cpu in range(2):
-        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
-        d.mkdir(parents=True)
-        (d / "scaling_cur_freq").write_text(f"{freq_mhz * 1000}\n")
-        (d / "scaling_governor").write_text(f"{governor}\n")
-    fw = root / "sys/devices/platform/soc/soc:firmware"
-    fw.mkdir(parents=True)
-    (fw / "get_throttled").write_text("throttled=0x0\n")
-    return root
 
 
 def governors(root: Path) -> list[str]:

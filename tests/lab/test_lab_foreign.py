@@ -3,7 +3,7 @@ latency and output agreement; with their own data, on accuracy too."""
 
 from __future__ import annotations
 
-from tests.device.test_foreign_deploy import BUDGET, REQUIRED
+from tests.support.foreign_models import BUDGET, REQUIRED
 from tests.support.lab import write_inventory
 
 

@@ -15,6 +15,14 @@ from tests.support.adb_device import EmulatedAdbServer
 
 ADB = shutil.which("adb")
 STANDIN = Path(__file__).resolve().parent / "standin" / "benchmark_model"
+#: A budget the emulated phone passes with the 1-epoch test model.
+PHONE_BUDGET = {
+    "max_model_kb": 60,
+    "max_latency_ms": 1000,
+    "latency_percentile": "mean",
+    "min_accuracy": 0.3,
+    "max_accuracy_drop_pp": 5,
+}
 ADB_ENV = (
     "ANDROID_SERIAL",
     "ANDROID_ADB_SERVER_PORT",
