@@ -90,6 +90,7 @@ def test_second_deploy_sends_zero_bytes(deploy, artifacts, tmp_path):
     first, second = (json.loads(r.stdout) for r in runs)
     assert first["bytes_sent"] >= first["artifact"]["bytes"]
     assert second["bytes_sent"] == 0
+    assert "model_float16.tflite" in {f["file"] for f in second["transfer"]["files"]}
     assert all(f["sent"] == 0 for f in second["transfer"]["files"])
 
 

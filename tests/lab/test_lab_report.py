@@ -221,6 +221,7 @@ def test_trend_plots_only_where_there_is_a_trend(doc, tmp_path):
     # One night of history: no plot at all.
     with History(rh.fill(tmp_path / "one.sqlite", nights=1)) as h:
         one = report.build(h)
+    assert len(one["results"]) == len(rh.DEVICES) * len(rh.MODELS)
     assert all(plots.trend_png(r) is None for r in one["results"])
     html = report.render(one, "html")
     assert "data:image/png" not in html and "No trend plot: 1 measured run" in html
