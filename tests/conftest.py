@@ -58,6 +58,15 @@ def _no_ambient_data_dir(monkeypatch):
     monkeypatch.delenv("EDGEQ_DATA_DIR", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_stop_signal_left_over():
+    """A test that interrupts edgeq in-process leaves `interrupts.STOP` set (a command clears
+    it when it starts; the library, called directly, does not): each test starts without."""
+    from edgeq import interrupts
+
+    interrupts.STOP.clear()
+
+
 @pytest.fixture()
 def cli():
     """Invoke the edgeq CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
