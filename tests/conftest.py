@@ -1,18 +1,16 @@
-"""Shared fixtures. Data comes from tests/fixtures (small subsets in the repo); full-size data
-for the slow tier from EDGEQ_DATA_DIR or ../shared/data. Never the network."""
+"""Shared fixtures (only fixtures and hooks: helpers live in tests/support/). Data comes from
+tests/fixtures (small subsets in the repo); full-size data for the slow tier from
+EDGEQ_DATA_DIR or ../shared/data. Never the network."""
 
 from __future__ import annotations
 
-import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "fixtures"
-
-
-AMBIENT_DATA_DIR = os.environ.get("EDGEQ_DATA_DIR")  # read before tests hide it
+from tests.support.config import FAST_FLAGS, GENEROUS, LIGHT_RUN, write_config
+from tests.support.repo import FIXTURES, REPO
 
 #: Fixtures that train, convert or start servers: the unit tier may not use them.
 HEAVY_FIXTURES = {
@@ -43,15 +41,6 @@ def pytest_collection_modifyitems(config, items):
                 )
 
 
-def full_data_dir() -> Path | None:
-    """Where the full mnist.npz lives, if anywhere on this machine."""
-    env = AMBIENT_DATA_DIR
-    for c in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if (c / "mnist.npz").is_file():
-            return c
-    return None
-
-
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
@@ -69,6 +58,15 @@ def _no_ambient_data_dir(monkeypatch):
     monkeypatch.delenv("EDGEQ_DATA_DIR", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_stop_signal_left_over():
+    """A test that interrupts edgeq in-process leaves `interrupts.STOP` set (a command clears
+    it when it starts; the library, called directly, does not): each test starts without."""
+    from edgeq import interrupts
+
+    interrupts.STOP.clear()
+
+
 @pytest.fixture()
 def cli():
     """Invoke the edgeq CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
@@ -82,17 +80,6 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kw)
 
     return invoke
-
-
-#: Light runner settings: the lab's orchestration is under test, not the model's speed.
-LIGHT_RUN = {"runs": 20, "min_s": 0.0, "warmup_runs": 2, "warmup_min_s": 0.0}
-#: A budget every working device passes with the 1-epoch test model.
-GENEROUS = {
-    "max_model_kb": 200,
-    "max_latency_ms": 100,
-    "min_accuracy": 0.3,
-    "max_accuracy_drop_pp": 20,
-}
 
 
 @pytest.fixture()
@@ -113,10 +100,6 @@ def lab_sections(tmp_path, data_dir):
         "run": LIGHT_RUN,
         "budget": GENEROUS,
     }
-
-
-#: Light measuring flags for tests: the pipeline is under test, not the model's speed.
-FAST_FLAGS = ("--runs", "20", "--min-s", "0", "--warmup-runs", "2")
 
 
 @pytest.fixture()
@@ -218,33 +201,6 @@ def pi_workdir(tmp_path) -> Path:
     return d
 
 
-def write_config(path: Path, targets: dict[str, dict], budget: dict | None = None) -> Path:
-    """Write an edgeq.toml with the given [targets.NAME] tables and [budget]."""
-    import json
-
-    def val(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(val(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{json.dumps(k)} = {val(x)}" for k, x in v.items()) + "}"
-        return json.dumps(str(v))
-
-    lines = []
-    for name, values in targets.items():
-        lines.append(f"[targets.{json.dumps(name)}]")
-        lines += [f"{k} = {val(v)}" for k, v in values.items()]
-        lines.append("")
-    if budget:
-        lines.append("[budget]")
-        lines += [f"{k} = {val(v)}" for k, v in budget.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture()
 def pi_config(tmp_path, pi_server, pi_python, pi_workdir):
     """edgeq.toml with target `pi` = the test sshd running the device venv."""
@@ -252,6 +208,51 @@ def pi_config(tmp_path, pi_server, pi_python, pi_workdir):
         tmp_path / "edgeq.toml",
         {"pi": pi_server.target_values(python=pi_python, workdir=str(pi_workdir))},
     )
+
+
+@pytest.fixture()
+def pi_values(pi_server, pi_python, pi_workdir):
+    """The [targets.pi] keys of the default test "Pi"; call with overrides."""
+
+    def values(**over):
+        v = pi_server.target_values(python=pi_python, workdir=str(pi_workdir))
+        v.update(over)
+        return v
+
+    return values
+
+
+@pytest.fixture()
+def pi_deploy(deploy_cli, tmp_path, pi_values, artifacts):
+    """`edgeq deploy --target pi` in-process with the target keys overridden."""
+
+    def go(*extra, model=None, budget=None, fast=True, **over):
+        cfg = write_config(tmp_path / "edgeq.toml", {"pi": pi_values(**over)}, budget)
+        return deploy_cli("pi", cfg, model or artifacts[0] / "model_int8.tflite", *extra, fast=fast)
+
+    return go
+
+
+@pytest.fixture()
+def tmpfs(tmp_path):
+    """mount(path, size_kb): a small tmpfs at `path` (root only), unmounted afterwards."""
+    mounts: list[Path] = []
+
+    def mount(path: Path, size_kb: int) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0755", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
+        mounts.append(path)
+        return path
+
+    yield mount
+    for p in reversed(mounts):
+        subprocess.run(["umount", "-l", str(p)], capture_output=True)
 
 
 @pytest.fixture()

@@ -12,10 +12,8 @@ import pytest
 from edgeq import config
 from edgeq.errors import CommandTimeout, ConnectError
 from edgeq.targets import make_target
-from tests.conftest import write_config
-
-from .conftest import STANDIN, device_path
-from .test_deploy_android import GENEROUS
+from tests.support.android import PHONE_BUDGET, STANDIN, device_path
+from tests.support.config import write_config
 
 
 def hop_values(server, emu, **over) -> dict:
@@ -81,7 +79,7 @@ def test_deploy_through_the_exporter_host(sshd_factory, phones, cli, artifacts, 
     """`edgeq deploy` with the benchmark_model runner works through the hop unchanged."""
     server, emu = sshd_factory(), phones()
     values = hop_values(server, emu, benchmark_binary=str(STANDIN), use_python_runner=False)
-    cfg = write_config(tmp_path / "edgeq.toml", {"phone": values}, GENEROUS)
+    cfg = write_config(tmp_path / "edgeq.toml", {"phone": values}, PHONE_BUDGET)
     out, _ = artifacts
     res = cli(
         "deploy", "--target", "phone", "--config", cfg, "--model", out / "model_int8.tflite",

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgeq.errors import AuthError, CommandError, CommandTimeout, ConnectError
-from tests.emulators.adb_device import DeviceSpec, find_real_adb_servers
-
-from .conftest import adb_target, device_path
+from tests.support.adb_device import DeviceSpec, find_real_adb_servers
+from tests.support.android import adb_target, device_path
 
 SHELLS = pytest.mark.parametrize("shell_v2", [True, False], ids=["shell_v2", "legacy"])
 #: Workdir bases and file names that a careless `adb shell` join would break or execute.

@@ -4,6 +4,8 @@ figures the tool printed, no invented percentiles."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgeq.budget import Budget, judge
@@ -13,8 +15,7 @@ from edgeq.runners.benchmark_model import to_run_document
 from edgeq.settings import RunSettings
 from edgeq_android.parser import parse_output, parse_stat
 
-from .conftest import SAMPLES
-
+SAMPLES = Path(__file__).resolve().parent / "samples"
 pytestmark = pytest.mark.unit  # the fast tier: `make test-unit`
 
 

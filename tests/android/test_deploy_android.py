@@ -14,18 +14,10 @@ import pytest
 
 from edgeq import evaluate
 from edgeq.results import DeployResult
-from tests.conftest import write_config
-
-from .conftest import STANDIN, adb_values, device_path
+from tests.support.android import PHONE_BUDGET, STANDIN, adb_values, device_path
+from tests.support.config import write_config
 
 FAST = ["--runs", "20", "--min-s", "0.05", "--warmup-runs", "2"]
-GENEROUS = {
-    "max_model_kb": 60,
-    "max_latency_ms": 1000,
-    "latency_percentile": "mean",
-    "min_accuracy": 0.3,
-    "max_accuracy_drop_pp": 5,
-}
 BASE = "/data/local/tmp/edgeq"
 
 
@@ -63,7 +55,7 @@ def test_generous_budget_passes_and_result_is_valid(
 ):
     out, _ = artifacts
     model = out / "model_int8.tflite"
-    android.setup(GENEROUS, emu=phones(shell_v2=shell_v2))
+    android.setup(PHONE_BUDGET, emu=phones(shell_v2=shell_v2))
     res = android.deploy(model, "--json")
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
@@ -101,7 +93,7 @@ def test_generous_budget_passes_and_result_is_valid(
 def test_accuracy_measured_by_the_device_python(android, artifacts, data_dir):
     out, _ = artifacts
     model = out / "model_int8.tflite"
-    android.setup(GENEROUS, use_python_runner=True, python="python3")
+    android.setup(PHONE_BUDGET, use_python_runner=True, python="python3")
     res = android.deploy(model, "--json")
     assert res.exit_code == 0, res.stderr
     run = json.loads(res.stdout)["run"]
@@ -116,7 +108,7 @@ def test_accuracy_measured_by_the_device_python(android, artifacts, data_dir):
 
 def test_auto_falls_back_to_the_host_when_the_device_has_no_python(android, artifacts):
     out, _ = artifacts
-    android.setup(GENEROUS, use_python_runner="auto", python="/system/bin/python3")
+    android.setup(PHONE_BUDGET, use_python_runner="auto", python="/system/bin/python3")
     res = android.deploy(out / "model_int8.tflite", "--json")
     assert res.exit_code == 0, res.stderr
     acc = json.loads(res.stdout)["run"]["accuracy"]
@@ -125,7 +117,7 @@ def test_auto_falls_back_to_the_host_when_the_device_has_no_python(android, arti
 
 def test_python_runner_required_but_missing_is_a_device_error(android, artifacts):
     out, _ = artifacts
-    android.setup(GENEROUS, use_python_runner=True, python="/system/bin/python3")
+    android.setup(PHONE_BUDGET, use_python_runner=True, python="/system/bin/python3")
     res = android.deploy(out / "model_int8.tflite")
     assert res.exit_code == 3
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("edgeq: error:")]
@@ -150,7 +142,7 @@ def test_tight_budget_fails_with_exit_1(android, artifacts):
 
 def test_default_p90_budget_is_not_met_by_invented_figures(android, artifacts):
     out, _ = artifacts
-    android.setup({**GENEROUS, "latency_percentile": "p90"}, env={"EDGEQ_EMULATED": "0"})
+    android.setup({**PHONE_BUDGET, "latency_percentile": "p90"}, env={"EDGEQ_EMULATED": "0"})
     res = android.deploy(out / "model_int8.tflite")
     assert res.exit_code == 1
     assert "benchmark_model does not report p90" in res.stdout
@@ -158,7 +150,7 @@ def test_default_p90_budget_is_not_met_by_invented_figures(android, artifacts):
 
 def test_second_deploy_sends_zero_bytes(android, artifacts):
     out, _ = artifacts
-    android.setup(GENEROUS)
+    android.setup(PHONE_BUDGET)
     runs = [android.deploy(out / "model_int8.tflite", "--json") for _ in "12"]
     assert [r.exit_code for r in runs] == [0, 0], runs[0].stderr
     first, second = (json.loads(r.stdout) for r in runs)
@@ -206,7 +198,7 @@ def test_hostile_workdir_and_model_names(android, phones, artifacts, tmp_path):
     base = "/data/local/tmp/edge q'x\" $(touch pwned) `touch pwned2`; touch pwned3"
     model = tmp_path / "my model's $(touch pwned4) `x`.tflite"
     shutil.copy(out / "model_int8.tflite", model)
-    android.setup(GENEROUS, emu=phones(shell_v2=False), workdir=base)
+    android.setup(PHONE_BUDGET, emu=phones(shell_v2=False), workdir=base)
     res = android.deploy(model)
     assert res.exit_code == 0, res.stderr
     assert android.base_entries(base) == ["edgeq-cache"]
@@ -215,7 +207,7 @@ def test_hostile_workdir_and_model_names(android, phones, artifacts, tmp_path):
 
 def test_missing_binary_is_a_usage_error(android, artifacts, tmp_path):
     out, _ = artifacts
-    android.setup(GENEROUS)
+    android.setup(PHONE_BUDGET)
     res = android.deploy(
         out / "model_int8.tflite", "--benchmark-binary", tmp_path / "benchmark_model"
     )
@@ -225,7 +217,7 @@ def test_missing_binary_is_a_usage_error(android, artifacts, tmp_path):
 
 def test_tool_failure_is_one_line_with_the_fix(android, artifacts):
     out, _ = artifacts
-    android.setup(GENEROUS)
+    android.setup(PHONE_BUDGET)
     res = android.deploy(out / "model_int8.tflite", "--taskset", "8" + "0" * 63)  # CPU 255
     assert res.exit_code == 3
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("edgeq: error:")]
@@ -240,7 +232,7 @@ def test_make_bench_android(android, artifacts, data_dir, repo_root, tmp_path):
     if shutil.which("make") is None or not edgeq_bin.exists():
         pytest.skip("needs make and the repo's .venv (make setup)")
     out, _ = artifacts
-    android.setup(GENEROUS)
+    android.setup(PHONE_BUDGET)
     args = (
         f"--config '{android.config}' --model '{out / 'model_int8.tflite'}' --data "
         f"'{data_dir}' --results '{tmp_path / 'make-results'}' " + " ".join(FAST)
@@ -273,7 +265,7 @@ def test_phone_without_sha256sum_checks_the_size_and_says_so(android, artifacts,
 
     monkeypatch.setattr(Target, "remote_sha256", lambda self, remote: None)
     out, _ = artifacts
-    android.setup(GENEROUS)
+    android.setup(PHONE_BUDGET)
     runs = [android.deploy(out / "model_int8.tflite", "--json") for _ in "12"]
     assert [r.exit_code for r in runs] == [0, 0], runs[0].stderr
     second = json.loads(runs[1].stdout)

@@ -22,11 +22,10 @@ import pytest
 
 from edgeq.lab import load_inventory, run_lab
 from edgeq.runners.benchmark_model import elf_info
-from tests.conftest import write_config
-from tests.emulators.adb_device import DeviceSpec
-from tests.lab.conftest import write_inventory
-
-from .conftest import STANDIN, adb_target, adb_values
+from tests.support.adb_device import DeviceSpec
+from tests.support.android import STANDIN, adb_target, adb_values
+from tests.support.config import write_config
+from tests.support.lab import write_inventory
 
 #: What a phone's /system/bin offers (toybox applets), linked to this host's tools.
 TOOLS = [

@@ -214,7 +214,7 @@ def test_the_models_footprint_does_not_grow_with_min_s(artifacts):
 def test_the_runner_samples_a_realistic_sysfs(artifacts, tmp_path):
     import os
 
-    from tests.deploy.test_trustworthy import make_sysfs
+    from tests.support.sysfs import make_sysfs
 
     root = make_sysfs(tmp_path / "sys-root", temps=(51.5,))
     proc = subprocess.run(

@@ -1,103 +1,11 @@
-"""Lab fixtures: inventories written as TOML, "Pis" (real sshd + the device venv), and a
-way to kill a Pi the hard way (its sshd and every session under it)."""
+"""Lab fixtures: "Pis" (real sshd + the device venv) and a labgrid lab on 127.0.0.1. Helpers
+(inventories as TOML, killing a Pi) are in tests/support/lab.py and tests/support/procs.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import time
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import GENEROUS, LIGHT_RUN  # noqa: F401 (used by the lab tests)
-
-#: The test sshd serves root, whose ~/.bashrc on this host runs `pyenv init` (~0.2 s of CPU
-#: per command). A Pi's shell does not; SHLVL=1 makes bash skip the rc file, as on a Pi.
-PI_SSHD = "SetEnv SHLVL=1"
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
-    return json.dumps(str(v))
-
-
-def write_inventory(path: Path, sections: dict[str, dict], devices: dict[str, dict]) -> Path:
-    """lab.toml from {section: {key: value}} and {device: {key: value}}."""
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    for name, values in devices.items():
-        lines.append(f"[devices.{json.dumps(name)}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
-
-
-def descendants(pid: int) -> list[int]:
-    """`pid` and every process below it (by parent pid, from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
-
-
-def kill_device(server) -> None:
-    """Pull the plug: SIGKILL the sshd, its sessions and whatever runs in them."""
-    for p in descendants(server.proc.pid):
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    server.proc.wait(timeout=10)
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention `text` (to prove nothing was left)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmd and state != "Z":
-            found.append(cmd)
-    return found
-
-
-def wait_until(cond, timeout: float = 10.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
+from tests.support.lab import PI_SSHD
 
 
 @pytest.fixture(scope="session")
@@ -130,8 +38,8 @@ def labgrid_rig(tmp_path_factory, sshd_factory, pi_python):
     why = lg.available()
     if why:
         pytest.skip(why)
-    from tests.emulators.adb_device import EmulatedAdbServer, find_real_adb_servers
     from tests.support import sshd
+    from tests.support.adb_device import EmulatedAdbServer, find_real_adb_servers
 
     root = tmp_path_factory.mktemp("labgrid")
     key = sshd.keygen(root / "lab_key")

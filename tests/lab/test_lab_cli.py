@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from edgeq.lab import load_inventory, run_lab
-from tests.lab.conftest import processes_mentioning, wait_until, write_inventory
+from tests.support.lab import write_inventory
+from tests.support.procs import processes_mentioning, wait_for
 
 
 def test_local_lab_through_the_cli(cli, tmp_path, artifacts, lab_sections):
@@ -85,4 +86,4 @@ def test_per_device_timeout_stops_a_slow_device_and_leaves_nothing_behind(
     assert first.bench_end - first.bench_start < 10
     assert second.status == "error" and "timeout_s = 3 s) ran out" in second.reason
     assert by[("quick", "model_int8.tflite")].status == "pass"  # the other device is fine
-    assert wait_until(lambda: not processes_mentioning(str(wd)), 10)
+    assert wait_for(lambda: not processes_mentioning(str(wd)), 10)

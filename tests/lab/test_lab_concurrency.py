@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from edgeq.lab.history import History
-from tests.lab.conftest import write_inventory
+from tests.support.lab import write_inventory
 
 
 def test_two_processes_take_turns_on_one_device(tmp_path, pi_factory, artifacts, lab_sections):

@@ -3,8 +3,8 @@ latency and output agreement; with their own data, on accuracy too."""
 
 from __future__ import annotations
 
-from tests.deploy.test_foreign_deploy import BUDGET, REQUIRED
-from tests.lab.conftest import write_inventory
+from tests.support.foreign_models import BUDGET, REQUIRED
+from tests.support.lab import write_inventory
 
 
 def test_lab_runs_foreign_models_with_and_without_data(foreign, tmp_path, pi_factory, lab_sections):

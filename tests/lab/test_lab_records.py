@@ -13,7 +13,10 @@ from pathlib import Path
 from edgeq.errors import RunnerError
 from edgeq.lab import load_inventory, run_lab
 from edgeq.lab.history import History
-from tests.lab.conftest import write_inventory
+from tests.support.lab import write_inventory
+
+#: The fix the runner's checks append (device_scripts/setup_device.sh installs everything).
+SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + ai-edge-litert)"
 
 
 def _broken_python(tmp_path: Path) -> str:
@@ -38,8 +41,10 @@ def test_a_failure_keeps_its_error_object_and_evidence(tmp_path, lab_sections, a
     assert dev.error.status == 7 and "broken-python" in dev.error.command
     (rec,) = run.results
     assert rec.error is dev.error and rec.error_type == "RunnerError"
-    # the fix points at the inventory's own table, without string surgery
-    assert "lab.toml" not in rec.reason or "[targets." not in rec.reason
+    assert rec.reason == (
+        "python: box: the runner's --probe did not answer with JSON (exit 7): numpy: cannot "
+        f"open shared object file (fix: {SETUP_HINT})"
+    )
 
     with History(Path(lab_sections["lab"]["db"])) as h:
         (row,) = h.results()
@@ -48,6 +53,23 @@ def test_a_failure_keeps_its_error_object_and_evidence(tmp_path, lab_sections, a
     assert err["exit_status"] == 7 and "broken-python" in err["command"]
     assert "cannot open shared object file" in err["stderr_tail"]
     assert "exit status: 7" in row["error_text"]
+
+
+def test_a_fix_names_the_inventorys_own_table(tmp_path, lab_sections, artifacts):
+    folder, _ = artifacts
+    lab_sections["lab"]["models"] = [str(folder / "model_int8.tflite")]
+    missing = tmp_path / "no-such-python"
+    inv_path = write_inventory(
+        tmp_path / "lab.toml", lab_sections, {"gone": {"transport": "local", "python": missing}}
+    )
+    run = run_lab(load_inventory(inv_path))
+    (rec,) = run.results
+    # the table of lab.toml, never edgeq.toml's [targets.NAME] (and without string surgery)
+    assert rec.reason.startswith(
+        f"python: gone: python {str(missing)!r} not found on the device; install python3 there "
+        'or set python = "/path/to/python3" in [devices.gone] of lab.toml ('
+    ), rec.reason
+    assert "[targets." not in rec.reason and "edgeq.toml" not in rec.reason
 
 
 def test_progress_off_a_terminal_is_plain_text(tmp_path, lab_sections, artifacts):

@@ -1,4 +1,4 @@
-"""The lab report from a history filled night by night (tests/lab/report_history.py): a
+"""The lab report from a history filled night by night (tests/support/report_history.py): a
 regression after six passing nights, a quarantined device, a busy one, an error and a
 recovery. The document says what broke, since when and where; every format renders it;
 bands are the ones regress judged with; plots exist only where there is a trend."""
@@ -19,7 +19,7 @@ from edgeq.lab import regress, report
 from edgeq.lab.history import History
 from edgeq.lab.report import document, plots
 from edgeq.status import RECORDED, look
-from tests.lab import report_history as rh
+from tests.support import report_history as rh
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +211,7 @@ def test_unknown_run_and_empty_history_are_usage_errors(tmp_path, db):
 
 def test_trend_plots_only_where_there_is_a_trend(doc, tmp_path):
     # Six measured nights then the quarantine: a plot of what was measured, no empty axes.
+    assert sorted(r["device"] for r in doc["results"]) == sorted(2 * rh.DEVICES)  # two models
     for r in doc["results"]:
         panels = [p[1] for p in plots.panels_for(r["trend"])]
         if r["device"] == "phone":  # benchmark_model measures no accuracy
@@ -220,6 +221,7 @@ def test_trend_plots_only_where_there_is_a_trend(doc, tmp_path):
     # One night of history: no plot at all.
     with History(rh.fill(tmp_path / "one.sqlite", nights=1)) as h:
         one = report.build(h)
+    assert len(one["results"]) == len(rh.DEVICES) * len(rh.MODELS)
     assert all(plots.trend_png(r) is None for r in one["results"])
     html = report.render(one, "html")
     assert "data:image/png" not in html and "No trend plot: 1 measured run" in html
@@ -447,6 +449,7 @@ def test_report_help_lists_the_registered_formats(cli):
     res = cli("lab", "report", "--help")
     assert res.exit_code == 0
     text = " ".join(res.stdout.split())
+    assert list(report.FORMATS) == ["html", "md", "junit", "json"]
     for f in report.FORMATS.values():
         assert f"{f.name}:" in text
 

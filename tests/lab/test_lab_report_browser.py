@@ -15,7 +15,7 @@ import pytest
 
 from edgeq.lab import report
 from edgeq.lab.history import History
-from tests.lab import report_history as rh
+from tests.support import report_history as rh
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

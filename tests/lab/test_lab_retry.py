@@ -7,8 +7,8 @@ import threading
 import time
 
 from edgeq.lab import load_inventory, run_lab
-from tests.lab.conftest import PI_SSHD, write_inventory
 from tests.support import sshd
+from tests.support.lab import PI_SSHD, write_inventory
 
 
 def test_unreachable_device_is_retried_until_it_is_back(

@@ -18,8 +18,9 @@ import pytest
 
 from edgeq.lab import load_inventory, run_lab
 from edgeq.lab.history import History
-from tests.lab.conftest import kill_device, processes_mentioning, wait_until, write_inventory
 from tests.support import sshd
+from tests.support.lab import write_inventory
+from tests.support.procs import kill_device, processes_mentioning, wait_for
 
 #: The emulated phone joins when the adb client and edgeq's adb transport are both here.
 PHONE = bool(shutil.which("adb") and importlib.util.find_spec("edgeq.targets.adb"))
@@ -32,8 +33,8 @@ def phone(tmp_path, monkeypatch):
     if not PHONE:
         yield None
         return
-    from tests.android.conftest import STANDIN, adb_values
-    from tests.emulators.adb_device import EmulatedAdbServer, find_real_adb_servers
+    from tests.support.adb_device import EmulatedAdbServer, find_real_adb_servers
+    from tests.support.android import STANDIN, adb_values
 
     for var in ADB_ENV:
         monkeypatch.delenv(var, raising=False)
@@ -122,7 +123,7 @@ def test_lab_survives_a_killed_and_a_locked_out_device(lab, cli, tmp_path):
         "locked-out": "quarantined",
     }
     # Nothing of the victim is left running.
-    assert wait_until(lambda: not processes_mentioning(lab["victim_workdir"]), 15), (
+    assert wait_for(lambda: not processes_mentioning(lab["victim_workdir"]), 15), (
         processes_mentioning(lab["victim_workdir"])
     )
 

@@ -10,7 +10,7 @@ import pytest
 
 from edgeq.errors import ConfigError
 from edgeq.lab import load_inventory
-from tests.lab.conftest import write_inventory
+from tests.support.lab import write_inventory
 
 
 def toml(tmp_path, inventory: str, labgrid: dict | None = None, devices: dict | None = None):

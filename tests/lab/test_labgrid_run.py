@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.conftest import kill_device, wait_until, write_inventory
 from tests.support import labgrid as lg
+from tests.support.lab import write_inventory
+from tests.support.procs import kill_device, wait_for
 
 EDGEQ = str(Path(sys.executable).parent / "edgeq")
 
@@ -148,7 +149,7 @@ def test_ctrl_c_releases_every_place_and_a_crashed_run_is_reported(
         "pair", devices={"pi-a": {"run": {"min_s": 3.0}}, "pi-b": {"run": {"min_s": 3.0}}}
     )
     proc = _start_run(inventory, tmp_path)
-    if not wait_until(lambda: len(_markers(tmp_path)) == 2, timeout=90):
+    if not wait_for(lambda: len(_markers(tmp_path)) == 2, timeout=90):
         proc.kill()
         pytest.fail("edgeq never held both places: " + proc.communicate()[1])
     assert set(lab.acquired()) >= {"pi-a", "pi-b"}
@@ -160,7 +161,7 @@ def test_ctrl_c_releases_every_place_and_a_crashed_run_is_reported(
 
     # a run that dies without its finally (kill -9) leaves its places acquired …
     proc = _start_run(inventory, tmp_path)
-    if not wait_until(lambda: len(_markers(tmp_path)) == 2, timeout=90):
+    if not wait_for(lambda: len(_markers(tmp_path)) == 2, timeout=90):
         proc.kill()
         pytest.fail("edgeq never held both places: " + proc.communicate()[1])
     proc.kill()
@@ -184,7 +185,7 @@ def test_the_phone_on_an_exporter_host(cli, labgrid_rig, lab_toml):
     phone = labgrid_rig["phone"]
     if phone is None:
         pytest.skip("needs the adb client: apt-get install adb (.ci/run installs it)")
-    from tests.android.conftest import STANDIN
+    from tests.support.android import STANDIN
 
     overrides = {
         "adb_host": "127.0.0.1",  # the emulated phone's server, as the exporter host sees it

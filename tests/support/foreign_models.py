@@ -39,6 +39,10 @@ from tests.support.device_venv import cache_root
 SEED = 0
 #: class folder names of float_rgb's image folder, in label order (they sort that way)
 COLOUR_CLASSES = ("0_red", "1_green", "2_blue")
+#: The models every foreign-model deploy and lab test runs, and a budget they all pass.
+REQUIRED = ("float_rgb", "uint8_gray", "two_inputs", "dynamic_batch", "regression")
+BUDGET = {"max_model_kb": 200, "max_latency_ms": 200, "min_accuracy": 0.0,
+          "max_accuracy_drop_pp": 100}  # fmt: skip
 
 
 @dataclass(frozen=True)

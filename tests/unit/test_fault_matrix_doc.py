@@ -1,6 +1,6 @@
 """docs/fault-matrix.md cannot drift from the suite: every test it names exists (with its
-parameter id, when it names one), every test of tests/faults is in it, and it keeps at
-least 30 cases."""
+parameter id, when it names one), every test of a fault file (`tests/<subsystem>/test_*_faults.py`,
+tests/README.md) is in it, and it keeps at least 30 cases."""
 
 from __future__ import annotations
 
@@ -9,10 +9,17 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 DOC = REPO / "docs" / "fault-matrix.md"
 NAMED = re.compile(r"`(tests/[\w/]+\.py)::(\w+)(\[[^\]`]+\])?`")
+
+
+def _fault_files() -> list[str]:
+    """The fault files: `test_*_faults.py` in the subsystem folders, as rootdir paths."""
+    return sorted(
+        f.relative_to(REPO).as_posix() for f in (REPO / "tests").rglob("test_*_faults.py")
+    )
 
 
 def _rows() -> list[str]:
@@ -34,6 +41,7 @@ def test_every_named_test_exists():
         assert name in _functions(file), f"{path}::{name} is named in {DOC.name} but missing"
         if param:
             with_ids.setdefault(path, set()).add(f"{path}::{name}{param}")
+    assert sum(map(len, with_ids.values())) >= 7  # Ctrl-C in each phase, each signal
     # parameter ids exist only once collected
     collected = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
@@ -49,9 +57,14 @@ def test_every_named_test_exists():
 
 def test_every_fault_test_is_in_the_matrix():
     text = DOC.read_text()
-    for file in sorted((REPO / "tests" / "faults").glob("test_*.py")):
-        rel = file.relative_to(REPO).as_posix()
-        for name in sorted(n for n in _functions(file) if n.startswith("test_")):
+    files = _fault_files()
+    # every fault file the matrix names is found here (so none escapes the check below)
+    named = {path for path, _, _ in NAMED.findall(text) if path.endswith("_faults.py")}
+    assert len(named) >= 10 and named <= set(files), sorted(named - set(files))
+    for rel in files:
+        tests = sorted(n for n in _functions(REPO / rel) if n.startswith("test_"))
+        assert tests, f"{rel} has no tests"
+        for name in tests:
             assert f"`{rel}::{name}" in text, f"{rel}::{name} has no row in {DOC.name}"
 
 

@@ -12,6 +12,16 @@ from edgeq.runners import benchmark_model, option_specs
 from edgeq.settings import SPECS, RunSettings
 from edgeq_device import edgeq_runner
 
+#: The settings the device runner's own argparse takes (the rest stay on the host).
+RUNNER_SETTINGS = {"threads", "runs", "min_s", "warmup_runs", "warmup_min_s", "max_s",
+                   "batch_size", "limit"}  # fmt: skip
+
+
+def _runner_specs():
+    specs = [s for s in SPECS if s.runner]
+    assert {s.name for s in specs} == RUNNER_SETTINGS
+    return specs
+
 
 def _cli_params(name: str) -> dict:
     group = typer.main.get_command(app)
@@ -21,16 +31,19 @@ def _cli_params(name: str) -> dict:
 def test_cli_defaults_are_the_settings_defaults():
     for command in ("deploy", "bench"):
         params = _cli_params(command)
-        for spec in option_specs():  # the shared settings and each runner's own
-            if spec.cli:
-                assert spec.name in params, (command, spec.name)
-                want = str(spec.default) if spec.many else spec.default  # "1" or "1,2,4"
-                assert params[spec.name].default == want, (command, spec.name)
+        cli_specs = [spec for spec in option_specs() if spec.cli]  # shared and each runner's
+        assert {"threads", "runs", "use_gpu", "taskset"} <= {spec.name for spec in cli_specs}
+        for spec in cli_specs:
+            assert spec.name in params, (command, spec.name)
+            want = str(spec.default) if spec.many else spec.default  # "1" or "1,2,4"
+            assert params[spec.name].default == want, (command, spec.name)
 
 
 def test_lab_run_keys_are_the_settings_with_their_defaults():
     assert set(RUN_FIELDS) == {s.name for s in option_specs() if s.lab}
-    assert {"threads", "use_gpu", "taskset"} <= set(RUN_FIELDS)  # shared and a runner's own
+    assert {"threads", "runs", "min_s", "batch_size", "repeat", "use_gpu", "taskset"} <= set(
+        RUN_FIELDS
+    )  # shared and a runner's own
     for name, field in RUN_FIELDS.items():
         assert field.default == settings_mod.spec(name).default, name
     # the drift the architecture issue found: one accuracy batch size everywhere
@@ -39,11 +52,10 @@ def test_lab_run_keys_are_the_settings_with_their_defaults():
 
 def test_the_device_runner_has_the_same_defaults():
     args = edgeq_runner.parse_args(["model.tflite"])
-    for spec in SPECS:
-        if spec.runner:
-            dest = spec.runner.lstrip("-").replace("-", "_")
-            want = 0 if spec.name == "limit" else spec.default  # the runner's "no limit"
-            assert getattr(args, dest) == want, spec.name
+    for spec in _runner_specs():
+        dest = spec.runner.lstrip("-").replace("-", "_")
+        want = 0 if spec.name == "limit" else spec.default  # the runner's "no limit"
+        assert getattr(args, dest) == want, spec.name
 
 
 def test_runner_argv_round_trips_through_the_runners_parser():
@@ -52,19 +64,22 @@ def test_runner_argv_round_trips_through_the_runners_parser():
         batch_size=32, limit=50,
     )  # fmt: skip
     args = edgeq_runner.parse_args(["m.tflite", *settings_mod.argv(s.validate())])
-    for spec in SPECS:
-        if spec.runner:
-            assert getattr(args, spec.runner.lstrip("-").replace("-", "_")) == getattr(
-                s, spec.name
-            ), spec.name
+    for spec in _runner_specs():
+        assert getattr(args, spec.runner.lstrip("-").replace("-", "_")) == getattr(s, spec.name), (
+            spec.name
+        )
 
 
 def test_native_argv_uses_the_tools_flag_names():
-    from tests.android.conftest import STANDIN
+    from tests.support.android import STANDIN
 
     flags = {ln.split('"')[1] for ln in STANDIN.read_text().splitlines() if '": ' in ln}
     s = RunSettings(use_xnnpack=True, use_gpu=True, use_nnapi=True, op_profiling=True)
     ours = benchmark_model.native_flags(s)
+    assert {a.split("=")[0] for a in ours} >= {
+        "--num_threads", "--num_runs", "--min_secs", "--use_xnnpack", "--use_gpu", "--use_nnapi",
+        "--enable_op_profiling",
+    }  # fmt: skip
     assert "--use_gpu=true" in ours and "--enable_op_profiling=true" in ours
     for arg in ours:
         assert arg.startswith("--") and arg[2:].split("=")[0] in flags, arg
