@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeq_device import edgeq_runner as runner
+
 from . import __version__, convert, data, evaldata, fsutil, manifest
+from .agreement import check_data, host_accuracy
 from .budget import Budget
 from .devapi import load_eval_data, model_io, parse_input_shapes, resolve_shapes
 from .errors import ModelError, UsageError
@@ -28,6 +31,7 @@ from .paths import cache_root
 from .progress import Progress, say
 from .runners import Runner, choose
 from .settings import DEFAULT_AGREEMENT, RunSettings
+from .train import Recipe, train
 
 __all__ = [
     "DataPlan",
@@ -54,7 +58,6 @@ def prepare_artifact(
     train_progress: Any = None,
 ) -> Path:
     """Train + convert per the [model] recipe, or reuse the cached result of the same recipe."""
-    from .train import Recipe, train
 
     recipe = Recipe.from_model_config(model_cfg).validate()
     mode = model_cfg["mode"]
@@ -108,7 +111,6 @@ def check_loadable(p: Path) -> None:
     """Load the model with the host's interpreter (its flatbuffer verifier finds truncated
     and damaged files). Operators the host lacks are the device's business (a custom or
     delegate op may exist only there), and without a host interpreter nothing is checked."""
-    from edgeq_device import edgeq_runner as runner
 
     try:
         cls, _, _ = runner.find_interpreter()
@@ -142,7 +144,6 @@ def host_reference(
     artifact: Path, eval_npz: Path, progress: Progress | None = None
 ) -> tuple[float | None, str | None]:
     """Host accuracy of the float32 model the artifact came from, on the same data (cached)."""
-    from .agreement import host_accuracy
 
     entry = manifest.manifest_entry(artifact)
     if entry and entry["mode"] == "float32":
@@ -206,7 +207,6 @@ def plan_data(
 ) -> DataPlan:
     """Stage the evaluation data for `artifact`, after checking its shapes, dtypes and
     label range against the model's input (DataError, exit 2, naming both and the fix)."""
-    from .agreement import check_data
 
     io = model_io(artifact)
     opts = data_options or {}
