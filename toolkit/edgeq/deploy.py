@@ -182,6 +182,7 @@ def measure(
     from . import measure as measure_mod
 
     runner = runner or choose(target.config, settings)
+    target.io_timeout = settings.timeout
     job = Job(Path(artifact), eval_npz, settings, tuple(input_shapes), agreement, probe=probe)
     return measure_mod.measure(target, runner, job, progress)
 

@@ -17,7 +17,7 @@ from .common import JsonOpt, emit_json, out, use_json
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="The local target's cache ($TMPDIR/edgeq-local, shared by every checkout).",
+    help="The local target's cache ($TMPDIR/edgeq-local-<uid>, shared by your checkouts).",
     no_args_is_help=True,
 )
 

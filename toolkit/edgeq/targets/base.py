@@ -12,12 +12,13 @@ Commands are POSIX shell strings for the device's `sh`; build them from argv wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -100,6 +101,11 @@ class Target(ABC):
         self.files_used: list[str] = []
         #: run folders of dead edgeq processes of this host, removed when the workdir was made
         self.swept: list[str] = []
+        #: the command's --timeout (the lab: what is left of timeout_s): no network wait of
+        #: a transport lasts longer (None: the transport's own bound)
+        self.io_timeout: float | None = None
+        #: what the target is doing, for "no data … during the push"
+        self.phase = "a command"
 
     # ------------------------------------------------------------------ primitives
 
@@ -180,6 +186,20 @@ class Target(ABC):
         """
         command = argv if isinstance(argv, str) else quote_argv(argv)
         self.open()
+        if killable:
+            with self._doing("the run"):
+                return self._run(command, timeout, check, True)
+        return self._run(command, timeout, check, False)
+
+    @contextlib.contextmanager
+    def _doing(self, phase: str) -> Iterator[None]:
+        before, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = before
+
+    def _run(self, command: str, timeout: float | None, check: bool, killable: bool):
         pidfile = None
         if killable:
             pidfile = f"{self.workdir}/.pid"
@@ -258,8 +278,9 @@ class Target(ABC):
         if self._workdir is None:
             base = self.workdir_base.rstrip("/") or "/"
             q = shlex.quote(base)
+            self.ensure_private()
             res = self.run(
-                f"mkdir -p {q} && d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
+                f"umask 077; d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
                 f'printf \'%s\\n\' {shlex.quote(owner_line())} > "$d/.owner" && echo "$d" '
                 f"|| exit 1; for f in {q}/run.*/.owner; do "
                 f'[ -f "$f" ] && echo "$f $(cat "$f")"; done; exit 0',
@@ -273,6 +294,37 @@ class Target(ABC):
             self._workdir = path
             self._sweep(base, lines[1:])
         return self._workdir
+
+    def ensure_private(self) -> None:
+        """Create the workdir base and the cache on the device (0700 when new) and refuse
+        them unless they are private to the login user (see `edgeq.privdir`): a file in
+        the cache is checked by sha256 and then run, so nobody else may be able to swap
+        it in between. Once per session."""
+        if self._cache_ready:
+            return
+        from ..privdir import judge_ls, refuse
+
+        base = self.workdir_base.rstrip("/") or "/"
+        cache = self.cache_dir
+        res = self.run(
+            f"umask 077; mkdir -p {shlex.quote(base)} {shlex.quote(cache)} || exit 1; id -u; "
+            f"ls -ldn {shlex.quote(base + '/.')}; ls -ldn {shlex.quote(cache)}",
+            timeout=30,
+            check=False,
+        )
+        lines = res.stdout.strip().splitlines()
+        if res.failed or len(lines) < 3 or not lines[0].strip().isdigit():
+            raise self._base_error(base, res)
+        me = int(lines[0])
+        setting = f'set workdir = "/a/folder/of/yours" in {self.config.where}'
+        for path, line, shared_ok, what in (
+            (base, lines[1], True, "edgeq's workdir base"),
+            (cache, lines[2], False, "edgeq's cache"),
+        ):
+            why = judge_ls(path, line, me, shared_ok)
+            if why:
+                raise refuse(why, f"{what} on {self.name}", path, setting)
+        self._cache_ready = True
 
     def _base_error(self, base: str, res: CommandResult) -> DeviceError:
         why = tail(res.stderr or res.stdout, 2) or f"exit {res.exit_code}"
@@ -310,7 +362,8 @@ class Target(ABC):
 
     def get(self, remote: str, local: Path) -> Path:
         self.open()
-        self._get(remote, Path(local))
+        with self._doing("the result fetch"):
+            self._get(remote, Path(local))
         return Path(local)
 
     def remote_sha256(self, remote: str) -> str | None:
@@ -333,16 +386,15 @@ class Target(ABC):
         replaced. Uploads go to a temporary name, are checked (sha256 on the device) and
         renamed into place; a failed or interrupted upload leaves nothing behind.
         """
-        local = Path(local)
+        with self._doing("the push"):
+            return self._ensure_file(Path(local), suffix)
+
+    def _ensure_file(self, local: Path, suffix: str) -> str:
         digest = sha256_file(local)
         size = local.stat().st_size
         remote = f"{self.cache_dir}/{digest}{suffix}"
         record = {"file": local.name, "sha256": digest, "bytes": size}
-        if not self._cache_ready:
-            res = self.run(["mkdir", "-p", self.cache_dir], timeout=30, check=False)
-            if res.failed:
-                raise self._base_error(self.workdir_base, res)
-            self._cache_ready = True
+        self.ensure_private()
         self.files_used.append(remote)
         if self.remote_sha256(remote) == digest:
             self.files_sent.append({**record, "sent": 0})

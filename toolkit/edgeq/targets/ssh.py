@@ -43,6 +43,9 @@ from .base import CommandResult, Target
 
 #: Seconds a file transfer may take.
 TRANSFER_TIMEOUT = 900.0
+#: The longest silence tolerated on a connection (shorter when the command's --timeout or
+#: the device's timeout_s is): a live sshd answers a keepalive within a second.
+SILENCE_MAX_S = 120.0
 NO_SFTP = "has no SFTP subsystem (common with dropbear and minimal images)"
 
 
@@ -95,6 +98,7 @@ class SshTarget(Target):
         super().__init__(config, keep)
         self._conn = None
         self._sftp = None
+        self._watchdog = None
 
     # ------------------------------------------------------------------ connection
 
@@ -125,8 +129,15 @@ class SshTarget(Target):
         import paramiko
         from fabric import Config, Connection
 
+        from ._watch import Watchdog, WatchedSocket
+
         key_file = self.config.get("key_file")
-        kwargs: dict = {"banner_timeout": 30, "auth_timeout": 30}
+        limit = self.silence_limit
+        kwargs: dict = {
+            "banner_timeout": min(30.0, limit),
+            "auth_timeout": min(30.0, limit),
+            "channel_timeout": min(30.0, limit),
+        }
         if key_file:
             key_path = Path(key_file).expanduser()
             if not key_path.is_file():
@@ -157,7 +168,10 @@ class SshTarget(Target):
         conn.client.set_missing_host_key_policy(
             paramiko.AutoAddPolicy() if accept_new else paramiko.RejectPolicy()
         )
+        sock = None
         try:
+            sock = WatchedSocket.connect(self.host, self.port, conn.connect_timeout)
+            conn.connect_kwargs["sock"] = sock
             conn.open()
         except paramiko.BadHostKeyException as exc:
             got, kind = fingerprint(exc.key), _key_file_kind(exc.key.get_name())
@@ -212,7 +226,43 @@ class SshTarget(Target):
                 f"{self.name}: cannot connect to {self._host_label()} ({reason}); is sshd "
                 f"running there and is port = {self.port} right?"
             ) from None
+        finally:
+            if sock is not None and conn.transport is None:
+                sock.close()
         self._conn = conn
+        self._watchdog = Watchdog(sock, conn.transport, limit)
+        self._watchdog.start()
+
+    @property
+    def silence_limit(self) -> float:
+        """Seconds of silence after which the connection is given up."""
+        return min(self.io_timeout or SILENCE_MAX_S, SILENCE_MAX_S)
+
+    def _silent_error(self) -> ConnectError | None:
+        """The error for a connection the watchdog cut for silence (None: it did not)."""
+        dog = self._watchdog
+        if dog is None or dog.cut_after is None:
+            return None
+        return ConnectError(
+            f"{self.name}: no data from {self._host_label()} for {dog.cut_after:.0f} s during "
+            f"{self.phase}; the link went silent (the device left the network, or a NAT or "
+            f"firewall forgot the connection) — check its network and run again",
+            details={"silent_s": round(dog.cut_after, 1), "phase": self.phase},
+        )
+
+    def _guarded(self, fn, *args):
+        """Run a primitive; a failure caused by a cut silent link becomes that error."""
+        import paramiko
+
+        try:
+            return fn(*args)
+        except (DeviceError, OSError, EOFError, paramiko.SSHException) as exc:
+            silent = self._silent_error()
+            if silent is not None:
+                raise silent from None
+            if isinstance(exc, DeviceError):
+                raise
+            raise self._lost(exc) from None
 
     def _password(self) -> tuple[str, str]:
         """(password, where it came from) — the environment variable `password_env`
@@ -232,6 +282,8 @@ class SshTarget(Target):
 
     def _disconnect(self) -> None:
         self._sftp = None
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -254,7 +306,7 @@ class SshTarget(Target):
 
         assert self._conn is not None, "call open() first"
         try:
-            chan = self._conn.transport.open_session(timeout=30)
+            chan = self._conn.transport.open_session(timeout=min(30.0, self.silence_limit))
             chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
             raise self._lost(exc) from None
@@ -317,6 +369,9 @@ class SshTarget(Target):
         return status
 
     def _exec(self, command: str, timeout: float | None) -> CommandResult:
+        return self._guarded(self._exec_channel, command, timeout)
+
+    def _exec_channel(self, command: str, timeout: float | None) -> CommandResult:
         """Run over a fresh SSH channel we drive ourselves, so a timeout or Ctrl-C stops
         waiting at once (invoke's runner would only forward Ctrl-C and keep waiting). Only
         the last MAX_OUTPUT bytes of each stream are kept."""
@@ -364,9 +419,16 @@ class SshTarget(Target):
                 self.transfer_method = "exec"
             else:
                 self.transfer_method = "sftp"
+                self._sftp.get_channel().settimeout(self.silence_limit)
         return self._sftp is not None and self.transfer_method == "sftp"
 
     def _put(self, local: Path, remote: str) -> None:
+        self._guarded(self._put_any, local, remote)
+
+    def _get(self, remote: str, local: Path) -> None:
+        self._guarded(self._get_any, remote, local)
+
+    def _put_any(self, local: Path, remote: str) -> None:
         if not self._use_sftp():
             self._put_exec(local, remote)
             return
@@ -377,7 +439,7 @@ class SshTarget(Target):
                 f"{self.name}: upload of {local.name} to {remote} failed: {exc}"
             ) from None
 
-    def _get(self, remote: str, local: Path) -> None:
+    def _get_any(self, remote: str, local: Path) -> None:
         if not self._use_sftp():
             self._get_exec(remote, local)
             return
