@@ -9,6 +9,7 @@ Two schemas, both versioned:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, fsutil
+from . import __version__, fsutil, textsafe
 from .errors import RunnerError
 
 RUN_SCHEMA = "edgeq.run/1"
@@ -75,7 +76,74 @@ def validate_run(doc: Any, origin: str = "device") -> dict[str, Any]:
     env = doc.get("environment")
     if not isinstance(env, dict) or not isinstance(env.get("machine"), str):
         raise bad("environment.machine", "a string")
+    clean = textsafe.deep(doc)  # what the device wrote is shown to people: no escapes
+    doc.clear()
+    doc.update(clean)
+    why = inconsistency(doc)
+    if why:
+        raise RunnerError(
+            f"{origin}: the device's result is inconsistent: {why}; it is not trusted (no "
+            f"verdict, never a baseline) — check the device's clock and runner",
+            details={"inconsistent": why},
+        )
     return doc
+
+
+#: The order latency statistics must keep (those present).
+ORDER = ("min", "p5", "p50", "p90", "p95", "p99", "max")
+
+
+def _close_le(a: float, b: float) -> bool:
+    """a <= b, forgiving the last bits of floating-point rounding."""
+    return a <= b + 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def inconsistency(doc: dict[str, Any]) -> str | None:
+    """What in a (type-checked) run document cannot be true, or None: latencies negative,
+    statistics out of order, a mean outside [min, max], a spread larger than the range,
+    fewer measurements than samples shown, samples outside [min, max]."""
+    for kind, stats in (doc.get("latency_ms") or {}).items():
+        if not isinstance(stats, dict):
+            continue
+        where = f"latency_ms.{kind}"
+        got = {k: stats[k] for k in (*ORDER, "mean", "std") if _num(stats.get(k))}
+        for k, v in got.items():
+            if v < 0:
+                return f"{where}.{k} = {v:g} ms is negative"
+        seq = [(k, got[k]) for k in ORDER if k in got]
+        for (ka, a), (kb, b) in itertools.pairwise(seq):
+            if not _close_le(a, b):
+                return f"{where}.{ka} = {a:g} ms exceeds {kb} = {b:g} ms"
+        lo, hi = got.get("min"), got.get("max")
+        mean = got.get("mean")
+        bounded = lo is not None and hi is not None
+        if mean is not None and bounded and not (_close_le(lo, mean) and _close_le(mean, hi)):
+            return f"{where}.mean = {mean:g} ms is outside [min, max] = [{lo:g}, {hi:g}]"
+        std = got.get("std")
+        if std is not None and bounded and not _close_le(std, hi - lo):
+            return f"{where}.std = {std:g} ms exceeds the range max - min = {hi - lo:g} ms"
+        if stats.get("count") == 1 and lo is not None and hi is not None and lo != hi:
+            return f"{where}: one measurement, but min {lo:g} != max {hi:g}"
+    samples = doc.get("latency_samples_ms")
+    if isinstance(samples, dict) and isinstance(samples.get("invoke"), list):
+        values = samples["invoke"]
+        stats = (doc.get("latency_ms") or {}).get("invoke") or {}
+        if any(not _num(v) for v in values):
+            return "latency_samples_ms.invoke holds a value that is not a finite number"
+        count = stats.get("count")
+        if _num(count) and count < len(values):
+            return f"latency_ms.invoke.count = {count:g} is below the {len(values)} samples sent"
+        lo, hi = stats.get("min"), stats.get("max")
+        inside = not values or not (_num(lo) and _num(hi))
+        if not inside and not (_close_le(lo, min(values)) and _close_le(max(values), hi)):
+            return (
+                f"latency_samples_ms.invoke spans [{min(values):g}, {max(values):g}] ms, "
+                f"outside [min, max] = [{lo:g}, {hi:g}]"
+            )
+    for k, v in (doc.get("phases_ms") or {}).items():
+        if v is not None and v < 0:
+            return f"phases_ms.{k} = {v:g} ms is negative"
+    return None
 
 
 def parse_run(text: str, origin: str = "device") -> dict[str, Any]:

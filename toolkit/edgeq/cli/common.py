@@ -18,7 +18,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from .. import interrupts
+from .. import interrupts, textsafe
 from ..errors import EXIT_FAILED, EdgeqError
 
 out = Console(highlight=False, soft_wrap=True)
@@ -69,7 +69,8 @@ def emit_json(obj: Any) -> None:
 
 def report_error(exc: EdgeqError) -> int:
     """One line on stderr (plus a JSON document on stdout under --json); returns the exit code."""
-    err.print(f"[bold red]edgeq: error:[/] {escape(exc.message)}", markup=True)
+    msg = textsafe.one_line(exc.message)  # device text must not drive the terminal
+    err.print(f"[bold red]edgeq: error:[/] {escape(msg)}", markup=True)
     if state.json:
         emit_json({"ok": False, "exit_code": exc.exit_code, "error": exc.to_dict()})
     return exc.exit_code
@@ -77,7 +78,7 @@ def report_error(exc: EdgeqError) -> int:
 
 def one_line(text: str, width: int = 300) -> str:
     """`text` on one line (whitespace runs collapsed), cut to `width`."""
-    flat = " ".join(str(text).split())
+    flat = textsafe.one_line(" ".join(str(text).split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from .. import convert as convert_mod
 from .. import data as data_mod
 from .. import evaluate as evaluate_mod
-from .. import hostrun, quantmodes
+from .. import hostrun, quantmodes, textsafe
 from .. import models as models_mod
 from .. import train as train_mod
 from .common import JsonOpt, emit_json, err, out, use_json
@@ -295,7 +295,8 @@ def evaluate(
         )
     for r in rep.rows:
         if r.error:
-            err.print(f"[bold red]edgeq: error:[/] {escape(r.error['message'])}", markup=True)
+            msg = escape(textsafe.one_line(r.error["message"]))
+            err.print(f"[bold red]edgeq: error:[/] {msg}", markup=True)
     if json_out:
         emit_json(rep.to_dict())
     else:
