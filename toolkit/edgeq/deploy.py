@@ -10,6 +10,7 @@ per the [model] recipe, reusing an earlier result with the same content hash.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -466,8 +467,13 @@ def save(result: DeployResult, results_dir: Path, progress: Progress | None = No
     except (OSError, UsageError) as exc:
         why = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
         result.host["save_error"] = f"{results_dir}: {why}"
-        for folder in (fallback_dir(), Path(tempfile.gettempdir()) / "edgeq-unsaved-results"):
+        shared_tmp = Path(tempfile.gettempdir()) / f"edgeq-unsaved-results-{os.geteuid()}"
+        for folder in (fallback_dir(), shared_tmp):
             try:
+                if folder == shared_tmp:  # in a shared folder: private, or not at all
+                    from .privdir import ensure_local
+
+                    ensure_local(folder, "the last-resort results folder")
                 path = result.save(folder)
                 break
             except (OSError, UsageError):
@@ -502,7 +508,9 @@ def _save_partial(
         "transfer": {"bytes_sent": got.bytes_sent, "files": got.files},
     }
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target_cfg.name)
+    from .results import file_stem
+
+    safe = file_stem(target_cfg.name)
     for folder in (Path(results_dir), fallback_dir()):
         try:
             return fsutil.write_json(folder / f"{stamp}_{safe}.partial.json", doc)

@@ -146,6 +146,23 @@ def inconsistency(doc: dict[str, Any]) -> str | None:
     return None
 
 
+#: The longest name part of a result file (a target name can be any length).
+STEM_MAX = 80
+
+
+def file_stem(name: str, limit: int = STEM_MAX) -> str:
+    """A file-name part from a user's or device's name: only `[A-Za-z0-9._-]`, at most
+    `limit` characters; a longer name keeps its start and gets a hash of the whole, so it
+    stays stable and unique."""
+    import hashlib
+
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+    safe = safe.lstrip(".") or "_"
+    if len(safe) <= limit:
+        return safe
+    return f"{safe[: limit - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
 def parse_run(text: str, origin: str = "device") -> dict[str, Any]:
     """JSON text from the device → a validated run document."""
     try:
@@ -257,7 +274,7 @@ class DeployResult:
 
     def save(self, folder: Path) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.target["name"])
+        safe = file_stem(self.target["name"])
         path = Path(folder) / f"{stamp}_{safe}.json"
         n = 1
         while path.exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import sys
 import traceback
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from .. import interrupts, textsafe
-from ..errors import EXIT_FAILED, EdgeqError
+from ..errors import EXIT_FAILED, ConfigError, EdgeqError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -124,6 +125,17 @@ class EdgeqGroup(TyperGroup):
             ctx.exit(interrupts.exit_code(exc))
         except (typer.Exit, typer.Abort, TyperException):  # Typer's own signalling
             raise
+        except sqlite3.DatabaseError as exc:  # a damaged history: the file's fault, not ours
+            if state.debug:
+                traceback.print_exc()
+            ctx.exit(
+                report_error(
+                    ConfigError(
+                        f"the lab history is damaged ({exc}); restore it from a backup, or "
+                        f"point --db at another file (`sqlite3 FILE .recover` may save rows)"
+                    )
+                )
+            )
         except Exception as exc:
             if state.debug:
                 traceback.print_exc()

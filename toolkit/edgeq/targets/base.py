@@ -302,8 +302,14 @@ class Target(ABC):
         it in between. Once per session."""
         if self._cache_ready:
             return
+        from ..errors import ConfigError
         from ..privdir import judge_ls, refuse
 
+        if any(ord(c) < 32 or ord(c) == 127 for c in self.workdir_base):
+            raise ConfigError(
+                f"{self.config.where}: workdir {self.workdir_base!r} holds a control character "
+                f"(a newline?); give a plain folder path"
+            )
         base = self.workdir_base.rstrip("/") or "/"
         cache = self.cache_dir
         res = self.run(

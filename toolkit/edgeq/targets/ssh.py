@@ -49,6 +49,11 @@ SILENCE_MAX_S = 120.0
 NO_SFTP = "has no SFTP subsystem (common with dropbear and minimal images)"
 
 
+def q(value: object) -> str:
+    """A value as one shell word, for the commands edgeq prints (to be pasted)."""
+    return shlex.quote(str(value))
+
+
 def fingerprint(key) -> str:
     """OpenSSH's SHA256 fingerprint of a paramiko key (`ssh-keygen -lf` prints the same)."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -182,8 +187,8 @@ class SshTarget(Target):
                 f"(the device was reinstalled, or someone is in the middle). Verify on the "
                 f"device itself (its console, not over this network): `ssh-keygen -lf "
                 f"/etc/ssh/ssh_host_{kind}_key.pub` must print {got}; only then replace the "
-                f"old key: ssh-keygen -f {known} -R '{label}' && ssh-keyscan -p {self.port} "
-                f"{self.host} >> {known}",
+                f"old key: ssh-keygen -f {q(known)} -R {q(label)} && ssh-keyscan -p "
+                f"{self.port} {q(self.host)} >> {q(known)}",
                 details={"offered": got, "expected": fingerprint(exc.expected_key)},
             ) from None
         except paramiko.AuthenticationException as exc:
@@ -191,21 +196,22 @@ class SshTarget(Target):
                 raise AuthError(
                     f"{self.name}: {self.describe()} refused the password from "
                     f"{password_from} ({exc}); check the variable's value, or use a key: "
-                    f"ssh-copy-id -p {self.port} {self.user}@{self.host}"
+                    f"ssh-copy-id -p {self.port} {q(f'{self.user}@{self.host}')}"
                 ) from None
             how = f"key {key_file}" if key_file else "your ssh-agent/~/.ssh keys"
             raise AuthError(
                 f"{self.name}: {self.describe()} refused {how} ({exc}); install the public key "
-                f"on the device: ssh-copy-id -i {key_file or '~/.ssh/id_ed25519'}.pub "
-                f"-p {self.port} {self.user}@{self.host}"
+                f"on the device: ssh-copy-id -i "
+                f"{q(key_file + '.pub') if key_file else '~/.ssh/id_ed25519.pub'} "
+                f"-p {self.port} {q(f'{self.user}@{self.host}')}"
             ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
                 raise HostKeyError(
                     f"{self.name}: unknown host key for {self._host_label()} (not in {known}); "
                     f"after checking it, set accept_new_host_key = true in "
-                    f"{self.config.where} or run: ssh-keyscan -p {self.port} {self.host} "
-                    f">> {known}"
+                    f"{self.config.where} or run: ssh-keyscan -p {self.port} {q(self.host)} "
+                    f">> {q(known)}"
                 ) from None
             raise ConnectError(
                 f"{self.name}: SSH handshake with {self._host_label()} failed: {exc}"
