@@ -266,12 +266,12 @@ class History:
         self._lock = threading.RLock()
         try:
             self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            self._refuse_foreign()  # before anything writes to the file
             self._retrying(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
             self._db.execute("PRAGMA synchronous = NORMAL")
             # Migrations rebuild tables; foreign keys are switched on only afterwards (a
             # rebuilt parent table must not cascade-delete its children).
             self._db.execute("PRAGMA foreign_keys = OFF")
-            self._refuse_foreign()
             self.migrate()
             self._db.execute("PRAGMA foreign_keys = ON")
         except HistoryLocked:
