@@ -4,6 +4,7 @@ runner and then edits one thing in its result, the way a broken or hostile devic
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -91,3 +92,24 @@ def test_device_text_in_the_junit_and_markdown_reports_is_neutral(cli, tmp_path)
     assert "<script>" not in md and "<img" not in md and "\x1b" not in md
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
     assert "&lt;img src=x onerror=alert(1)&gt;" in md
+
+
+def test_a_huge_result_is_refused_and_unknown_keys_are_dropped(
+    pi_deploy, tmp_path, pi_python, pi_workdir
+):
+    huge = _editing_python(tmp_path, pi_python, "d['notes'] = 'x' * (2 * 1024 * 1024)")
+    res = pi_deploy(python=huge, result_max_mb=1)
+    assert res.exit_code == 3, res.stderr
+    line = error_line(res.stderr)
+    assert "the device's result is 2.0 MB, over the 1 MB cap" in line
+    assert "result_max_mb" in line
+    assert not list(tmp_path.glob("results/*.json"))
+    assert leftovers(pi_workdir) == []
+    extra = _editing_python(tmp_path, pi_python, "d['surprise'] = {'a': 1}; d['x_y'] = 2")
+    res = pi_deploy(python=extra, budget=EASY)
+    assert res.exit_code == 0, res.stderr
+    assert "dropped: surprise, x_y" in res.stderr
+    (saved,) = tmp_path.glob("results/*.json")
+    run = json.loads(saved.read_text())["run"]
+    assert "surprise" not in run and "x_y" not in run
+    assert run["dropped_keys"] == ["surprise", "x_y"]

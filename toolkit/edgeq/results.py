@@ -163,8 +163,47 @@ def file_stem(name: str, limit: int = STEM_MAX) -> str:
     return f"{safe[: limit - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
+#: The top-level keys of an edgeq.run/1 document (device_scripts/README.md), including
+#: those the host adds; a device's answer keeps only these.
+RUN_KEYS = frozenset(
+    [
+        "schema",
+        "ok",
+        "runner",
+        "started_utc",
+        "finished_utc",
+        "model",
+        "settings",
+        "benchmark_inputs",
+        "phases_ms",
+        "warmup",
+        "latency_ms",
+        "latency_samples_ms",
+        "sampling",
+        "accuracy",
+        "accuracy_note",
+        "accuracy_source",
+        "agreement",
+        "memory",
+        "environment",
+        "error",
+        "benchmark_model",
+        "delegates",
+        "op_profile",
+        "validity",
+        "cooldown",
+        "governor_pin",
+        "repeat",
+        "run",
+        "threads_sweep",
+        "dropped_keys",
+    ]
+)
+
+
 def parse_run(text: str, origin: str = "device") -> dict[str, Any]:
-    """JSON text from the device → a validated run document."""
+    """JSON text from the device → a validated run document (keys the schema does not
+    know are dropped and named in `dropped_keys`)."""
     try:
         doc = json.loads(text)
     except ValueError as exc:
@@ -177,6 +216,12 @@ def parse_run(text: str, origin: str = "device") -> dict[str, Any]:
         err = doc["error"]
         hint = f"; {err['hint']}" if err.get("hint") else ""
         raise RunnerError(f"{origin}: runner failed: {err.get('message')}{hint}")
+    if isinstance(doc, dict):
+        unknown = sorted(k for k in doc if k not in RUN_KEYS)
+        for k in unknown:
+            del doc[k]
+        if unknown:
+            doc["dropped_keys"] = [textsafe.one_line(k)[:80] for k in unknown[:20]]
     return validate_run(doc, origin)
 
 

@@ -37,6 +37,13 @@ COMMON_FIELDS: dict[str, Field] = {
     "description": f(str, "", "free text shown by `edgeq targets`"),
     "tags": f(list, [], "labels for lab selection (`--only TAG`)"),
     "env": f(dict, {}, "environment variables set for the runner on the device"),
+    "result_max_mb": f(
+        (int, float),
+        8,
+        "largest result document accepted from the device, in MB",
+        minimum=0,
+        exclusive=True,
+    ),
 }
 
 
