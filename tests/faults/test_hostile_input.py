@@ -6,13 +6,18 @@ run killed with -9. Each ends in one line and its documented exit code, before a
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
+from edgeq import config
 from edgeq.lab.history import History
 from edgeq.results import STEM_MAX, file_stem
+from edgeq.targets import make_target
 from tests.conftest import write_config
 from tests.faults.conftest import EASY, error_line
 from tests.lab import report_history as rh
@@ -129,3 +134,28 @@ def test_a_run_killed_with_kill_9_is_marked_interrupted_by_the_next(tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_cache_prune_target_cleans_an_ssh_devices_cache(cli, tmp_path, pi_config, pi_workdir):
+    cache = pi_workdir / "edgeq-cache"
+    cache.mkdir(mode=0o700)
+    now = time.time()
+    ages = {"old.tflite": 40 * 86400, "fresh.npz": 0, "x.tflite.part1": 7200, "y.part2": 60}
+    for name, age in ages.items():
+        (cache / name).write_bytes(b"m" * 100)
+        os.utime(cache / name, (now - age, now - age))
+    dry = cli("cache", "prune", "--target", "pi", "--config", pi_config, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    listed = sorted(Path(p).name for p in json.loads(dry.stdout)["removed"])
+    assert listed == ["old.tflite", "x.tflite.part1"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(ages)  # a dry run removes nothing
+    res = cli("cache", "prune", "--target", "pi", "--config", pi_config, "--older-than", "30")
+    assert res.exit_code == 0, res.stderr
+    assert "removed 2 file(s)" in res.stdout
+    assert sorted(p.name for p in cache.iterdir()) == ["fresh.npz", "y.part2"]
+    # and any session removes unfinished uploads over an hour old by itself
+    (cache / "z.part3").write_bytes(b"p")
+    os.utime(cache / "z.part3", (now - 7200, now - 7200))
+    with make_target(config.load(pi_config).target("pi")) as t:
+        t.ensure_private()
+    assert sorted(p.name for p in cache.iterdir()) == ["fresh.npz", "y.part2"]

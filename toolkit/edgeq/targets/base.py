@@ -302,7 +302,7 @@ class Target(ABC):
             self._sweep(base, lines[1:])
         return self._workdir
 
-    def ensure_private(self) -> None:
+    def ensure_private(self, sweep_parts: bool = True) -> None:
         """Create the workdir base and the cache on the device (0700 when new) and refuse
         them unless they are private to the login user (see `edgeq.privdir`): a file in
         the cache is checked by sha256 and then run, so nobody else may be able to swap
@@ -338,6 +338,30 @@ class Target(ABC):
             if why:
                 raise refuse(why, f"{what} on {self.name}", path, setting)
         self._cache_ready = True
+        if not sweep_parts:
+            return
+        # unfinished uploads of runs cut off an hour ago or more (a live one is younger)
+        self._quietly(
+            f"find {shlex.quote(cache)} -maxdepth 1 -type f -name '*.part*' -mmin +60 "
+            f"-exec rm -f {{}} + 2>/dev/null; true",
+            30,
+        )
+
+    def prune_cache(self, older_than_days: float, dry_run: bool = False) -> list[str]:
+        """Remove the device cache's files unused (untouched) for `older_than_days`, and
+        unfinished uploads over an hour old; returns their paths. Files this run uses are
+        touched when checked, so they are never old."""
+        self.ensure_private(sweep_parts=False)
+        q = shlex.quote(self.cache_dir)
+        minutes = max(1, int(older_than_days * 1440))
+        act = "-print" if dry_run else "-print -exec rm -f {} +"
+        res = self.run(
+            f"find {q} -maxdepth 1 -type f \\( -mmin +{minutes} -o -name '*.part*' -mmin +60 "
+            f"\\) {act}",
+            timeout=120,
+            check=True,
+        )
+        return [ln for ln in res.stdout.splitlines() if ln.strip()]
 
     def _base_error(self, base: str, res: CommandResult) -> DeviceError:
         why = tail(res.stderr or res.stdout, 2) or f"exit {res.exit_code}"
