@@ -319,8 +319,12 @@ class Target(ABC):
             )
         base = self.workdir_base.rstrip("/") or "/"
         cache = self.cache_dir
+        probe = shlex.quote(base + "/.me.XXXXXX")
         res = self.run(
-            f"umask 077; mkdir -p {shlex.quote(base)} {shlex.quote(cache)} || exit 1; id -u; "
+            f"umask 077; mkdir -p {shlex.quote(base)} {shlex.quote(cache)} || exit 1; "
+            # who am I: `id -u`, else the owner of a folder just made (no `id` on the device)
+            f'id -u 2>/dev/null || {{ d=$(mktemp -d {probe}) && set -- $(ls -ldn "$d") && '
+            f'rm -rf "$d" && echo "$3"; }}; '
             f"ls -ldn {shlex.quote(base + '/.')}; ls -ldn {shlex.quote(cache)}",
             timeout=30,
             check=False,
