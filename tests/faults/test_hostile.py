@@ -253,3 +253,37 @@ def test_the_lab_records_a_silent_device_and_ends(
     assert run["status"] != "running"
     assert row["status"] == "error" and row["device"] == "pi"
     assert "no data from" in row["reason"] and "during the push" in row["reason"], row
+
+
+def test_sigterm_ends_a_lab_stuck_on_a_silent_link(
+    pi_server, pi_python, tmp_path, artifacts, lab_sections
+):
+    wd = tmp_path / "pi-wd"
+    wd.mkdir()
+    proxy = SilentProxy(pi_server.port, after=PUSH_AT, silent_on=2)
+    lab_sections["lab"].update(
+        models=[str(artifacts[0] / "model_int8.tflite")], timeout_s=600, retries=0
+    )
+    inv = write_inventory(
+        tmp_path / "lab.toml", lab_sections, {"pi": _silent_pi(pi_server, pi_python, wd, proxy)}
+    )
+    try:
+        proc = edgeq_proc(["lab", "run", "--inventory", inv], tmp_path)
+        try:
+            assert proxy.silent.wait(120), "the lab never reached the push"
+            time.sleep(1.0)
+            assert proc.poll() is None  # stuck on the silent link
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            took = time.monotonic() - t0
+        finally:
+            proc.kill()
+    finally:
+        proxy.close()
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert took < 10, took
+    with History(tmp_path / "history.sqlite") as h:
+        (run,) = h.runs()
+    assert run["status"] == "interrupted"
