@@ -13,6 +13,7 @@ comes from `edgeq.targets` (by its `transport`), the runner from the request.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +27,9 @@ from .errors import EdgeqError, ModelError, RunnerError, UsageError
 from .fields import TargetConfig
 from .paths import cache_root
 from .prepare import DeployRequest, prepare
+from .privdir import ensure_local
 from .progress import Progress, say
-from .results import DeployResult
+from .results import DeployResult, file_stem
 from .runners import Job, Measurement, Runner, choose
 from .settings import RunSettings
 from .targets import Target, make_target
@@ -63,6 +65,7 @@ def run_on_device(
     the host what the device brought back (agreement, host accuracy). `probe`: check what
     the device needs before sending model and data (False right after a health check)."""
     runner = runner or choose(target.config, settings)
+    target.io_timeout = settings.timeout
     with tempfile.TemporaryDirectory(prefix="edgeq-pulled-") as pulled:
         job = Job(
             Path(artifact),
@@ -249,8 +252,14 @@ def save(result: DeployResult, results_dir: Path, progress: Progress | None = No
     except (OSError, UsageError) as exc:
         why = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
         result.host["save_error"] = f"{results_dir}: {why}"
-        unsaved = Path(tempfile.gettempdir()) / "edgeq-unsaved-results"
-        path = fsutil.write_first((fallback_dir(), unsaved), result.save)
+        unsaved = Path(tempfile.gettempdir()) / f"edgeq-unsaved-results-{os.geteuid()}"
+
+        def save_to(folder: Path) -> Path:
+            if folder == unsaved:  # in a shared folder: private, or not at all
+                ensure_local(folder, "the last-resort results folder")
+            return result.save(folder)
+
+        path = fsutil.write_first((fallback_dir(), unsaved), save_to)
         if path is None:
             raise UsageError(
                 f"cannot save the result in {results_dir} ({why}) nor in {fallback_dir()}; "
@@ -281,7 +290,7 @@ def _save_partial(
         "transfer": {"bytes_sent": got.bytes_sent, "files": got.files},
     }
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in target_cfg.name)
+    safe = file_stem(target_cfg.name)
     return fsutil.write_first(
         (Path(results_dir), fallback_dir()),
         lambda folder: fsutil.write_json(folder / f"{stamp}_{safe}.partial.json", doc),

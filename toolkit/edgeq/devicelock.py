@@ -10,12 +10,14 @@ waits for. Scope: one lab host (see docs/lab-multi-host.md for several).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +27,7 @@ from typing import Any
 
 from . import interrupts
 from .errors import DeviceError, UsageError
+from .privdir import ensure_local
 
 OnWait = Callable[[str], None]
 
@@ -71,11 +74,33 @@ LAB_FIX = "raise lock_timeout_s in [lab] or try again later"
 
 
 def default_lock_dir() -> Path:
-    """Where every edgeq process of this host keeps its device locks, so that `edgeq
+    """Where every edgeq process of this user keeps its device locks, so that `edgeq
     deploy`, `edgeq bench` and `edgeq lab run` exclude each other: $EDGEQ_LOCK_DIR, else
-    $TMPDIR/edgeq-locks."""
+    $TMPDIR/edgeq-locks-<uid> (private to the user: see `edgeq.privdir`)."""
     env = os.environ.get("EDGEQ_LOCK_DIR")
-    return Path(env).expanduser() if env else Path(tempfile.gettempdir()) / "edgeq-locks"
+    if env:
+        return Path(env).expanduser()
+    return Path(tempfile.gettempdir()) / f"edgeq-locks-{os.geteuid()}"
+
+
+def open_lock(path: Path) -> int:
+    """Open (create 0600) the lock file `path` in a private folder, never through a
+    symlink: a planted `*.lock` symlink would make edgeq write its JSON into whatever it
+    points at. Returns the file descriptor; UsageError (one line) when it cannot."""
+    fix = "set lock_dir in [lab] (or $EDGEQ_LOCK_DIR) to a folder of yours"
+    ensure_local(path.parent, "the device-lock folder", fix)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        why = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise UsageError(f"cannot open the device lock {path}: {why}; {fix}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise UsageError(
+            f"cannot use the device lock {path}: not a regular file of yours; remove it, or {fix}"
+        )
+    return fd
 
 
 def lock_dir_of(setting: str, folder: Path) -> Path:
@@ -126,22 +151,22 @@ class DeviceLock(Lease):
         self.waited_s = 0.0
 
     def holder(self) -> dict[str, Any]:
-        """Who holds (or last held) the lock, as written in the file."""
+        """Who holds (or last held) the lock, as written in the file (never through a
+        symlink, and at most 64 KB of it)."""
         try:
-            return json.loads(self.path.read_text() or "{}")
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return {}
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                h = json.loads(fh.read(1 << 16) or b"{}")
+            return h if isinstance(h, dict) else {}
         except (OSError, ValueError):
             return {}
 
     def acquire(self, on_wait: OnWait | None = None) -> DeviceLock:
         """Take the lock, waiting (and telling `on_wait` whom for) while another run holds it."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.path, "a+")  # noqa: SIM115 (held until release)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create the device lock {self.path}: {exc.strerror or exc}; set "
-                f"lock_dir in [lab] to a writable folder"
-            ) from None
+        fh = os.fdopen(open_lock(self.path), "r+")
         t0 = time.monotonic()
         told = False
         while True:

@@ -59,6 +59,8 @@ def diagnose(
     """Run every check; a failing step records its reason, the fix and the error object,
     never raises for a device problem."""
     target = make_target(tcfg)
+    if settings is not None:
+        target.io_timeout = settings.timeout
     rep = DoctorReport(tcfg.name, tcfg.transport, target.describe())
     add = rep.checks.append
     try:

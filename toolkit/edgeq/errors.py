@@ -138,5 +138,7 @@ class RunnerError(DeviceError):
 
 def tail(text: str, lines: int = 5, width: int = 160) -> str:
     """The last few non-empty lines of `text`, each cut to `width`, joined with ' | '."""
-    kept = [ln.strip() for ln in (text or "").splitlines() if ln.strip()][-lines:]
+    from .textsafe import one_line
+
+    kept = [one_line(ln.strip()) for ln in (text or "").splitlines() if ln.strip()][-lines:]
     return " | ".join(ln if len(ln) <= width else ln[: width - 1] + "…" for ln in kept)

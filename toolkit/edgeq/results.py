@@ -9,6 +9,7 @@ Two schemas, both versioned:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, fsutil
+from . import __version__, fsutil, textsafe
 from .errors import RunnerError
 
 RUN_SCHEMA = "edgeq.run/1"
@@ -75,11 +76,134 @@ def validate_run(doc: Any, origin: str = "device") -> dict[str, Any]:
     env = doc.get("environment")
     if not isinstance(env, dict) or not isinstance(env.get("machine"), str):
         raise bad("environment.machine", "a string")
+    clean = textsafe.deep(doc)  # what the device wrote is shown to people: no escapes
+    doc.clear()
+    doc.update(clean)
+    why = inconsistency(doc)
+    if why:
+        raise RunnerError(
+            f"{origin}: the device's result is inconsistent: {why}; it is not trusted (no "
+            f"verdict, never a baseline) — check the device's clock and runner",
+            details={"inconsistent": why},
+        )
     return doc
 
 
+#: The order latency statistics must keep (those present).
+ORDER = ("min", "p5", "p50", "p90", "p95", "p99", "max")
+
+
+def _close_le(a: float, b: float) -> bool:
+    """a <= b, forgiving the last bits of floating-point rounding."""
+    return a <= b + 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def inconsistency(doc: dict[str, Any]) -> str | None:
+    """What in a (type-checked) run document cannot be true, or None: latencies negative,
+    statistics out of order, a mean outside [min, max], a spread larger than the range,
+    fewer measurements than samples shown, samples outside [min, max]."""
+    for kind, stats in (doc.get("latency_ms") or {}).items():
+        if not isinstance(stats, dict):
+            continue
+        where = f"latency_ms.{kind}"
+        got = {k: stats[k] for k in (*ORDER, "mean", "std") if _num(stats.get(k))}
+        for k, v in got.items():
+            if v < 0:
+                return f"{where}.{k} = {v:g} ms is negative"
+        seq = [(k, got[k]) for k in ORDER if k in got]
+        for (ka, a), (kb, b) in itertools.pairwise(seq):
+            if not _close_le(a, b):
+                return f"{where}.{ka} = {a:g} ms exceeds {kb} = {b:g} ms"
+        lo, hi = got.get("min"), got.get("max")
+        mean = got.get("mean")
+        bounded = lo is not None and hi is not None
+        if mean is not None and bounded and not (_close_le(lo, mean) and _close_le(mean, hi)):
+            return f"{where}.mean = {mean:g} ms is outside [min, max] = [{lo:g}, {hi:g}]"
+        std = got.get("std")
+        if std is not None and bounded and not _close_le(std, hi - lo):
+            return f"{where}.std = {std:g} ms exceeds the range max - min = {hi - lo:g} ms"
+        if stats.get("count") == 1 and lo is not None and hi is not None and lo != hi:
+            return f"{where}: one measurement, but min {lo:g} != max {hi:g}"
+    samples = doc.get("latency_samples_ms")
+    if isinstance(samples, dict) and isinstance(samples.get("invoke"), list):
+        values = samples["invoke"]
+        stats = (doc.get("latency_ms") or {}).get("invoke") or {}
+        if any(not _num(v) for v in values):
+            return "latency_samples_ms.invoke holds a value that is not a finite number"
+        count = stats.get("count")
+        if _num(count) and count < len(values):
+            return f"latency_ms.invoke.count = {count:g} is below the {len(values)} samples sent"
+        lo, hi = stats.get("min"), stats.get("max")
+        inside = not values or not (_num(lo) and _num(hi))
+        if not inside and not (_close_le(lo, min(values)) and _close_le(max(values), hi)):
+            return (
+                f"latency_samples_ms.invoke spans [{min(values):g}, {max(values):g}] ms, "
+                f"outside [min, max] = [{lo:g}, {hi:g}]"
+            )
+    for k, v in (doc.get("phases_ms") or {}).items():
+        if v is not None and v < 0:
+            return f"phases_ms.{k} = {v:g} ms is negative"
+    return None
+
+
+#: The longest name part of a result file (a target name can be any length).
+STEM_MAX = 80
+
+
+def file_stem(name: str, limit: int = STEM_MAX) -> str:
+    """A file-name part from a user's or device's name: only `[A-Za-z0-9._-]`, at most
+    `limit` characters; a longer name keeps its start and gets a hash of the whole, so it
+    stays stable and unique."""
+    import hashlib
+
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+    safe = safe.lstrip(".") or "_"
+    if len(safe) <= limit:
+        return safe
+    return f"{safe[: limit - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+#: The top-level keys of an edgeq.run/1 document (device_scripts/README.md), including
+#: those the host adds; a device's answer keeps only these.
+RUN_KEYS = frozenset(
+    [
+        "schema",
+        "ok",
+        "runner",
+        "started_utc",
+        "finished_utc",
+        "model",
+        "settings",
+        "benchmark_inputs",
+        "phases_ms",
+        "warmup",
+        "latency_ms",
+        "latency_samples_ms",
+        "sampling",
+        "accuracy",
+        "accuracy_note",
+        "accuracy_source",
+        "agreement",
+        "memory",
+        "environment",
+        "error",
+        "benchmark_model",
+        "delegates",
+        "op_profile",
+        "validity",
+        "cooldown",
+        "governor_pin",
+        "repeat",
+        "run",
+        "threads_sweep",
+        "dropped_keys",
+    ]
+)
+
+
 def parse_run(text: str, origin: str = "device") -> dict[str, Any]:
-    """JSON text from the device → a validated run document."""
+    """JSON text from the device → a validated run document (keys the schema does not
+    know are dropped and named in `dropped_keys`)."""
     try:
         doc = json.loads(text)
     except ValueError as exc:
@@ -92,6 +216,12 @@ def parse_run(text: str, origin: str = "device") -> dict[str, Any]:
         err = doc["error"]
         hint = f"; {err['hint']}" if err.get("hint") else ""
         raise RunnerError(f"{origin}: runner failed: {err.get('message')}{hint}")
+    if isinstance(doc, dict):
+        unknown = sorted(k for k in doc if k not in RUN_KEYS)
+        for k in unknown:
+            del doc[k]
+        if unknown:
+            doc["dropped_keys"] = [textsafe.one_line(k)[:80] for k in unknown[:20]]
     return validate_run(doc, origin)
 
 
@@ -189,7 +319,7 @@ class DeployResult:
 
     def save(self, folder: Path) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.target["name"])
+        safe = file_stem(self.target["name"])
         path = Path(folder) / f"{stamp}_{safe}.json"
         n = 1
         while path.exists():

@@ -17,7 +17,7 @@ from .common import JsonOpt, emit_json, out, use_json
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="The local target's cache ($TMPDIR/edgeq-local, shared by every checkout).",
+    help="The local target's cache ($TMPDIR/edgeq-local-<uid>, shared by your checkouts).",
     no_args_is_help=True,
 )
 
@@ -49,6 +49,14 @@ def prune(
         Path | None,
         typer.Option("--config", help="edgeq.toml whose local targets to prune as well."),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Prune this device's cache instead (SSH, adb): files unused for "
+            "--older-than days, and unfinished uploads.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Remove cache files by age and total size, unfinished uploads, and the run folders
@@ -59,6 +67,9 @@ def prune(
         if value is not None and not value >= 0:
             raise UsageError(f"{name} must be a number >= 0, got {value}")
     cfg = config_mod.load(config)
+    if target is not None and cfg.target(target).transport != "local":
+        _prune_device(cfg.target(target), older_than, max_mb, dry_run, json_out)
+        return
     defaults = older_than is None and max_mb is None
     reports = []
     seen: set[str] = set()
@@ -95,3 +106,23 @@ def prune(
             for x in r.removed:
                 t.add_row(escape(x.path), f"{x.bytes / 1e6:.2f}", f"{x.age_days:.1f}", x.why)
             out.print(t)
+
+
+def _prune_device(tcfg, older_than, max_mb, dry_run: bool, json_out: bool) -> None:
+    """`cache prune --target T` for a device reached over a transport."""
+    if max_mb is not None:
+        raise UsageError("--max-mb applies to local targets; use --older-than for a device")
+    days = DEFAULT_DAYS if older_than is None else older_than
+    with make_target(tcfg) as t:
+        removed = t.prune_cache(days, dry_run)
+        where = t.cache_dir
+    if json_out:
+        emit_json(
+            {"ok": True, "dry_run": dry_run, "target": tcfg.name, "cache": where,
+             "removed": removed}
+        )  # fmt: skip
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.print(escape(f"{tcfg.name}:{where}: {verb} {len(removed)} file(s)"))
+    for path in removed:
+        out.print(escape(f"  {path}"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import sys
 import traceback
 from pathlib import Path
@@ -19,8 +20,8 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from .. import interrupts
-from ..errors import EXIT_FAILED, EdgeqError
+from .. import interrupts, textsafe
+from ..errors import EXIT_FAILED, ConfigError, EdgeqError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -74,7 +75,8 @@ def emit_json(obj: Any) -> None:
 
 def report_error(exc: EdgeqError) -> int:
     """One line on stderr (plus a JSON document on stdout under --json); returns the exit code."""
-    err.print(f"[bold red]edgeq: error:[/] {escape(exc.message)}", markup=True)
+    msg = textsafe.one_line(exc.message)  # device text must not drive the terminal
+    err.print(f"[bold red]edgeq: error:[/] {escape(msg)}", markup=True)
     if state.json:
         emit_json({"ok": False, "exit_code": exc.exit_code, "error": exc.to_dict()})
     return exc.exit_code
@@ -82,7 +84,7 @@ def report_error(exc: EdgeqError) -> int:
 
 def one_line(text: str, width: int = 300) -> str:
     """`text` on one line (whitespace runs collapsed), cut to `width`."""
-    flat = " ".join(str(text).split())
+    flat = textsafe.one_line(" ".join(str(text).split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -128,6 +130,17 @@ class EdgeqGroup(TyperGroup):
             ctx.exit(interrupts.exit_code(exc))
         except (typer.Exit, typer.Abort, TyperException):  # Typer's own signalling
             raise
+        except sqlite3.DatabaseError as exc:  # a damaged history: the file's fault, not ours
+            if state.debug:
+                traceback.print_exc()
+            ctx.exit(
+                report_error(
+                    ConfigError(
+                        f"the lab history is damaged ({exc}); restore it from a backup, or "
+                        f"point --db at another file (`sqlite3 FILE .recover` may save rows)"
+                    )
+                )
+            )
         except Exception as exc:
             if state.debug:
                 traceback.print_exc()

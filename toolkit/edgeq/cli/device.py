@@ -19,7 +19,7 @@ from ..errors import EXIT_FAILED
 from ..results import DeployResult
 from ..settings import RunSettings
 from ..targets import make_target
-from .common import BudgetOpt, JsonOpt, emit_json, out, use_json
+from .common import BudgetOpt, JsonOpt, emit_json, err, out, use_json
 from .options import run_settings_options
 from .progress import progress_printer, training_bar
 
@@ -259,6 +259,12 @@ def doctor(
 def print_result(res: DeployResult) -> None:
     run = res.run
     env = run.get("environment", {})
+    if run.get("dropped_keys"):
+        err.print(
+            "warning: the device's result held keys the schema does not know; dropped: "
+            + escape(", ".join(run["dropped_keys"])),
+            markup=True,
+        )
     where = (
         f" ({res.target['address']}): {env.get('machine')} {env.get('cpu_model') or ''} · "
         f"{env.get('os')} · "

@@ -285,7 +285,7 @@ def report(
         db = load_inventory(inv_path, discover=False).db_path
     if not Path(db).is_file():
         raise UsageError(f"no lab history at {db}; run `edgeq lab run` first or fix --db")
-    with History(db) as history:
+    with History(db, readonly=True) as history:
         doc = report_mod.build(history, run_id, trend_runs, matrix_runs)
     paths = report_mod.write_all(doc, fmts, out_path)
     run = doc["run"]

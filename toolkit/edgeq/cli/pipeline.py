@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .. import convert as convert_mod
 from .. import data as data_mod
-from .. import devapi, quantmodes
+from .. import devapi, quantmodes, textsafe
 from .. import evaluate as evaluate_mod
 from .. import models as models_mod
 from .. import train as train_mod
@@ -282,7 +282,8 @@ def evaluate(
         )
     for r in rep.rows:
         if r.error:
-            err.print(f"[bold red]edgeq: error:[/] {escape(r.error['message'])}", markup=True)
+            msg = escape(textsafe.one_line(r.error["message"]))
+            err.print(f"[bold red]edgeq: error:[/] {msg}", markup=True)
     if json_out:
         emit_json(rep.to_dict())
     else:

@@ -33,6 +33,7 @@ series by its content: `series_key` = the artifact's sha256, else its name):
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -207,6 +208,16 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def git_sha() -> str | None:
     """The commit of the edgeq source tree in use, when it is a git checkout."""
     here = Path(__file__).resolve().parent
@@ -232,9 +243,11 @@ class History:
     """The SQLite history. Thread-safe (one connection behind a lock); many processes may
     open the same file at once. Close it (or use `with`)."""
 
-    def __init__(self, path: Path, timeout_s: float = 60.0) -> None:
+    def __init__(self, path: Path, timeout_s: float = 60.0, readonly: bool = False) -> None:
         self.path = Path(path)
         self.timeout_s = float(timeout_s)
+        if readonly and self._open_readonly():
+            return
         # SQLite's own busy wait per try; the tries back off up to timeout_s in total
         busy_ms = int(min(self.timeout_s, 2.0) * 1000)
         try:
@@ -253,6 +266,7 @@ class History:
         self._lock = threading.RLock()
         try:
             self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            self._refuse_foreign()  # before anything writes to the file
             self._retrying(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
             self._db.execute("PRAGMA synchronous = NORMAL")
             # Migrations rebuild tables; foreign keys are switched on only afterwards (a
@@ -268,6 +282,63 @@ class History:
             raise ConfigError(
                 f"{self.path}: not a usable edgeq lab history ({exc}); point --db elsewhere"
             ) from None
+
+    def _refuse_foreign(self) -> None:
+        """A SQLite file of another application is never extended with edgeq's tables."""
+        if self.version:
+            return
+        tables = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        if tables:
+            self._db.close()
+            raise ConfigError(
+                f"{self.path} is not an edgeq lab history (it holds another application's "
+                f"tables: {', '.join(sorted(tables)[:5])}); point --db at a new file"
+            )
+
+    def _open_readonly(self) -> bool:
+        """Open for reading only (reports): never writes, so a history on a read-only
+        filesystem, or one that is not ours to change, can be read. SQLite needs to write a
+        WAL file's index next to it; where it cannot, the file is read as immutable. False:
+        the history needs a migration and can be written, so open it the usual way."""
+        self._lock = threading.RLock()
+        uri = self.path.resolve().as_uri()
+        last: Exception | None = None
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                db = sqlite3.connect(
+                    f"{uri}?{flags}", uri=True, isolation_level=None, check_same_thread=False
+                )
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            if version < SCHEMA_VERSION:
+                db.close()
+                if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+                    return False
+                raise ConfigError(
+                    f"{self.path}: an older edgeq lab history (schema {version}, this edgeq "
+                    f"reads {SCHEMA_VERSION}); run `edgeq lab run` once to upgrade it, or copy "
+                    f"it somewhere writable and report from the copy"
+                )
+            if version > SCHEMA_VERSION:
+                db.close()
+                raise ConfigError(
+                    f"{self.path}: not a usable edgeq lab history (schema {version}, newer "
+                    f"than this edgeq's {SCHEMA_VERSION}); upgrade edgeq"
+                )
+            db.row_factory = sqlite3.Row
+            self._db = db
+            return True
+        raise ConfigError(
+            f"{self.path}: not a usable edgeq lab history ({last}); point --db elsewhere"
+        )
 
     def _retrying(self, fn):
         """`fn()`, tried again with exponential backoff while another process holds the
@@ -362,6 +433,7 @@ class History:
     ) -> None:
         origin = origin or provenance()
         with self.transaction() as db:
+            self._mark_killed(db, origin.get("host", ""))
             db.execute(
                 "INSERT INTO runs (run_id, started_utc, status, edgeq_version, git_sha, host, "
                 "inventory, inventory_sha256, command, settings_json) "
@@ -377,6 +449,24 @@ class History:
                     command,
                     json.dumps(settings or {}),
                 ),
+            )
+
+    def _mark_killed(self, db: sqlite3.Connection, host: str) -> None:
+        """Runs of this host still `running` whose edgeq is gone (killed with -9, or the
+        machine lost power) become `interrupted`, so no run stays running forever."""
+        for row in db.execute(
+            "SELECT run_id, settings_json FROM runs WHERE status = 'running' AND host = ?",
+            (host,),
+        ).fetchall():
+            try:
+                pid = int(json.loads(row["settings_json"] or "{}").get("pid") or 0)
+            except (ValueError, TypeError, AttributeError):
+                continue
+            if pid <= 0 or pid == os.getpid() or _alive(pid):
+                continue
+            db.execute(
+                "UPDATE runs SET status = 'interrupted', finished_utc = ? WHERE run_id = ?",
+                (utc_now(), row["run_id"]),
             )
 
     def finish_run(self, run_id: str, status: str, exit_code: int | None) -> None:

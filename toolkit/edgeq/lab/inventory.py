@@ -67,7 +67,7 @@ LAB_FIELDS: dict[str, Field] = {
         (str,),
         "",
         "folder of the per-device lock files ('' = $EDGEQ_LOCK_DIR, else "
-        "$TMPDIR/edgeq-locks, shared with `edgeq deploy`)",
+        "$TMPDIR/edgeq-locks-<uid>, shared with `edgeq deploy`)",
     ),
     "lock_timeout_s": Field(NUM, 3600, "give up waiting for a busy device after this long"),
     "history_timeout_s": Field(

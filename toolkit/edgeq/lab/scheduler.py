@@ -371,6 +371,14 @@ def run_lab(
     workers = parallel or inv.lab["parallel"]
     if workers < 1:
         raise UsageError("--parallel must be >= 1")
+    # an unusable lock folder is the run's fault (exit 2 before any work), not each device's
+    from ..privdir import ensure_local
+
+    ensure_local(
+        getattr(inv.backend, "lock_dir", None) or inv.lock_dir,
+        "the device-lock folder",
+        "set lock_dir in [lab] to a folder of yours",
+    )
     data_path = data_path or inv.data_path
     artifacts = stage_models(
         inv, resolve_models(inv, models, data_path, say, labels), data_path, say

@@ -286,6 +286,15 @@ def pull_text(target: Target, remote: str) -> str | None:
             target.get(remote, local)
         except (CommandError, OSError):
             return None
+        cap_mb = float(target.config.get("result_max_mb") or 8)
+        size = local.stat().st_size
+        if size > cap_mb * 1024 * 1024:
+            raise RunnerError(
+                f"{target.name}: the device's result is {size / 1048576:,.1f} MB, over the "
+                f"{cap_mb:g} MB cap; it is not read nor saved — raise result_max_mb in "
+                f"{target.config.where} if the runner really writes that much",
+                details={"result_bytes": size},
+            )
         return local.read_text(errors="replace")
 
 

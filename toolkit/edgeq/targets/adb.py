@@ -174,6 +174,8 @@ class AdbTarget(Target):
     ) -> _process.Completed:
         """Run the adb client once; a timeout or Ctrl-C kills it (and its session)."""
         argv = self.adb_argv(*args, with_serial=with_serial)
+        if self.io_timeout is not None:  # the command's --timeout bounds every adb call
+            timeout = min(timeout, self.io_timeout) if timeout is not None else self.io_timeout
         return self._run_client(argv, timeout, what or f"adb {args[0]}")
 
     def _run_client(self, argv: list[str], timeout: float | None, what: str) -> _process.Completed:

@@ -13,12 +13,13 @@ Commands are POSIX shell strings for the device's `sh`; build them from argv wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +38,13 @@ COMMON_FIELDS: dict[str, Field] = {
     "description": f(str, "", "free text shown by `edgeq targets`"),
     "tags": f(list, [], "labels for lab selection (`--only TAG`)"),
     "env": f(dict, {}, "environment variables set for the runner on the device"),
+    "result_max_mb": f(
+        (int, float),
+        8,
+        "largest result document accepted from the device, in MB",
+        minimum=0,
+        exclusive=True,
+    ),
 }
 
 
@@ -101,6 +109,11 @@ class Target(ABC):
         self.files_used: list[str] = []
         #: run folders of dead edgeq processes of this host, removed when the workdir was made
         self.swept: list[str] = []
+        #: the command's --timeout (the lab: what is left of timeout_s): no network wait of
+        #: a transport lasts longer (None: the transport's own bound)
+        self.io_timeout: float | None = None
+        #: what the target is doing, for "no data … during the push"
+        self.phase = "a command"
 
     # ------------------------------------------------------------------ primitives
 
@@ -181,6 +194,20 @@ class Target(ABC):
         """
         command = argv if isinstance(argv, str) else quote_argv(argv)
         self.open()
+        if killable:
+            with self._doing("the run"):
+                return self._run(command, timeout, check, True)
+        return self._run(command, timeout, check, False)
+
+    @contextlib.contextmanager
+    def _doing(self, phase: str) -> Iterator[None]:
+        before, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = before
+
+    def _run(self, command: str, timeout: float | None, check: bool, killable: bool):
         pidfile = None
         if killable:
             pidfile = f"{self.workdir}/.pid"
@@ -259,8 +286,9 @@ class Target(ABC):
         if self._workdir is None:
             base = self.workdir_base.rstrip("/") or "/"
             q = shlex.quote(base)
+            self.ensure_private()
             res = self.run(
-                f"mkdir -p {q} && d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
+                f"umask 077; d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
                 f'printf \'%s\\n\' {shlex.quote(owner_line())} > "$d/.owner" && echo "$d" '
                 f"|| exit 1; for f in {q}/run.*/.owner; do "
                 f'[ -f "$f" ] && echo "$f $(cat "$f")"; done; exit 0',
@@ -274,6 +302,71 @@ class Target(ABC):
             self._workdir = path
             self._sweep(base, lines[1:])
         return self._workdir
+
+    def ensure_private(self, sweep_parts: bool = True) -> None:
+        """Create the workdir base and the cache on the device (0700 when new) and refuse
+        them unless they are private to the login user (see `edgeq.privdir`): a file in
+        the cache is checked by sha256 and then run, so nobody else may be able to swap
+        it in between. Once per session."""
+        if self._cache_ready:
+            return
+        from ..errors import ConfigError
+        from ..privdir import judge_ls, refuse
+
+        if any(ord(c) < 32 or ord(c) == 127 for c in self.workdir_base):
+            raise ConfigError(
+                f"{self.config.where}: workdir {self.workdir_base!r} holds a control character "
+                f"(a newline?); give a plain folder path"
+            )
+        base = self.workdir_base.rstrip("/") or "/"
+        cache = self.cache_dir
+        probe = shlex.quote(base + "/.me.XXXXXX")
+        res = self.run(
+            f"umask 077; mkdir -p {shlex.quote(base)} {shlex.quote(cache)} || exit 1; "
+            # who am I: `id -u`, else the owner of a folder just made (no `id` on the device)
+            f'id -u 2>/dev/null || {{ d=$(mktemp -d {probe}) && set -- $(ls -ldn "$d") && '
+            f'rm -rf "$d" && echo "$3"; }}; '
+            f"ls -ldn {shlex.quote(base + '/.')}; ls -ldn {shlex.quote(cache)}",
+            timeout=30,
+            check=False,
+        )
+        lines = res.stdout.strip().splitlines()
+        if res.failed or len(lines) < 3 or not lines[0].strip().isdigit():
+            raise self._base_error(base, res)
+        me = int(lines[0])
+        setting = f'set workdir = "/a/folder/of/yours" in {self.config.where}'
+        for path, line, shared_ok, what in (
+            (base, lines[1], True, "edgeq's workdir base"),
+            (cache, lines[2], False, "edgeq's cache"),
+        ):
+            why = judge_ls(path, line, me, shared_ok)
+            if why:
+                raise refuse(why, f"{what} on {self.name}", path, setting)
+        self._cache_ready = True
+        if not sweep_parts:
+            return
+        # unfinished uploads of runs cut off an hour ago or more (a live one is younger)
+        self._quietly(
+            f"find {shlex.quote(cache)} -maxdepth 1 -type f -name '*.part*' -mmin +60 "
+            f"-exec rm -f {{}} + 2>/dev/null; true",
+            30,
+        )
+
+    def prune_cache(self, older_than_days: float, dry_run: bool = False) -> list[str]:
+        """Remove the device cache's files unused (untouched) for `older_than_days`, and
+        unfinished uploads over an hour old; returns their paths. Files this run uses are
+        touched when checked, so they are never old."""
+        self.ensure_private(sweep_parts=False)
+        q = shlex.quote(self.cache_dir)
+        minutes = max(1, int(older_than_days * 1440))
+        act = "-print" if dry_run else "-print -exec rm -f {} +"
+        res = self.run(
+            f"find {q} -maxdepth 1 -type f \\( -mmin +{minutes} -o -name '*.part*' -mmin +60 "
+            f"\\) {act}",
+            timeout=120,
+            check=True,
+        )
+        return [ln for ln in res.stdout.splitlines() if ln.strip()]
 
     def _base_error(self, base: str, res: CommandResult) -> DeviceError:
         why = tail(res.stderr or res.stdout, 2) or f"exit {res.exit_code}"
@@ -311,7 +404,8 @@ class Target(ABC):
 
     def get(self, remote: str, local: Path) -> Path:
         self.open()
-        self._get(remote, Path(local))
+        with self._doing("the result fetch"):
+            self._get(remote, Path(local))
         return Path(local)
 
     def remote_sha256(self, remote: str) -> str | None:
@@ -334,16 +428,15 @@ class Target(ABC):
         replaced. Uploads go to a temporary name, are checked (sha256 on the device) and
         renamed into place; a failed or interrupted upload leaves nothing behind.
         """
-        local = Path(local)
+        with self._doing("the push"):
+            return self._ensure_file(Path(local), suffix)
+
+    def _ensure_file(self, local: Path, suffix: str) -> str:
         digest = sha256_file(local)
         size = local.stat().st_size
         remote = f"{self.cache_dir}/{digest}{suffix}"
         record = {"file": local.name, "sha256": digest, "bytes": size}
-        if not self._cache_ready:
-            res = self.run(["mkdir", "-p", self.cache_dir], timeout=30, check=False)
-            if res.failed:
-                raise self._base_error(self.workdir_base, res)
-            self._cache_ready = True
+        self.ensure_private()
         self.files_used.append(remote)
         if self.remote_sha256(remote) == digest:
             self.files_sent.append({**record, "sent": 0})

@@ -1,7 +1,8 @@
 """Pruning the local target's cache: by age (last use) and by total size.
 
 The local target keeps its content-addressed cache (runner, models, evaluation data) in
-`$TMPDIR/edgeq-local/edgeq-cache`, shared by every checkout and every user of the machine.
+`$TMPDIR/edgeq-local-<uid>/edgeq-cache`, shared by every checkout of one user (and private
+to that user).
 A file's modification time is its last use (a deploy that finds a file there touches it),
 so pruning removes the least recently used first. Besides the cache files, pruning
 removes what no run needs any more: unfinished uploads (`*.part*` older than an hour) and

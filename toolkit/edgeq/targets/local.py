@@ -19,9 +19,10 @@ from .base import CommandResult, Target
 class LocalTarget(Target):
     """This machine, a chosen python (default: the one running edgeq).
 
-    Its cache (`$TMPDIR/edgeq-local/edgeq-cache` unless `workdir` says otherwise) is shared
-    by every checkout on the machine; after each run it is pruned to `cache_max_mb`, least
-    recently used files first (`edgeq cache prune` does it on demand)."""
+    Its cache (`$TMPDIR/edgeq-local-<uid>/edgeq-cache` unless `workdir` says otherwise) is
+    shared by every checkout of this user (private to the user: see `edgeq.privdir`); after
+    each run it is pruned to `cache_max_mb`, least recently used files first (`edgeq cache
+    prune` does it on demand)."""
 
     transport = "local"
     transfer_method = "copy"
@@ -44,7 +45,7 @@ class LocalTarget(Target):
 
     @property
     def default_workdir_base(self) -> str:  # type: ignore[override]
-        return str(Path(tempfile.gettempdir()) / "edgeq-local")
+        return str(Path(tempfile.gettempdir()) / f"edgeq-local-{os.geteuid()}")
 
     def describe(self) -> str:
         return str(self.config.get("python"))

@@ -43,7 +43,15 @@ from .base import CommandResult, Target
 
 #: Seconds a file transfer may take.
 TRANSFER_TIMEOUT = 900.0
+#: The longest silence tolerated on a connection (shorter when the command's --timeout or
+#: the device's timeout_s is): a live sshd answers a keepalive within a second.
+SILENCE_MAX_S = 120.0
 NO_SFTP = "has no SFTP subsystem (common with dropbear and minimal images)"
+
+
+def q(value: object) -> str:
+    """A value as one shell word, for the commands edgeq prints (to be pasted)."""
+    return shlex.quote(str(value))
 
 
 def fingerprint(key) -> str:
@@ -95,6 +103,7 @@ class SshTarget(Target):
         super().__init__(config, keep)
         self._conn = None
         self._sftp = None
+        self._watchdog = None
 
     # ------------------------------------------------------------------ connection
 
@@ -125,8 +134,15 @@ class SshTarget(Target):
         import paramiko
         from fabric import Config, Connection
 
+        from ._watch import Watchdog, WatchedSocket
+
         key_file = self.config.get("key_file")
-        kwargs: dict = {"banner_timeout": 30, "auth_timeout": 30}
+        limit = self.silence_limit
+        kwargs: dict = {
+            "banner_timeout": min(30.0, limit),
+            "auth_timeout": min(30.0, limit),
+            "channel_timeout": min(30.0, limit),
+        }
         if key_file:
             key_path = Path(key_file).expanduser()
             if not key_path.is_file():
@@ -157,7 +173,10 @@ class SshTarget(Target):
         conn.client.set_missing_host_key_policy(
             paramiko.AutoAddPolicy() if accept_new else paramiko.RejectPolicy()
         )
+        sock = None
         try:
+            sock = WatchedSocket.connect(self.host, self.port, conn.connect_timeout)
+            conn.connect_kwargs["sock"] = sock
             conn.open()
         except paramiko.BadHostKeyException as exc:
             got, kind = fingerprint(exc.key), _key_file_kind(exc.key.get_name())
@@ -168,8 +187,8 @@ class SshTarget(Target):
                 f"(the device was reinstalled, or someone is in the middle). Verify on the "
                 f"device itself (its console, not over this network): `ssh-keygen -lf "
                 f"/etc/ssh/ssh_host_{kind}_key.pub` must print {got}; only then replace the "
-                f"old key: ssh-keygen -f {known} -R '{label}' && ssh-keyscan -p {self.port} "
-                f"{self.host} >> {known}",
+                f"old key: ssh-keygen -f {q(known)} -R {q(label)} && ssh-keyscan -p "
+                f"{self.port} {q(self.host)} >> {q(known)}",
                 details={"offered": got, "expected": fingerprint(exc.expected_key)},
             ) from None
         except paramiko.AuthenticationException as exc:
@@ -177,21 +196,22 @@ class SshTarget(Target):
                 raise AuthError(
                     f"{self.name}: {self.describe()} refused the password from "
                     f"{password_from} ({exc}); check the variable's value, or use a key: "
-                    f"ssh-copy-id -p {self.port} {self.user}@{self.host}"
+                    f"ssh-copy-id -p {self.port} {q(f'{self.user}@{self.host}')}"
                 ) from None
             how = f"key {key_file}" if key_file else "your ssh-agent/~/.ssh keys"
             raise AuthError(
                 f"{self.name}: {self.describe()} refused {how} ({exc}); install the public key "
-                f"on the device: ssh-copy-id -i {key_file or '~/.ssh/id_ed25519'}.pub "
-                f"-p {self.port} {self.user}@{self.host}"
+                f"on the device: ssh-copy-id -i "
+                f"{q(key_file + '.pub') if key_file else '~/.ssh/id_ed25519.pub'} "
+                f"-p {self.port} {q(f'{self.user}@{self.host}')}"
             ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
                 raise HostKeyError(
                     f"{self.name}: unknown host key for {self._host_label()} (not in {known}); "
                     f"after checking it, set accept_new_host_key = true in "
-                    f"{self.config.where} or run: ssh-keyscan -p {self.port} {self.host} "
-                    f">> {known}"
+                    f"{self.config.where} or run: ssh-keyscan -p {self.port} {q(self.host)} "
+                    f">> {q(known)}"
                 ) from None
             raise ConnectError(
                 f"{self.name}: SSH handshake with {self._host_label()} failed: {exc}"
@@ -212,7 +232,43 @@ class SshTarget(Target):
                 f"{self.name}: cannot connect to {self._host_label()} ({reason}); is sshd "
                 f"running there and is port = {self.port} right?"
             ) from None
+        finally:
+            if sock is not None and conn.transport is None:
+                sock.close()
         self._conn = conn
+        self._watchdog = Watchdog(sock, conn.transport, limit)
+        self._watchdog.start()
+
+    @property
+    def silence_limit(self) -> float:
+        """Seconds of silence after which the connection is given up."""
+        return min(self.io_timeout or SILENCE_MAX_S, SILENCE_MAX_S)
+
+    def _silent_error(self) -> ConnectError | None:
+        """The error for a connection the watchdog cut for silence (None: it did not)."""
+        dog = self._watchdog
+        if dog is None or dog.cut_after is None:
+            return None
+        return ConnectError(
+            f"{self.name}: no data from {self._host_label()} for {dog.cut_after:.0f} s during "
+            f"{self.phase}; the link went silent (the device left the network, or a NAT or "
+            f"firewall forgot the connection) — check its network and run again",
+            details={"silent_s": round(dog.cut_after, 1), "phase": self.phase},
+        )
+
+    def _guarded(self, fn, *args):
+        """Run a primitive; a failure caused by a cut silent link becomes that error."""
+        import paramiko
+
+        try:
+            return fn(*args)
+        except (DeviceError, OSError, EOFError, paramiko.SSHException) as exc:
+            silent = self._silent_error()
+            if silent is not None:
+                raise silent from None
+            if isinstance(exc, DeviceError):
+                raise
+            raise self._lost(exc) from None
 
     def _password(self) -> tuple[str, str]:
         """(password, where it came from) — the environment variable `password_env`
@@ -232,6 +288,8 @@ class SshTarget(Target):
 
     def _disconnect(self) -> None:
         self._sftp = None
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -254,7 +312,7 @@ class SshTarget(Target):
 
         assert self._conn is not None, "call open() first"
         try:
-            chan = self._conn.transport.open_session(timeout=30)
+            chan = self._conn.transport.open_session(timeout=min(30.0, self.silence_limit))
             chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
             raise self._lost(exc) from None
@@ -317,6 +375,9 @@ class SshTarget(Target):
         return status
 
     def _exec(self, command: str, timeout: float | None) -> CommandResult:
+        return self._guarded(self._exec_channel, command, timeout)
+
+    def _exec_channel(self, command: str, timeout: float | None) -> CommandResult:
         """Run over a fresh SSH channel we drive ourselves, so a timeout or Ctrl-C stops
         waiting at once (invoke's runner would only forward Ctrl-C and keep waiting). Only
         the last MAX_OUTPUT bytes of each stream are kept."""
@@ -364,9 +425,16 @@ class SshTarget(Target):
                 self.transfer_method = "exec"
             else:
                 self.transfer_method = "sftp"
+                self._sftp.get_channel().settimeout(self.silence_limit)
         return self._sftp is not None and self.transfer_method == "sftp"
 
     def _put(self, local: Path, remote: str) -> None:
+        self._guarded(self._put_any, local, remote)
+
+    def _get(self, remote: str, local: Path) -> None:
+        self._guarded(self._get_any, remote, local)
+
+    def _put_any(self, local: Path, remote: str) -> None:
         if not self._use_sftp():
             self._put_exec(local, remote)
             return
@@ -377,7 +445,7 @@ class SshTarget(Target):
                 f"{self.name}: upload of {local.name} to {remote} failed: {exc}"
             ) from None
 
-    def _get(self, remote: str, local: Path) -> None:
+    def _get_any(self, remote: str, local: Path) -> None:
         if not self._use_sftp():
             self._get_exec(remote, local)
             return

@@ -31,7 +31,10 @@ register = BACKENDS.register
 
 def scheme_of(spec: str) -> str:
     """`labgrid` for `labgrid://…`, `file` for a path (or `file://…`)."""
-    scheme = urlsplit(str(spec)).scheme
+    try:
+        scheme = urlsplit(str(spec)).scheme
+    except ValueError:  # e.g. "labgrid://[::1": the URL's own parser gives up
+        scheme = str(spec).split("://", 1)[0] if "://" in str(spec) else ""
     return scheme if scheme and len(scheme) > 1 else "file"  # a Windows drive is no scheme
 
 

@@ -65,8 +65,11 @@ SERIAL_TAG = "adb_serial"
 
 def parse_url(url: str, where: str) -> tuple[str, dict[str, str]]:
     """`labgrid://HOST[:PORT]?TAG=VALUE&…` → ("HOST:PORT", {TAG: VALUE})."""
-    parts = urlsplit(url)
     example = "labgrid://HOST:PORT?TAG=VALUE (e.g. labgrid://lab-coord:20408?edgeq=nightly)"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL" for labgrid://[::1
+        raise ConfigError(f"{where}: {url!r} is not a URL ({exc}); write {example}") from None
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:

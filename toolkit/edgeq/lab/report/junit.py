@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from ... import textsafe
 from ...status import INFRA
 from ..regress import INFRA as INFRA_CHECKS
 from . import text
@@ -77,6 +78,10 @@ def render(doc: dict[str, Any]) -> str:
             totals[k] += v
     for k, v in totals.items():
         root.set(k, str(v))
+    for el in root.iter():  # device text must not make the file unreadable (XML 1.0 chars)
+        el.attrib.update({k: textsafe.xml(v) for k, v in el.attrib.items()})
+        if el.text:
+            el.text = textsafe.xml(el.text)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

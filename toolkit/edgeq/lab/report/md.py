@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ... import textsafe
 from ...status import look
 from . import text
 from .base import ReportFormat
@@ -11,7 +12,9 @@ from .registry import FORMATS
 
 
 def _md(s: str | None) -> str:
-    return (s or "").replace("|", "\\|").replace("\n", " ")
+    """Text for a table cell or a list item: HTML escaped (a device or inventory could put
+    `<script>` there), `|` escaped, control characters shown, one line."""
+    return textsafe.markdown(s or "")
 
 
 def overview(doc: dict[str, Any]) -> list[str]:
