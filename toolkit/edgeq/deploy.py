@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, convert, data, fsutil, stage
-from .budget import Budget, judge
+from .budget import Budget, check_judgeable, judge
 from .errors import EdgeqError, ModelError, RunnerError, UsageError
 from .fields import TargetConfig
 from .results import DeployResult
@@ -300,8 +300,10 @@ def deploy(
     input_shapes: list[str] | tuple[str, ...] | None = None,
     data_options: dict[str, Any] | None = None,
     probe: bool = True,
+    runner: str | None = None,
 ) -> DeployResult:
-    """Measure `artifact` on the target and judge it (budget None: measure only).
+    """Measure `artifact` on the target and judge it (budget None: measure only) with the
+    target's runner, or `runner` when given.
 
     Everything that can be checked on the host is checked before anything is pushed: the
     results folder, the artifact (a TFLite flatbuffer the host interpreter can load), the
@@ -313,7 +315,7 @@ def deploy(
     try:
         return _deploy(
             target_cfg, artifact, dataset, data_path, budget, settings, keep, results_dir,
-            progress, with_data, input_shapes, data_options, probe, measured,
+            progress, with_data, input_shapes, data_options, probe, measured, runner,
         )  # fmt: skip
     except (EdgeqError, KeyboardInterrupt):
         raise
@@ -340,6 +342,7 @@ def _deploy(
     data_options: dict[str, Any] | None,
     probe: bool,
     measured: list[Measurement],
+    runner_name: str | None = None,
 ) -> DeployResult:
     from . import hostrun
     from .settings import DEFAULT_AGREEMENT
@@ -350,7 +353,14 @@ def _deploy(
     artifact = resolve_artifact(artifact)
     shapes = hostrun.parse_input_shapes(input_shapes or ())
     sent_sha = fsutil.sha256_file(artifact)
-    runner = choose(target_cfg, settings)
+    runner = choose(target_cfg, settings, runner_name)
+    if budget is not None:
+        check_judgeable(
+            budget,
+            runner.name,
+            runner.latency_reports.get(budget.latency_kind, ()),
+            target_cfg.name,
+        )
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     plan = plan_data(
