@@ -210,6 +210,8 @@ _ENV_FIELDS = (
     ("governor", "cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
     ("temp", "cat /sys/class/thermal/thermal_zone0/temp"),
     ("emulated_env", 'echo "${EDGEQ_EMULATED-}"'),
+    ("cpuinfo_qemu", "grep -c QEMU /proc/cpuinfo"),
+    ("cpuinfo_x86", "grep -c -E 'GenuineIntel|AuthenticAMD' /proc/cpuinfo"),
 )
 
 
@@ -238,6 +240,12 @@ def detect_emulation(facts: dict[str, str]) -> tuple[bool, str | None]:
     machine, abi = facts.get("machine", ""), facts.get("abi", "")
     if abi.startswith("arm") and machine in ("x86_64", "i686", "x86"):
         return True, f"the kernel is {machine} but the ABI is {abi} (binary translation)"
+    # the Python runner's rule (edgeq_runner.detect_emulation): QEMU user mode
+    if machine.startswith(("aarch64", "arm")):
+        if facts.get("cpuinfo_x86", "0").strip() not in ("", "0"):
+            return True, f"machine is {machine} but /proc/cpuinfo describes an x86 CPU"
+        if facts.get("cpuinfo_qemu", "0").strip() not in ("", "0"):
+            return True, "/proc/cpuinfo names QEMU"
     return False, None
 
 
