@@ -13,8 +13,9 @@ from edgeq import config
 from edgeq.errors import CommandTimeout, ConnectError
 from edgeq.targets import make_target
 from tests.conftest import write_config
+from tests.support.benchmark_model import QEMU_ENV, binary
 
-from .conftest import STANDIN, device_path
+from .conftest import device_path
 from .test_deploy_android import GENEROUS
 
 
@@ -80,7 +81,10 @@ def test_errors_name_the_exporter_host(sshd_factory, phones, tmp_path):
 def test_deploy_through_the_exporter_host(sshd_factory, phones, cli, artifacts, data_dir, tmp_path):
     """`edgeq deploy` with the benchmark_model runner works through the hop unchanged."""
     server, emu = sshd_factory(), phones()
-    values = hop_values(server, emu, benchmark_binary=str(STANDIN), use_python_runner=False)
+    aarch64 = binary("aarch64")  # the real tool, run under qemu-user on this host
+    values = hop_values(
+        server, emu, benchmark_binary=str(aarch64), use_python_runner=False, env=dict(QEMU_ENV)
+    )
     cfg = write_config(tmp_path / "edgeq.toml", {"phone": values}, GENEROUS)
     out, _ = artifacts
     res = cli(

@@ -11,8 +11,11 @@ executable, and runs with the run settings as the tool spells them:
 
 Its log (parsed by `edgeq_android.parser`) becomes an `edgeq.run/1` document with
 `runner.name = "benchmark_model"`: init, first inference, warm-up, steady-state
-count/min/max/mean/std, memory footprint, delegates, op profile. Percentiles it does not
-print are absent, never estimated.
+count/min/max/mean/std and p5/p50/p95 (LiteRT's builds print `p5= median= p95=`), memory
+footprint (with its definition), delegates, XNNPACK on/off, op profile. Percentiles it does
+not print (p90, p99) are absent, never estimated: a budget on them is judged at the nearest
+higher one it prints (`edgeq.budget.substitute`). The binary has no `--version`: it is
+named by its sha256 and the target's `benchmark_build`.
 
 The binary feeds random inputs: it measures speed, not accuracy. The same artifact (same
 sha256) is evaluated either on the device by edgeq's Python runner, when the target's
