@@ -271,3 +271,41 @@ def test_emulated_phone_runs_the_aarch64_binary_under_qemu(phones, deploy_cli, a
     assert run["accuracy_source"] == "host" and run["accuracy"]["top1"] >= 0.3
     lat = {c["metric"]: c for c in json.loads(res.stdout)["verdict"]["checks"]}["latency_p90"]
     assert lat["judged_at"] == "p95" and lat["passed"] is None  # emulated: not judged
+
+
+# --------------------------------------------------------------------------- the lab
+
+
+def test_lab_runs_native_local_and_ssh_devices(
+    pi_server, pi_python, artifacts, lab_sections, tmp_path
+):
+    from edgeq.lab import load_inventory, run_lab
+    from tests.lab.conftest import write_inventory
+
+    folder, _ = artifacts
+    lab_sections["lab"]["models"] = [str(folder / "model_int8.tflite")]
+    lab_sections["run"] = {**lab_sections["run"], "runs": 100}
+    ssh = pi_server.target_values(
+        python=pi_python,
+        workdir=str(tmp_path / "pi"),
+        runner="benchmark_model",
+        benchmark_binary=str(binary("x86_64")),
+    )
+    local = _native("x86_64-xnnpack", workdir=str(tmp_path / "local"))
+    inv = load_inventory(
+        write_inventory(
+            tmp_path / "lab.toml", lab_sections, {"ssh-native": ssh, "local-native": local}
+        )
+    )
+    run = run_lab(inv)
+    assert {d.name: d.status for d in run.devices} == {"ssh-native": "pass", "local-native": "pass"}
+    by = {r.device: r for r in run.results}
+    for name, xnnpack in (("ssh-native", False), ("local-native", True)):
+        rec = by[name]
+        assert rec.status == "pass", rec.reason
+        doc = rec.result["run"]
+        assert (
+            doc["runner"]["name"] == "benchmark_model" and doc["environment"]["xnnpack"] is xnnpack
+        )
+        lat = next(c for c in rec.result["verdict"]["checks"] if c["metric"] == "latency_p90")
+        assert lat["judged_at"] == "p95" and lat["measured"] == doc["latency_ms"]["invoke"]["p95"]

@@ -72,3 +72,14 @@ def test_no_conservative_substitute_is_refused_as_a_usage_error():
         )
     assert err.value.exit_code == 2
     assert "phone: the benchmark_model runner cannot report p90 of the end_to_end" in str(err.value)
+
+
+def test_bench_runner_names():
+    from edgeq.sidebyside import parse_runners
+
+    assert parse_runners("both") == ("python", "benchmark_model")
+    assert parse_runners("benchmark_model, python") == ("benchmark_model", "python")
+    assert parse_runners("python") == ("python",)
+    for bad in ("python,python", "auto", "python,benchmark_model,python", "", "benchmodel"):
+        with pytest.raises(UsageError):
+            parse_runners(bad)
