@@ -81,15 +81,17 @@ def test_real_xnnpack_build_says_it_runs_xnnpack(artifacts):
 # --------------------------------------------------------------------------- local target
 
 
-def test_deploy_default_budget_judges_p90_at_p95_and_passes(cli, artifacts, tmp_path):
-    """A new user's setup: runner = benchmark_model, the x86-64 build, no [budget]."""
+def test_deploy_default_budget_judges_p90_at_the_tools_p95(cli, artifacts, tmp_path):
+    """A new user's setup: runner = benchmark_model, the x86-64 build, no [budget]. The
+    book CNN's p95 here is about 0.15 ms, a pass; on a machine loaded far beyond its cores
+    more than 5 % of the runs are preempted and p95 can exceed 1 ms: then the verdict must
+    be a FAIL on that figure (exit 1), never a missing one."""
     folder, _ = artifacts
     cfg = write_config(tmp_path / "edgeq.toml", {"native": _native()})
     model = folder / "model_int8.tflite"
-    # 200 timed runs (about 30 ms): a few preempted runs on a shared machine stay above p95
     res = cli("deploy", "--target", "native", "--config", cfg, "--model", model, "--no-data",
               "--results", tmp_path / "results", *FAST, "--runs", "200", "--json")  # fmt: skip
-    assert res.exit_code == 0, res.stdout + res.stderr
+    assert res.exit_code in (0, 1), res.stdout + res.stderr
     doc = json.loads(res.stdout)
     assert doc["host"]["budget"]["latency_percentile"] == "p90"  # the default budget
     checks = {c["metric"]: c for c in doc["verdict"]["checks"]}
@@ -97,8 +99,11 @@ def test_deploy_default_budget_judges_p90_at_p95_and_passes(cli, artifacts, tmp_
     inv = doc["run"]["latency_ms"]["invoke"]
     assert "p90" not in inv and inv["p95"] > 0  # never invented, the tool's own p95 judged
     assert lat["judged_at"] == "p95" and lat["measured"] == inv["p95"]
-    assert lat["passed"] is True and lat["source"] == "benchmark_model at p95"
-    assert "does not report p90" in lat["note"]
+    assert lat["source"] == "benchmark_model at p95"
+    assert lat["passed"] is (inv["p95"] <= 1.0)
+    assert checks["model_size"]["passed"] is True
+    assert res.exit_code == (0 if lat["passed"] else 1)
+    assert doc["verdict"]["status"] == ("pass" if lat["passed"] else "fail")
     assert inv["p5"] <= inv["p50"] <= inv["p95"] <= inv["max"]
     env = doc["run"]["environment"]
     sha = sha256_file(binary("x86_64"))
