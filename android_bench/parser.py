@@ -11,7 +11,7 @@ since about 2.13, bare before that, `I tflite  :` when read from logcat):
       count=50 first=121183 curr=115199 min=111222 max=121324 avg=116066 std=1906
 
   (microseconds; `count=1 curr=V` or `count=N curr=V(all same)` when every run took the
-  same time; some builds append `p5= median= p95=`);
+  same time; LiteRT's builds append `p5=114 median=119 p95=153`, older ones do not);
 * `Inference timings in us: Init: 530, First inference: 124020, Warmup (avg): 117225,
   Inference (avg): 116066` (older: `Average inference timings in us: Warmup: ..., Init:
   ..., Inference: ...`);
@@ -19,6 +19,8 @@ since about 2.13, bare before that, `I tflite  :` when read from logcat):
   overall=12.1914` (older: `Peak memory footprint (MB): init=0 overall=12.8672`) and, with
   --report_peak_memory_footprint, `Overall peak memory footprint (MB) via periodic
   monitoring: N`;
+* `Created TensorFlow Lite XNNPACK delegate for CPU.` when XNNPACK runs the model, and
+  `Unconsumed cmdline flags: --use_xnnpack=true` from a build without it;
 * with --enable_op_profiling, tab-separated tables under `===== Run Order =====`,
   `===== Top by Computation Time =====` and `===== Summary by node type =====`.
 
@@ -86,6 +88,19 @@ class BenchmarkLog:
     op_profile: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: flags the binary did not know (`Unconsumed cmdline flags: --use_xnnpack=true`)
+    unconsumed_flags: list[str] = field(default_factory=list)
+    #: the tool said it created the XNNPACK delegate for the CPU
+    xnnpack_created: bool = False
+
+    @property
+    def xnnpack(self) -> bool:
+        """Did XNNPACK run the model? Only when the log says the tool created (or applied)
+        it: a build without XNNPACK leaves `--use_xnnpack` unconsumed and creates none."""
+        return self.xnnpack_created or any(
+            str(d.get("name", "")).upper() == "XNNPACK" and d.get("executes") != "none"
+            for d in self.delegates
+        )
 
     @property
     def warmup(self) -> Stat | None:
@@ -316,6 +331,12 @@ def parse_output(text: str) -> BenchmarkLog:
         m = re.match(rf"^- VmRSS\s*: ({_NUMBER}) MB", stripped)
         if m:
             log.memory_mb["vmrss_at_end"] = float(m.group(1))
+            continue
+        if stripped.startswith("Unconsumed cmdline flags:"):
+            log.unconsumed_flags += stripped.split(":", 1)[1].split()
+            continue
+        if re.match(r"^Created TensorFlow Lite XNNPACK delegate", stripped):
+            log.xnnpack_created = True
             continue
         found = _delegate(stripped)
         if found:

@@ -20,6 +20,13 @@ MNIST model and on a larger one, and how stable its p50 is from run to run.
    (target ≤ 3 %).
 3. `edgeq bench --repeat 5` on the local target (five fresh runner processes): the half
    width of the bootstrap 95 % interval of the median p50, relative to it (target ±2 %).
+4. The Python runner beside the native `benchmark_model` (the real LiteRT build with
+   XNNPACK on, `x86_64-xnnpack` of $EDGEQ_BENCHMARK_MODEL_DIR, default
+   ../shared/tools/benchmark_model — against ai-edge-litert's interpreter, whose default
+   delegate is XNNPACK too), each as its own process, the same threads, runs and warm-up
+   runs, `native-rounds` rounds alternating which goes first: the median over the rounds
+   of (Python runner p50 / benchmark_model p50), on both models (target ≤ 1.05).
+   `--only-native` runs this part alone.
 """
 
 from __future__ import annotations
@@ -40,7 +47,73 @@ from _common import REPO, quick_int8_model, setup_env
 
 sys.path.insert(0, str(REPO))
 from edgeq import devapi, paths
+from edgeq_android.parser import parse_output
 from tests.support.foreign_models import mobilenet_v2_035
+
+NATIVE_DIR = Path(
+    os.environ.get("EDGEQ_BENCHMARK_MODEL_DIR") or REPO.parent / "shared/tools/benchmark_model"
+)
+
+
+def python_runner_p50(model: Path, runs: int, warm: int, threads: int) -> float:
+    """The device runner as a program (as the local target runs it): its p50 in ms."""
+    argv = [sys.executable, str(paths.runner_path()), str(model), "--runs", str(runs),
+            "--min-s", "0", "--warmup-runs", str(warm), "--warmup-min-s", "0",
+            "--threads", str(threads)]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)["latency_ms"]["invoke"]["p50"]
+
+
+def native_p50(binary: Path, model: Path, runs: int, warm: int, threads: int) -> float:
+    """The real benchmark_model: the `median=` of its timed runs, in ms."""
+    argv = [str(binary), f"--graph={model}", f"--num_runs={runs}", "--min_secs=0",
+            f"--warmup_runs={warm}", "--warmup_min_secs=0", f"--num_threads={threads}"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    log = parse_output(proc.stdout + proc.stderr)
+    if not log.xnnpack:
+        raise SystemExit(f"{binary} did not run XNNPACK: compare like with like")
+    return log.inference.percentiles["p50"] / 1000
+
+
+def python_vs_native(
+    binary: Path, model: Path, rounds: int, runs: int, warm: int, threads: int
+) -> dict:
+    """Python runner vs benchmark_model, one process each per round, alternating order."""
+    py, nat = [], []
+    for i in range(rounds):
+        pair = [
+            lambda: py.append(python_runner_p50(model, runs, warm, threads)),
+            lambda: nat.append(native_p50(binary, model, runs, warm, threads)),
+        ]
+        for step in pair if i % 2 == 0 else pair[::-1]:
+            step()
+    ratios = [p / n for p, n in zip(py, nat, strict=True)]
+    return {
+        "python": statistics.median(py),
+        "native": statistics.median(nat),
+        "ratio": statistics.median(ratios),
+        "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+        "rounds": rounds,
+        "runs": runs,
+    }
+
+
+def print_native(rows: list, binary: Path, threads: int) -> None:
+    print(f"{devapi.runtime()} (Python runner) vs {binary} (XNNPACK on), {threads} thread(s)")
+    for label, path, nv in rows:
+        print(
+            f"  {label}: {path} ({path.stat().st_size:,} B), {nv['rounds']} alternating "
+            f"rounds of {nv['runs']} runs, one process per measurement"
+        )
+    print(f"{'measure':<52}{'value':>12}{'target':>10}")
+    print("-" * 74)
+    for label, _path, nv in rows:
+        print(f"{label + ': Python runner p50 (ms)':<52}{nv['python']:>12.4f}")
+        print(f"{label + ': benchmark_model p50 (ms)':<52}{nv['native']:>12.4f}")
+        name = label + ": Python / native (median of rounds)"
+        print(f"{name:<52}{nv['ratio']:>12.3f}{'<= 1.05':>10}")
+        q1, q3 = nv["ratio_quartiles"]
+        print(f"{label + ': ... quartiles of the rounds':<52}{f'{q1:.3f}-{q3:.3f}':>12}")
 
 
 def bare_p50(interp, sample, runs: int) -> float:
@@ -105,11 +178,30 @@ def main() -> None:
     ap.add_argument("--large-runs", type=int, default=40)
     ap.add_argument("--large-rounds", type=int, default=15)
     ap.add_argument("--no-large", action="store_true", help="skip the larger model")
+    ap.add_argument(
+        "--native-binary", type=Path, default=NATIVE_DIR / "x86_64-xnnpack" / "benchmark_model"
+    )
+    ap.add_argument("--native-rounds", type=int, default=9)
+    ap.add_argument("--only-native", action="store_true", help="part 4 alone")
     args = ap.parse_args()
     model = args.model or quick_int8_model(Path("/tmp/edgeq-bench-model"))
     large = None
     if not args.no_large:
         large = args.large_model or mobilenet_v2_035(Path("/tmp/edgeq-bench-model"))
+
+    native = [("book CNN", model, python_vs_native(args.native_binary, model,
+                                                   args.native_rounds, args.runs, 500,
+                                                   args.threads))]  # fmt: skip
+    if large is not None:
+        nv = python_vs_native(
+            args.native_binary, large, args.native_rounds, args.large_runs, 20, args.threads
+        )
+        native.append(("MobileNetV2 0.35", large, nv))
+    if args.only_native:
+        print_native(native, args.native_binary, args.threads)
+        print(f"load average while measuring: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+        print("reproduce: .venv/bin/python bench/harness.py " + " ".join(sys.argv[1:]))
+        return
 
     rows = [("book CNN", model, overhead(model, args.rounds, args.runs, args.threads, 500))]
     if large is not None:
@@ -171,6 +263,8 @@ def main() -> None:
     ci = f"{p50['ci_low']:.4f}..{p50['ci_high']:.4f}"
     print(f"{'book CNN: --repeat 5, median p50 (ms), 95 % CI':<52}{p50['median']:>12.4f}  {ci}")
     print(f"{'book CNN: --repeat 5, CI half-width / median':<52}{width:>12.2%}{'<= 2 %':>10}")
+    print()
+    print_native(native, args.native_binary, args.threads)
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     print("reproduce: .venv/bin/python bench/harness.py " + " ".join(sys.argv[1:]))
 

@@ -76,7 +76,7 @@ def quick_model(data_dir: Path) -> Path:
 
 
 def inventory(path: Path, devices: dict[str, dict], parallel: int, db: Path, locks: Path, model):
-    from tests.lab.conftest import write_inventory
+    from tests.support.lab import write_inventory
 
     sections = {
         "lab": {
@@ -157,10 +157,10 @@ def fleet(args) -> int:
     import getpass
 
     from edgeq.lab import load_inventory, run_lab
-    from tests.lab.conftest import PI_SSHD
     from tests.support import labgrid as lg
     from tests.support import sshd
     from tests.support.device_venv import PI_PACKAGES, ensure_venv
+    from tests.support.lab import PI_SSHD
 
     why = sshd.available() or lg.available()
     if why:
@@ -238,7 +238,7 @@ def fleet(args) -> int:
                 if backend == "labgrid":
                     lab_table["inventory"] = f"{lab.url}?n{n}=yes"
                     extra = {"labgrid": keys}
-                from tests.lab.conftest import write_inventory
+                from tests.support.lab import write_inventory
 
                 path = write_inventory(
                     root / f"lab-{n}-{backend}.toml",
@@ -354,9 +354,9 @@ def main() -> int:
         return fleet(args)
 
     from edgeq.lab import load_inventory, run_lab
-    from tests.lab.conftest import PI_SSHD
     from tests.support import sshd
     from tests.support.device_venv import PI_PACKAGES, ensure_venv
+    from tests.support.lab import PI_SSHD
 
     why = sshd.available()
     if why:

@@ -1072,7 +1072,23 @@ def memory_doc(imports, allocated, inference_peak, process_peak) -> dict:
         "allocate_kb": diff(allocated, imports),
         "note": "peak_rss_kb is the peak up to the end of the steady state; "
         "peak_process_rss_kb includes the accuracy and agreement runs",
+        "definitions": MEMORY_DEFINITIONS,
     }
+
+
+#: What each memory figure is: resident sets of the runner's own Python process, not
+#: benchmark_model's "footprint delta from the start of the tool".
+MEMORY_DEFINITIONS = {
+    "rss_after_imports_kb": "KiB: VmRSS of the runner process after importing numpy and "
+    "the interpreter (and allocating its timing arrays)",
+    "rss_after_allocate_kb": "KiB: VmRSS after the interpreter's allocate_tensors()",
+    "peak_rss_kb": "KiB: VmHWM (peak resident set) of the runner process up to the end of "
+    "the steady state, Python and its imports included",
+    "peak_process_rss_kb": "KiB: VmHWM at the end of the run, accuracy and agreement runs included",
+    "model_footprint_kb": "KiB: peak_rss_kb - rss_after_imports_kb, the model's own growth "
+    "of the resident set",
+    "allocate_kb": "KiB: rss_after_allocate_kb - rss_after_imports_kb",
+}
 
 
 def rss_kb() -> int | None:

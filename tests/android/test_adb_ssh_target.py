@@ -12,7 +12,8 @@ import pytest
 from edgeq import config
 from edgeq.errors import CommandTimeout, ConnectError
 from edgeq.targets import make_target
-from tests.support.android import PHONE_BUDGET, STANDIN, device_path
+from tests.support.android import PHONE_BUDGET, device_path
+from tests.support.benchmark_model import QEMU_ENV, binary
 from tests.support.config import write_config
 
 
@@ -78,7 +79,10 @@ def test_errors_name_the_exporter_host(sshd_factory, phones, tmp_path):
 def test_deploy_through_the_exporter_host(sshd_factory, phones, cli, artifacts, data_dir, tmp_path):
     """`edgeq deploy` with the benchmark_model runner works through the hop unchanged."""
     server, emu = sshd_factory(), phones()
-    values = hop_values(server, emu, benchmark_binary=str(STANDIN), use_python_runner=False)
+    aarch64 = binary("aarch64")  # the real tool, run under qemu-user on this host
+    values = hop_values(
+        server, emu, benchmark_binary=str(aarch64), use_python_runner=False, env=dict(QEMU_ENV)
+    )
     cfg = write_config(tmp_path / "edgeq.toml", {"phone": values}, PHONE_BUDGET)
     out, _ = artifacts
     res = cli(

@@ -77,18 +77,23 @@ def test_modern_info_prefixed_log():
     assert doc["memory"]["footprint_mb"] == {"init": 3.75, "overall": 12.1914}
 
 
-def test_percentiles_it_does_not_print_stay_absent_and_fail_the_budget_honestly():
-    # Same sample as above (tensorflow/tensorflow#61946): the tool prints no percentiles.
+def test_percentiles_an_old_build_does_not_print_stay_absent_and_max_bounds_them():
+    # Same sample as above (tensorflow/tensorflow#61946): a build that prints no percentiles.
     doc = validate_run(_doc(_sample("tf61946_modern_info.txt")))
     for key in ("p50", "p90", "p95", "p99"):
         assert key not in doc["latency_ms"]["invoke"]
     verdict = judge(Budget(max_latency_ms=500, latency_percentile="p90"), doc, None)
     check = next(c for c in verdict.checks if c.metric == "latency_p90")
-    assert check.measured is None and check.passed is False
-    assert "benchmark_model does not report p90" in check.note
+    # never estimated: judged at the nearest higher figure the log gives, and said so
+    assert check.measured == 121.324 and check.judged_at == "max" and check.passed is True
+    assert check.source == "benchmark_model at max"
+    assert "does not report p90, and max bounds it from above" in check.note
+    strict = judge(Budget(max_latency_ms=120, latency_percentile="p90"), doc, None)
+    assert next(c for c in strict.checks if c.metric == "latency_p90").passed is False
     by_mean = judge(Budget(max_latency_ms=500, latency_percentile="mean"), doc, None)
     check = next(c for c in by_mean.checks if c.metric == "latency_mean")
     assert check.measured == 116.066 and check.passed is True and check.source == "benchmark_model"
+    assert check.judged_at == "mean"
 
 
 def test_gpu_delegate_applied_on_a_phone():

@@ -3,10 +3,9 @@ goes through the benchmark_model runner (not the Python runner's probe), so it p
 lab benchmarks it, and the accuracy of the same artifact comes from the host.
 
 The device's shell PATH holds only /system/bin (a few toolbox-like commands, as on a
-phone); `python3` is not on it. The benchmark binary is a static ELF executable, not a
-script: a small C launcher (compiled here with gcc) that runs the stand-in benchmark with
-an interpreter at an absolute path the device's PATH does not reach — the stand-in that
-really runs the model and prints the real tool's log (see standin/benchmark_model).
+phone); `python3` is not on it. The benchmark binary is the REAL aarch64 `benchmark_model`
+(a static LiteRT build, tests/support/benchmark_model.py), run under qemu-user: the
+emulated phone's commands run on this host.
 """
 
 from __future__ import annotations
@@ -14,16 +13,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from edgeq.fsutil import sha256_file
 from edgeq.lab import load_inventory, run_lab
-from edgeq.runners.benchmark_model import elf_info
 from tests.support.adb_device import DeviceSpec
-from tests.support.android import STANDIN, adb_target, adb_values
+from tests.support.android import adb_target, adb_values
+from tests.support.benchmark_model import QEMU_ENV, binary
 from tests.support.config import write_config
 from tests.support.lab import write_inventory
 
@@ -33,58 +31,17 @@ TOOLS = [
     "sed", "setsid", "sha256sum", "sleep", "tr", "true", "uname", "wc",
 ]  # fmt: skip
 
-LAUNCHER_C = r"""
-#include <stdio.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-    char *args[argc + 2];
-    args[0] = PYTHON;
-    args[1] = SCRIPT;
-    for (int i = 1; i < argc; i++) args[i + 1] = argv[i];
-    args[argc + 1] = 0;
-    execv(PYTHON, args);
-    perror("benchmark_model: execv");
-    return 127;
-}
-"""
-
 
 @pytest.fixture(scope="module")
-def native_binary(tmp_path_factory) -> Path:
-    """A static x86-64 ELF `benchmark_model` (no loader, so it runs on any Linux)."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        pytest.skip("needs a C compiler: apt-get install gcc (a new machine has it)")
-    folder = tmp_path_factory.mktemp("native")
-    src = folder / "launcher.c"
-    src.write_text(LAUNCHER_C)
-    out = folder / "benchmark_model"
-    subprocess.run(
-        [
-            gcc,
-            "-O2",
-            "-static",
-            f'-DPYTHON="{sys.executable}"',
-            f'-DSCRIPT="{STANDIN}"',
-            "-o",
-            str(out),
-            str(src),
-        ],
-        check=True,
-    )
-    info = elf_info(out)
-    assert info == {"machine": "x86_64", "interpreter": None}, info  # an ELF, not a script
-    return out
+def native_binary() -> Path:
+    """The real static aarch64 `benchmark_model` (no loader, so it runs on any Linux)."""
+    return binary("aarch64")
 
 
 @pytest.fixture()
 def bare_phone(phones):
-    """An x86-64 phone whose shell PATH is /system/bin only — and no python there."""
-    spec = DeviceSpec(
-        props={"ro.product.cpu.abi": "x86_64", "ro.product.cpu.abilist": "x86_64"},
-        env={"PATH": "/system/bin"},
-    )
-    emu = phones(devices=[spec])
+    """An arm64-v8a phone whose shell PATH is /system/bin only — and no python there."""
+    emu = phones(devices=[DeviceSpec(env={"PATH": "/system/bin", **QEMU_ENV})])
     system_bin = emu.device().root / "system/bin"
     for tool in TOOLS:
         found = shutil.which(tool)
@@ -93,11 +50,15 @@ def bare_phone(phones):
     return emu
 
 
-def test_the_phone_really_has_no_python(bare_phone):
+def test_the_phone_really_has_no_python_but_runs_the_tool(bare_phone, native_binary):
     with adb_target(bare_phone) as t:
         res = t.run("command -v python3 python; echo PATH=$PATH", check=False)
+        remote = t.ensure_file(native_binary, "-benchmark_model")
+        t.run(["chmod", "755", remote])
+        tool = t.run([remote], check=False)
     assert "PATH=/system/bin" in res.stdout
     assert "python" not in res.stdout.replace("PATH=/system/bin", "")
+    assert "Please specify the name of your TF Lite input file" in tool.stdout + tool.stderr
 
 
 def test_doctor_passes_through_the_native_runner(bare_phone, native_binary, cli, tmp_path):
@@ -122,11 +83,8 @@ def test_lab_benchmarks_it_with_accuracy_from_the_host(
 ):
     folder, _ = artifacts
     lab_sections["lab"]["models"] = [str(folder / "model_int8.tflite")]
-    phone = adb_values(
-        bare_phone,
-        benchmark_binary=str(native_binary),
-        budget={"latency_percentile": "mean"},
-    )
+    lab_sections["run"] = {**lab_sections["run"], "runs": 5, "warmup_runs": 1}
+    phone = adb_values(bare_phone, benchmark_binary=str(native_binary))  # the p90 budget
     inv = load_inventory(write_inventory(tmp_path / "lab.toml", lab_sections, {"phone": phone}))
     run = run_lab(inv)
     (dev,) = run.devices
@@ -136,10 +94,13 @@ def test_lab_benchmarks_it_with_accuracy_from_the_host(
     assert rec.status == "pass", rec.reason
     doc = rec.result["run"]
     assert doc["runner"]["name"] == "benchmark_model"
-    assert doc["runner"]["binary_sha256"]  # the ELF, pushed once into the device cache
+    assert doc["runner"]["binary_sha256"] == sha256_file(native_binary)
     assert doc["accuracy_source"] == "host" and doc["accuracy"]["source"] == "host"
     assert "no usable python on the device" in doc["accuracy"]["note"]
     shown = rec.to_dict()  # what `edgeq lab run --json` prints per result
     assert shown["runner"] == "benchmark_model" and shown["accuracy_source"] == "host"
     assert 0.3 <= doc["accuracy"]["top1"] <= 1
-    assert doc["latency_ms"]["invoke"]["count"] >= 1
+    inv_ms = doc["latency_ms"]["invoke"]
+    assert inv_ms["count"] >= 5 and inv_ms["p5"] <= inv_ms["p50"] <= inv_ms["p95"]
+    lat = next(c for c in rec.result["verdict"]["checks"] if c["metric"] == "latency_p90")
+    assert lat["judged_at"] == "p95" and lat["passed"] is None  # emulated: shown, not judged

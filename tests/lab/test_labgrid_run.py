@@ -185,14 +185,14 @@ def test_the_phone_on_an_exporter_host(cli, labgrid_rig, lab_toml):
     phone = labgrid_rig["phone"]
     if phone is None:
         pytest.skip("needs the adb client: apt-get install adb (.ci/run installs it)")
-    from tests.support.android import STANDIN
+    from tests.support.benchmark_model import QEMU_ENV, binary
 
     overrides = {
         "adb_host": "127.0.0.1",  # the emulated phone's server, as the exporter host sees it
         "adb_port": phone.port,
-        "benchmark_binary": str(STANDIN),
+        "benchmark_binary": str(binary("aarch64")),  # the real tool, under qemu-user
         "use_python_runner": False,
-        "budget": {"latency_percentile": "mean"},
+        "env": dict(QEMU_ENV),
     }
     code, doc = run_json(cli, lab_toml("phone", devices={"phone": overrides}))
     assert code == 0, doc

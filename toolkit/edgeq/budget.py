@@ -4,11 +4,12 @@ the limit and where the figure came from."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .fields import Field, percent, read_toml, validate_section
 from .fields import f as _f
 from .results import Check, Verdict
@@ -103,23 +104,61 @@ def sweep_settings(sweep: dict[str, Any]) -> str:
     return ",".join(str(r["threads"]) for r in sweep.get("settings") or [])
 
 
-def judged_latency(run: dict[str, Any], budget: Budget) -> tuple[float | None, str]:
-    """The latency figure the budget judges, and where it comes from: with 3 or more
-    repetitions the upper end of the 95 % interval of the chosen percentile (a pass must
-    be a pass with confidence), else the single run's figure."""
+#: The latency figures in increasing order: each bounds the ones before it from above.
+ORDERED = ("min", "p5", "p50", "p90", "p95", "p99", "max")
+
+
+def substitute(wanted: str, reported: Iterable[str]) -> str | None:
+    """The figure to judge for `wanted` among those a runner `reported`: `wanted` itself,
+    else the nearest higher percentile (a pass there is a pass at `wanted`), else for
+    `mean` the max. None when no figure bounds `wanted` from above."""
+    have = set(reported)
+    if wanted in have:
+        return wanted
+    if wanted == "mean":
+        return "max" if "max" in have else None
+    if wanted not in ORDERED:
+        return None
+    return next((k for k in ORDERED[ORDERED.index(wanted) + 1 :] if k in have), None)
+
+
+def check_judgeable(budget: Budget, runner: str, reported: Iterable[str], where: str) -> None:
+    """UsageError (exit 2) when the runner reports no figure the budget's latency
+    percentile can be judged at — before anything is pushed to the device."""
+    reported = tuple(reported)
+    if substitute(budget.latency_percentile, reported) is not None:
+        return
+    what = f"{budget.latency_percentile} of the {budget.latency_kind} latency"
+    has = ", ".join(reported) or "no figure"
+    raise UsageError(
+        f"{where}: the {runner} runner cannot report {what}, nor a higher percentile to judge "
+        f"it at ({budget.latency_kind}: {has}); set latency_percentile/latency_kind in the "
+        f"budget to one it reports, or use another runner"
+    )
+
+
+def judged_latency(run: dict[str, Any], budget: Budget) -> tuple[float | None, str, str | None]:
+    """The latency figure the budget judges, where it comes from and which statistic it is
+    (`judged_at`: the budget's percentile, or the nearest higher one the runner reported).
+    With 3 or more repetitions the upper end of the 95 % interval of that statistic (a
+    pass must be a pass with confidence), else the single run's figure."""
     rep = run.get("repeat") or {}
-    if (
-        budget.latency_kind == "invoke"
-        and rep.get("n", 0) >= 3
-        and rep.get(budget.latency_percentile)
-    ):
-        block = rep[budget.latency_percentile]
-        return block["ci_high"], (
-            f"upper end of the 95 % interval over {rep['n']} repetitions "
-            f"(median {block['median']:.4g} ms)"
-        )
     stats = (run.get("latency_ms") or {}).get(budget.latency_kind) or {}
-    return stats.get(budget.latency_percentile), ""
+    reported = [k for k in (*ORDERED, "mean") if stats.get(k) is not None]
+    at = substitute(budget.latency_percentile, reported)
+    if at is None:
+        return None, "", None
+    if budget.latency_kind == "invoke" and rep.get("n", 0) >= 3 and rep.get(at):
+        block = rep[at]
+        return (
+            block["ci_high"],
+            (
+                f"upper end of the 95 % interval over {rep['n']} repetitions "
+                f"(median {block['median']:.4g} ms)"
+            ),
+            at,
+        )
+    return stats.get(at), "", at
 
 
 def judge(
@@ -145,7 +184,7 @@ def judge(
         )
     )
 
-    value, how = judged_latency(run, budget)
+    value, how, at = judged_latency(run, budget)
     emulated = bool(run.get("environment", {}).get("emulated"))
     metric = f"latency_{budget.latency_percentile}"
     runner = run.get("runner", {}).get("name", "device")
@@ -155,6 +194,17 @@ def judge(
             x for x in (how, f"best of threads {sweep_settings(sweep)}: {sweep['best']}") if x
         )
     validity = run.get("validity") or {}
+    if at is not None and at != budget.latency_percentile:
+        runner = f"{runner} at {at}"
+        how = "; ".join(
+            x
+            for x in (
+                f"judged at {at}: {run.get('runner', {}).get('name', 'the runner')} does not "
+                f"report {budget.latency_percentile}, and {at} bounds it from above",
+                how,
+            )
+            if x
+        )
     if value is None:
         checks.append(
             Check(
@@ -166,23 +216,36 @@ def judge(
                 "ms",
                 runner,
                 f"{runner} does not report {budget.latency_percentile} "
-                f"({budget.latency_kind}); choose another latency_percentile",
+                f"({budget.latency_kind}), nor a higher figure to judge it at; choose "
+                f"another latency_percentile",
             )
         )
     elif emulated:
         checks.append(
-            Check(metric, value, budget.max_latency_ms, "<=", None, "ms", runner, EMULATED_NOTE)
+            Check(
+                metric,
+                value,
+                budget.max_latency_ms,
+                "<=",
+                None,
+                "ms",
+                runner,
+                "; ".join(x for x in (EMULATED_NOTE, how) if x),
+                at,
+            )
         )
     elif validity.get("verdict") == "invalid" and not accept_invalid:
         why = "; ".join(validity.get("reasons") or ["the run is invalid"])
         note = f"not judged: {why} (--accept-invalid judges it anyway)"
-        checks.append(Check(metric, value, budget.max_latency_ms, "<=", None, "ms", runner, note))
+        checks.append(
+            Check(metric, value, budget.max_latency_ms, "<=", None, "ms", runner, note, at)
+        )
     else:
         note = how
         if validity.get("verdict") == "invalid":
             note = "; ".join(x for x in (how, "judged although invalid (--accept-invalid)") if x)
         ok = value <= budget.max_latency_ms
-        checks.append(Check(metric, value, budget.max_latency_ms, "<=", ok, "ms", runner, note))
+        checks.append(Check(metric, value, budget.max_latency_ms, "<=", ok, "ms", runner, note, at))
 
     acc = run.get("accuracy")
     if acc is None:

@@ -8,7 +8,8 @@ pair it reports the change in p50, p90, accuracy and size. Latency changes are t
     of A against B's, a bootstrap of the difference of their medians;
   * else with the latency samples both runs kept: a bootstrap of the difference of the
     medians (p50) and of the 90th percentiles (p90) of the samples;
-  * else (e.g. benchmark_model, which prints no samples): the change, untested.
+  * else (e.g. benchmark_model without `--repeat`: it keeps no samples): the change,
+    untested.
 
 It ends with one line, e.g. "B is 7.1 % slower at p50 (significant at 95 %)" or "no
 significant change". With `max_slowdown_pct`, a pair whose slowdown is above it — and

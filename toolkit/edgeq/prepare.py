@@ -23,7 +23,7 @@ from edgeq_device import edgeq_runner as runner
 
 from . import __version__, convert, data, evaldata, fsutil, manifest
 from .agreement import check_data, host_accuracy
-from .budget import Budget
+from .budget import Budget, check_judgeable
 from .devapi import load_eval_data, model_io, parse_input_shapes, resolve_shapes
 from .errors import ModelError, UsageError
 from .fields import TargetConfig
@@ -322,6 +322,7 @@ def prepare(
     data_options: dict[str, Any] | None = None,
     probe: bool = True,
     staged: Staged | None = None,
+    runner: str | None = None,
 ) -> DeployRequest:
     """Check on the host everything that can be checked before anything is pushed — the
     results folder, the artifact (a TFLite flatbuffer the host interpreter can load), the
@@ -334,7 +335,14 @@ def prepare(
     artifact = resolve_artifact(artifact)
     shapes = parse_input_shapes(input_shapes or ())
     sent_sha = fsutil.sha256_file(artifact)
-    runner = choose(target_cfg, settings)
+    runner = choose(target_cfg, settings, runner)  # `runner`: a name (bench --runner)
+    if budget is not None:  # a percentile the runner cannot report: refused before any push
+        check_judgeable(
+            budget,
+            runner.name,
+            runner.latency_reports.get(budget.latency_kind, ()),
+            target_cfg.name,
+        )
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     if staged is not None:

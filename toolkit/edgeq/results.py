@@ -22,7 +22,7 @@ from .errors import RunnerError
 
 RUN_SCHEMA = "edgeq.run/1"
 DEPLOY_SCHEMA = "edgeq.deploy/1"
-STAT_KEYS = ("count", "min", "p50", "p90", "p95", "p99", "max", "mean", "std")
+STAT_KEYS = ("count", "min", "p5", "p50", "p90", "p95", "p99", "max", "mean", "std")
 PHASES = ("load", "allocate", "first_inference", "warmup", "steady_state")
 
 
@@ -237,6 +237,9 @@ class Check:
     unit: str = ""
     source: str = ""
     note: str = ""
+    #: latency checks: the statistic judged (the budget's percentile, or the nearest
+    #: higher one the runner reports)
+    judged_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

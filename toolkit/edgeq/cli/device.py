@@ -13,6 +13,7 @@ from .. import config as config_mod
 from .. import deploy as deploy_mod
 from .. import doctor as doctor_mod
 from .. import prepare as prepare_mod
+from .. import sidebyside
 from ..budget import Budget
 from ..data import DATASETS
 from ..errors import EXIT_FAILED
@@ -130,13 +131,24 @@ def deploy(
 @run_settings_options(shared=MEASURING)
 def bench(
     model: Annotated[Path, typer.Argument(help="The .tflite artifact to measure.")],
+    runner: Annotated[
+        str | None,
+        typer.Option(
+            "--runner",
+            help="Measure with this runner instead of the target's; `both` or "
+            "python,benchmark_model: each in turn, in alternating order, --repeat rounds "
+            f"(default {sidebyside.DEFAULT_ROUNDS}), one table with their ratio and a test.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     *,
     opts,
     settings: RunSettings,
 ) -> None:
     """Measure a model on a device (latency, accuracy, memory) without judging it."""
-    _measure_command(opts, settings, json_out, model, None, budget_path=None, judge=False)
+    _measure_command(
+        opts, settings, json_out, model, None, budget_path=None, judge=False, runner=runner
+    )
 
 
 def _measure_command(
@@ -147,21 +159,35 @@ def _measure_command(
     results_dir: Path | None,
     budget_path: Path | None,
     judge: bool,
+    runner: str | None = None,
 ) -> None:
     """The body of deploy (judge) and bench (measure only): config, target, the model
     (trained and converted per [model] when none is given), the measurement, the output."""
     use_json(json_out)
+    names = sidebyside.parse_runners(runner) if runner else ()
     cfg = config_mod.load(opts.config)
     tcfg = cfg.target(opts.target)
     bud = Budget.load(budget_path, cfg.budget) if judge else None
     say = _progress(json_out)
+    if len(names) == 2:  # bench --runner both: each runner in turn, one table
+        with _locked(tcfg, opts.no_wait, say):
+            both = sidebyside.side_by_side(
+                tcfg, model, names, settings, say, **_deploy_kw(cfg, opts, model)
+            )
+        if json_out:
+            emit_json({"ok": True, **both.to_dict()})
+        else:
+            print_side_by_side(both)
+        return
     if model is None:
         model_cfg = {**cfg.model, "dataset": opts.dataset or cfg.model["dataset"]}
         with training_bar() as bar:
             model = prepare_mod.prepare_artifact(
                 model_cfg, opts.data or _config_data(cfg), say, bar
             )
-    res = _measured(cfg, tcfg, opts, model, bud, settings, results_dir, say)
+    res = _measured(
+        cfg, tcfg, opts, model, bud, settings, results_dir, say, names[0] if names else None
+    )
     passed = res.verdict.passed if judge else True
     if json_out:
         emit_json({"ok": passed, **res.to_dict()})
@@ -171,23 +197,33 @@ def _measure_command(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _measured(cfg, tcfg, opts, model, budget, settings, results_dir, say) -> DeployResult:
+def _deploy_kw(cfg, opts, model) -> dict:
+    """The deploy arguments the MEASURING options give (besides target, budget, settings)."""
+    return {
+        "dataset": opts.dataset or prepare_mod.dataset_of(model, cfg.model["dataset"]),
+        "data_path": opts.data or _config_data(cfg),
+        "keep": opts.keep,
+        "with_data": not opts.no_data,
+        "input_shapes": opts.input_shape,
+        "data_options": cfg.data,
+    }
+
+
+def _measured(
+    cfg, tcfg, opts, model, budget, settings, results_dir, say, runner=None
+) -> DeployResult:
     """What deploy and bench share: the device's lock, then the deploy (budget None for
     bench). `opts`: the MEASURING options."""
     with _locked(tcfg, opts.no_wait, say):
         return deploy_mod.deploy(
             tcfg,
             model,
-            opts.dataset or prepare_mod.dataset_of(model, cfg.model["dataset"]),
-            opts.data or _config_data(cfg),
-            budget,
-            settings,
-            opts.keep,
-            results_dir,
+            budget=budget,
+            settings=settings,
+            results_dir=results_dir,
             progress=say,
-            with_data=not opts.no_data,
-            input_shapes=opts.input_shape,
-            data_options=cfg.data,
+            runner=runner,
+            **_deploy_kw(cfg, opts, model),
         )
 
 
@@ -269,7 +305,12 @@ def print_result(res: DeployResult) -> None:
         f" ({res.target['address']}): {env.get('machine')} {env.get('cpu_model') or ''} · "
         f"{env.get('os')} · "
         + (f"python {env.get('python')} · " if env.get("python") else "")
-        + f"{env.get('runtime')} {env.get('runtime_version') or ''}"
+        + f"{env.get('runtime')} {env.get('runtime_version') or ''}".rstrip()
+        + (
+            f" · XNNPACK {'on' if env['xnnpack'] else 'off'}"
+            if env.get("xnnpack") is not None
+            else ""
+        )
     )
     out.print(
         f"[bold]{escape(res.target['name'])}[/]{escape(where)}"
@@ -290,16 +331,15 @@ def print_result(res: DeployResult) -> None:
 
         out.print(escape(f"inputs: {tensor_list('inputs')} → outputs: {tensor_list('outputs')}"))
     t = Table(title="latency (ms), steady state")
-    for col in ("", "count", "min", "p50", "p90", "p99", "max", "mean", "std"):
+    shown = ["min", "p50", "p90", "p95", "p99", "max", "mean", "std"]
+    if any((stats or {}).get("p5") is not None for stats in run["latency_ms"].values()):
+        shown.insert(1, "p5")
+    for col in ("", "count", *shown):
         t.add_column(col, justify="right")
     for kind, stats in run["latency_ms"].items():
         if not stats:
             continue
-        t.add_row(
-            kind,
-            str(stats["count"]),
-            *(_fmt(stats.get(k)) for k in ("min", "p50", "p90", "p99", "max", "mean", "std")),
-        )
+        t.add_row(kind, str(stats["count"]), *(_fmt(stats.get(k)) for k in shown))
     out.print(t)
     ph = run.get("phases_ms", {})
     out.print("phases (ms): " + ", ".join(f"{k} {_fmt(v)}" for k, v in ph.items()))
@@ -357,6 +397,12 @@ def print_result(res: DeployResult) -> None:
     mem = (run.get("memory") or {}).get("peak_rss_kb")
     if mem:
         out.print(f"peak RSS: {mem / 1024:.1f} MiB")
+    footprint = (run.get("memory") or {}).get("footprint_mb") or {}
+    if footprint:
+        out.print(
+            "memory footprint delta from the tool's start (MB, benchmark_model's own): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in footprint.items())
+        )
     by_type = (run.get("op_profile") or {}).get("by_node_type") or []
     if by_type:
         out.print(
@@ -389,3 +435,60 @@ def print_result(res: DeployResult) -> None:
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+def print_side_by_side(both: sidebyside.SideBySide) -> None:
+    """One table: each runner's figures (medians over the rounds), their ratio and the
+    test; memory figures each under its own definition."""
+    doc = both.to_dict()
+    a, b = both.runners
+    first = both.results(a)[0]
+    out.print(
+        escape(
+            f"{both.target} ({first.target['address']}): "
+            f"{Path(first.artifact['path']).name} ({first.artifact['bytes']:,} B, sha256 "
+            f"{first.artifact['sha256'][:12]}) · {doc['rounds']} rounds, alternating order "
+            f"({a} first in rounds 1, 3, …)"
+        )
+    )
+    t = Table(title="side by side: latency (ms), median over the rounds")
+    for col in ("", a, b, f"{a} / {b}"):
+        t.add_column(escape(col), justify="right")
+    t.add_row("runtime", escape(doc["runtime"][a]), escape(doc["runtime"][b]), "")
+    t.add_row("threads", str(doc["threads"][a]), str(doc["threads"][b]), "")
+    lat = doc["latency_ms"]
+    for key in sidebyside.FIGURES:
+        va, vb = lat[a][key], lat[b][key]
+        if va is None and vb is None:
+            continue
+        ratio = f"{va / vb:.3f}" if va is not None and vb else "-"
+        if key == "p50" and doc["ratio_p50"]["median_of_rounds"] is not None:
+            ratio = f"{doc['ratio_p50']['median_of_rounds']:.3f} (median of rounds)"
+        t.add_row(key, _fmt(va), _fmt(vb), ratio)
+    for name in (a, b):
+        acc = doc["accuracy"][name]
+        if acc:
+            t.add_row(
+                f"accuracy ({name})",
+                f"{acc['top1']:.2%}" if name == a else "",
+                f"{acc['top1']:.2%}" if name == b else "",
+                escape(f"measured on the {acc.get('source', 'device')}"),
+            )
+    out.print(t)
+    out.print(escape(f"p50 per round: {a} {_list(lat[a]['p50_per_round'])}; "
+                     f"{b} {_list(lat[b]['p50_per_round'])}"))  # fmt: skip
+    out.print(escape(f"test: {doc['test']['conclusion']} ({doc['test']['note']})"))
+    m = Table(title="memory: different quantities, each as its runner defines it")
+    for col in ("runner", "figure", "value", "definition"):
+        m.add_column(col)
+    for name in (a, b):
+        mem = doc["memory"][name]
+        for key, value in mem["figures"].items():
+            m.add_row(
+                escape(name), escape(key), f"{value:g}", escape(mem["definitions"].get(key) or "")
+            )
+    out.print(m)
+
+
+def _list(values) -> str:
+    return " ".join(f"{v:.4f}" for v in values)

@@ -68,11 +68,17 @@ def runner_class(name: str, where: str = "") -> type[Runner] | None:
     return RUNNERS.get(name)
 
 
-def choose(tcfg: TargetConfig, settings: RunSettings | None = None) -> Runner:
-    """The runner the target asks for; for `auto`, the first (by `auto_order`) that is
-    configured for it: the native binary when one is given, else python."""
+def choose(
+    tcfg: TargetConfig, settings: RunSettings | None = None, name: str | None = None
+) -> Runner:
+    """The runner `name` (e.g. `bench --runner`), else the one the target asks for; for
+    `auto`, the first (by `auto_order`) that is configured for it: the native binary when
+    one is given, else python."""
     settings = settings or RunSettings()
-    cls = runner_class(tcfg.get("runner") or "auto", tcfg.where)
+    if name:
+        cls = runner_class(name, "--runner")
+    else:
+        cls = runner_class(tcfg.get("runner") or "auto", tcfg.where)
     if cls is None:
         classes = sorted(RUNNERS.values(), key=lambda c: c.auto_order)
         cls = next((c for c in classes if c.configured(tcfg, settings)), classes[-1])

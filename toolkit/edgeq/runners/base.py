@@ -140,6 +140,12 @@ class Runner(ABC):
     #: `runner = "auto"` asks the runners in this order (lowest first) whether they are
     #: `configured()` for the target; the fallback says yes to every target.
     auto_order: ClassVar[int] = 50
+    #: The latency statistics the runner reports, per latency kind (a budget percentile
+    #: outside them is judged at the nearest higher one, see `edgeq.budget.substitute`).
+    latency_reports: ClassVar[dict[str, tuple[str, ...]]] = {
+        "invoke": ("min", "p5", "p50", "p90", "p95", "p99", "max", "mean", "std"),
+        "end_to_end": ("min", "p5", "p50", "p90", "p95", "p99", "max", "mean", "std"),
+    }
 
     def __init__(self, tcfg: TargetConfig, settings: RunSettings) -> None:
         self.tcfg = tcfg

@@ -11,8 +11,11 @@ executable, and runs with the run settings as the tool spells them:
 
 Its log (parsed by `edgeq_android.parser`) becomes an `edgeq.run/1` document with
 `runner.name = "benchmark_model"`: init, first inference, warm-up, steady-state
-count/min/max/mean/std, memory footprint, delegates, op profile. Percentiles it does not
-print are absent, never estimated.
+count/min/max/mean/std and p5/p50/p95 (LiteRT's builds print `p5= median= p95=`), memory
+footprint (with its definition), delegates, XNNPACK on/off, op profile. Percentiles it does
+not print (p90, p99) are absent, never estimated: a budget on them is judged at the nearest
+higher one it prints (`edgeq.budget.substitute`). The binary has no `--version`: it is
+named by its sha256 and the target's `benchmark_build`.
 
 The binary feeds random inputs: it measures speed, not accuracy. The same artifact (same
 sha256) is evaluated either on the device by edgeq's Python runner, when the target's
@@ -100,6 +103,17 @@ NIGHTLY_URL = (
     "lite/tools/nightly/latest/{flavour}_benchmark_model"
 )
 LOG_KEEP_CHARS = 200_000
+#: What each of the tool's memory figures is (benchmark_tflite_model.cc): not the Python
+#: runner's resident-set figures, which count from a different start.
+MEMORY_DEFINITIONS = {
+    "init": "MB: growth of the tool process's peak resident set (getrusage max RSS on "
+    "Linux) from the tool's start to the end of model loading and initialisation",
+    "overall": "MB: growth of the tool process's peak resident set from the tool's start "
+    "to the end of all its runs (initialisation, warm-up and timed runs)",
+    "peak": "MB: the highest footprint the tool's periodic monitor saw "
+    "(--report_peak_memory_footprint)",
+    "vmrss_at_end": "MB: the process's VmRSS when the tool ended",
+}
 
 
 # --------------------------------------------------------------------------- the binary
@@ -202,7 +216,24 @@ def check_binary(binary: Path, environment: dict[str, Any], target_name: str) ->
         )
 
 
+def identify(binary: Path, config: TargetConfig) -> dict[str, Any]:
+    """What the binary is. LiteRT's benchmark_model has no `--version`, so it is named by
+    its sha256 and, when the user states it, the target's `benchmark_build` (e.g. the
+    source commit and build flags of a PROVENANCE file)."""
+    sha = sha256_file(binary)
+    build = str(config.get("benchmark_build") or "") or None
+    return {
+        "binary": binary.name,
+        "binary_sha256": sha,
+        "build": build,
+        "version": f"{build} (sha256 {sha[:12]})" if build else f"sha256 {sha[:12]}",
+    }
+
+
 # --------------------------------------------------------------------------- the device
+
+#: /proc/cpuinfo keys naming the CPU, in the Python runner's order of preference.
+CPUINFO_KEYS = ("model name", "Model", "Hardware", "Processor", "cpu model")
 
 _ENV_FIELDS = (
     ("machine", "uname -m"),
@@ -221,9 +252,15 @@ _ENV_FIELDS = (
     ("pretty", "sed -n 's/^PRETTY_NAME=//p' /etc/os-release"),
     ("dt_model", "cat /proc/device-tree/model"),
     ("cores", "grep -c ^processor /proc/cpuinfo"),
+    *(
+        (f"cpuinfo_{i}", f"grep -m1 '^{key}[[:space:]]*:' /proc/cpuinfo | cut -d: -f2-")
+        for i, key in enumerate(CPUINFO_KEYS)
+    ),
     ("governor", "cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
     ("temp", "cat /sys/class/thermal/thermal_zone0/temp"),
     ("emulated_env", 'echo "${EDGEQ_EMULATED-}"'),
+    ("cpuinfo_qemu", "grep -c QEMU /proc/cpuinfo"),
+    ("cpuinfo_x86", "grep -c -E 'GenuineIntel|AuthenticAMD' /proc/cpuinfo"),
 )
 
 
@@ -252,11 +289,32 @@ def detect_emulation(facts: dict[str, str]) -> tuple[bool, str | None]:
     machine, abi = facts.get("machine", ""), facts.get("abi", "")
     if abi.startswith("arm") and machine in ("x86_64", "i686", "x86"):
         return True, f"the kernel is {machine} but the ABI is {abi} (binary translation)"
+    # the Python runner's rule (edgeq_runner.detect_emulation): QEMU user mode
+    if machine.startswith(("aarch64", "arm")):
+        if facts.get("cpuinfo_x86", "0").strip() not in ("", "0"):
+            return True, f"machine is {machine} but /proc/cpuinfo describes an x86 CPU"
+        if facts.get("cpuinfo_qemu", "0").strip() not in ("", "0"):
+            return True, "/proc/cpuinfo names QEMU"
     return False, None
 
 
-def environment(facts: dict[str, str], settings: RunSettings, log: BenchmarkLog | None) -> dict:
-    """The run document's `environment` for a benchmark_model run."""
+def cpu_model(facts: dict[str, str]) -> str | None:
+    """The CPU as /proc/cpuinfo names it (the Python runner's rule), else the SoC property,
+    else the device-tree model."""
+    for i in range(len(CPUINFO_KEYS)):
+        if facts.get(f"cpuinfo_{i}"):
+            return facts[f"cpuinfo_{i}"]
+    return facts.get("soc") or facts.get("hardware") or facts.get("dt_model") or None
+
+
+def environment(
+    facts: dict[str, str],
+    settings: RunSettings,
+    log: BenchmarkLog | None,
+    build: dict[str, Any] | None = None,
+) -> dict:
+    """The run document's `environment` for a benchmark_model run (`build`: what
+    `identify()` says of the binary)."""
     emulated, evidence = detect_emulation(facts)
     release, sdk = facts.get("release"), facts.get("sdk")
     temp = facts.get("temp", "")
@@ -268,7 +326,7 @@ def environment(facts: dict[str, str], settings: RunSettings, log: BenchmarkLog 
         os_name = facts.get("pretty") or facts.get("system") or "unknown"
     return {
         "machine": facts.get("machine") or "unknown",
-        "cpu_model": facts.get("soc") or facts.get("hardware") or None,
+        "cpu_model": cpu_model(facts),
         "cpu_abi": facts.get("abi") or None,
         "cpu_abilist": [a for a in (facts.get("abilist") or "").split(",") if a],
         "cores": int(cores) if cores.isdigit() else None,
@@ -279,7 +337,8 @@ def environment(facts: dict[str, str], settings: RunSettings, log: BenchmarkLog 
         "temperature_c": int(temp) / 1000 if temp.lstrip("-").isdigit() else None,
         "python": None,
         "runtime": RUNNER_NAME,
-        "runtime_version": None,
+        "runtime_version": (build or {}).get("version"),
+        "xnnpack": log.xnnpack if log else None,
         "threads": settings.threads,
         "taskset": settings.taskset or None,
         "delegates_requested": delegates_requested(settings),
@@ -456,7 +515,7 @@ def to_run_document(
         "schema": RUN_SCHEMA,
         "ok": True,
         "error": None,
-        "runner": {"name": RUNNER_NAME, "version": None, **binary},
+        "runner": {"name": RUNNER_NAME, **binary},
         "started_utc": started_utc,
         "model": model,
         "phases_ms": {
@@ -474,6 +533,9 @@ def to_run_document(
         "accuracy_source": accuracy.get("source") if accuracy else None,
         "memory": {
             "footprint_mb": dict(log.memory_mb) or None,
+            "definitions": {
+                key: MEMORY_DEFINITIONS[key] for key in log.memory_mb if key in MEMORY_DEFINITIONS
+            },
             "note": "benchmark_model's own figures: deltas from the tool's start, approximate",
         },
         "environment": env,
@@ -529,9 +591,21 @@ class BenchmarkModelRunner(Runner):
 
     name = RUNNER_NAME
     auto_order = 10
+    #: LiteRT's tool prints count/first/curr/min/max/avg/std and p5/median/p95 per block;
+    #: it times invoke() alone (no end-to-end figure).
+    latency_reports: ClassVar[dict[str, tuple[str, ...]]] = {
+        "invoke": ("min", "p5", "p50", "p95", "max", "mean", "std"),
+        "end_to_end": (),
+    }
     fields: ClassVar[dict[str, Field]] = {
         "benchmark_binary": f(
             str, "", "path on this host of the native benchmark_model (a build for the device)"
+        ),
+        "benchmark_build": f(
+            str,
+            "",
+            "what the binary is, as you know it (it has no --version): e.g. the source "
+            "commit and build flags of its PROVENANCE; shown with its sha256",
         ),
         "taskset": f(str, "", "CPU mask for benchmark_model, e.g. f0 for the big cores"),
         "use_python_runner": f(
@@ -586,7 +660,9 @@ class BenchmarkModelRunner(Runner):
         except (UsageError, DeviceError) as exc:
             health.add("benchmark_model", "fail", exc.message, error=exc)
             return health
-        health.add("benchmark_model", "ok", f"{binary.name} (sha256 {sha256_file(binary)[:12]})")
+        health.add(
+            "benchmark_model", "ok", f"{binary.name} ({identify(binary, self.tcfg)['version']})"
+        )
         choice = target.config.get("use_python_runner", "auto")
         if choice is False:
             health.add("accuracy", "ok", "measured on this host (use_python_runner = false)")
@@ -647,13 +723,14 @@ class BenchmarkModelRunner(Runner):
                 accuracy, on_host = device_accuracy(target, remote_model, job, progress)
             if target.keep:
                 say(progress, f"kept the workdir {workdir} on {target.name}")
+        build = identify(binary, self.tcfg)
         doc = to_run_document(
             log,
             model=model_doc,
-            env=environment(facts, settings, log),
+            env=environment(facts, settings, log, build),
             settings=settings,
             accuracy=accuracy,
-            binary={"binary": binary.name, "binary_sha256": sha256_file(binary), "argv": cmd},
+            binary={**build, "argv": cmd},
             log_text=log_text,
             started_utc=started,
             origin=target.name,
