@@ -71,11 +71,13 @@ def prune(
     keep: Iterable[str | Path] = (),
     dry_run: bool = False,
     now: float | None = None,
+    kept: bool = False,
 ) -> PruneReport:
     """Prune the workdir base `base` (holding `edgeq-cache/` and `run.*/` folders): cache
     files unused for `older_than_days`, then the least recently used until the cache holds
-    at most `max_mb` MB (0 or None: no cap), plus leftovers (see the module docstring)."""
-    from .targets.base import orphaned
+    at most `max_mb` MB (0 or None: no cap), plus leftovers (see the module docstring).
+    Folders of `--keep` runs (marked KEPT_MARKER) stay unless `kept`."""
+    from .targets.base import KEPT_MARKER, orphaned
 
     base = Path(base)
     now = time.time() if now is None else now
@@ -93,6 +95,10 @@ def prune(
             mtime = run.stat().st_mtime
             size = _size(run)
         except OSError:
+            continue
+        if (run / KEPT_MARKER).exists():
+            if kept:
+                doom(run, size, mtime, "run folder kept with --keep (--kept)")
             continue
         if line and orphaned(line):
             doom(run, size, mtime, "run folder of an edgeq process that is gone")
