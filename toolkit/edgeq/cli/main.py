@@ -37,7 +37,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks for every error.")
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show full tracebacks for every error, and TensorFlow's own log lines.",
+        ),
     ] = False,
     version: Annotated[
         bool,
@@ -48,6 +52,8 @@ def root(
 ) -> None:
     """edgeq command line."""
     common.state.debug = debug
+    if not debug:
+        common.quiet_tensorflow()
 
 
 app.add_typer(demo.app, name="demo")
