@@ -374,6 +374,14 @@ def print_result(res: DeployResult) -> None:
                 out.print(f"note: {c.metric}: {escape(c.note)}")
     if res.host.get("saved_to"):
         out.print(f"saved {escape(res.host['saved_to'])}")
+    kept = res.host.get("kept")
+    if kept:
+        out.print(
+            escape(
+                f"kept the run folder {kept['workdir']} on {kept['target']} (later runs leave "
+                f"it); remove it with: {kept['remove']}"
+            )
+        )
 
 
 def _fmt(v) -> str:
