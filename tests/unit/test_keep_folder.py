@@ -30,7 +30,7 @@ def test_a_kept_folder_is_never_swept_and_prune_kept_removes_it(tmp_path):
     for folder in (orphan, tmp_path / kept.rsplit("/", 1)[1]):
         (folder / ".owner").write_text(_dead_owner() + "\n")
     with make_target(cfg) as later:
-        later.workdir
+        assert later.workdir.startswith(str(tmp_path))
         assert later.swept == [str(orphan)]
     runs = sorted(p.name for p in tmp_path.glob("run.*"))
     assert runs == [kept.rsplit("/", 1)[1]]  # the kept one stays, the later one was removed

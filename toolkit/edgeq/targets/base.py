@@ -269,8 +269,8 @@ class Target(ABC):
             keep_mark = f': > "$d/{KEPT_MARKER}" && ' if self.keep else ""
             res = self.run(
                 f"mkdir -p {q} && d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
-                f'printf \'%s\\n\' {shlex.quote(owner_line())} > "$d/.owner" && '
-                f"{keep_mark}echo \"$d\" "
+                f"printf '%s\\n' {shlex.quote(owner_line())} > \"$d/.owner\" && "
+                f'{keep_mark}echo "$d" '
                 f"|| exit 1; for f in {q}/run.*/.owner; do "
                 f'[ -f "$f" ] && [ ! -f "${{f%/.owner}}/{KEPT_MARKER}" ] && '
                 f'echo "$f $(cat "$f")"; done; exit 0',
