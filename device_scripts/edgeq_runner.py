@@ -220,6 +220,13 @@ def _short_name(name: str) -> str:
     return name[len("serving_default_") :] if name.startswith("serving_default_") else name
 
 
+def display_name(name: str) -> str:
+    """How every command and report names a tensor: the signature's name, with the tensor
+    name beside it when the converter decorated it (`image (serving_default_image:0)`)."""
+    short = _short_name(name)
+    return short if short == (name or "") else f"{short} ({name})"
+
+
 def match_inputs(details, by_name: dict, option: str = "--input-shape") -> dict:
     """Map each key of `by_name` to an input position: the tensor's exact name, its short
     name (without `serving_default_` / `:0`) or its position number."""
@@ -682,7 +689,7 @@ def load_eval_data(path: str):
             if xk is None:
                 raise RunnerFailure(
                     "BadData",
-                    f"{path} must hold samples under 'x' (or 'x_test'), and labels, when "
+                    f"{path} must hold images under 'x' (or 'x_test'), and labels, when "
                     f"there are any, under 'y' (or 'y_test'); found keys {sorted(keys)}",
                     EXIT_DATA,
                 )
