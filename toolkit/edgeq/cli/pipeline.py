@@ -115,6 +115,11 @@ def train(
         f"{m['dataset']} images in {m['train_seconds']:.1f} s: test accuracy "
         f"{m['test_accuracy']:.2%}"
     )
+    bn = m.get("batchnorm_reestimated")
+    if bn:
+        before = bn.get("test_accuracy_before")
+        was = f" (test accuracy with the moving averages: {before:.2%})" if before else ""
+        out.print(escape(f"note: {bn['why']}{was}"))
     out.print(
         escape(f"wrote {res.model_path}, history.json, metrics.json, accuracy.png in {res.out_dir}")
     )
