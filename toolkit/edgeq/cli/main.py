@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -52,7 +53,9 @@ def root(
 ) -> None:
     """edgeq command line."""
     common.state.debug = debug
-    if not debug:
+    if debug:
+        os.environ.setdefault("EDGEQ_TF_VERBOSE", "1")  # TensorFlow's own lines too
+    else:
         common.quiet_tensorflow()
 
 
