@@ -223,8 +223,10 @@ def _short_name(name: str) -> str:
 def display_name(name: str) -> str:
     """How every command and report names a tensor: the signature's name, with the tensor
     name beside it when the converter decorated it (`image (serving_default_image:0)`)."""
-    short = _short_name(name)
-    return short if short == (name or "") else f"{short} ({name})"
+    name = name or ""
+    if not name.startswith("serving_default_"):
+        return name  # e.g. outputs `StatefulPartitionedCall:1`: the tensor name is all there is
+    return f"{_short_name(name)} ({name})"
 
 
 def match_inputs(details, by_name: dict, option: str = "--input-shape") -> dict:

@@ -33,7 +33,7 @@ def test_model_io_facts(foreign):
     io = devapi.model_io(foreign["uint8_gray"].path)
     t = io.inputs[0]
     assert t.quantized and t.dynamic and t.short_name == "gray" and t.dtype == "uint8"
-    assert t.describe().startswith("gray uint8 [-1, 48, 48, 1] (s=")
+    assert t.describe().startswith("gray (serving_default_gray:0) uint8 [-1, 48, 48, 1] (s=")
     assert io.classes == 4 and io.accuracy_note is None
     reg = devapi.model_io(foreign["regression"].path)
     assert reg.classes is None and "output shape [1, 1]" in reg.accuracy_note
@@ -70,7 +70,7 @@ def test_check_data_shape_mismatch_names_both_shapes_and_the_fix(foreign):
         agreement.check_data(io, _data(np.zeros((5, 32, 32, 3), np.uint8), np.zeros(5, int)))
     msg = e.value.message
     assert "[32, 32, 3] (uint8, 5 samples)" in msg
-    assert "image float32 [-1, 64, 64, 3]" in msg
+    assert "image (serving_default_image:0) float32 [-1, 64, 64, 3]" in msg
     assert "give data of shape [N, 64, 64, 3]" in msg and "--no-data" in msg
     assert "an image folder" in msg
     assert e.value.exit_code == 2
