@@ -220,6 +220,15 @@ def _short_name(name: str) -> str:
     return name[len("serving_default_") :] if name.startswith("serving_default_") else name
 
 
+def display_name(name: str) -> str:
+    """How every command and report names a tensor: the signature's name, with the tensor
+    name beside it when the converter decorated it (`image (serving_default_image:0)`)."""
+    name = name or ""
+    if not name.startswith("serving_default_"):
+        return name  # e.g. outputs `StatefulPartitionedCall:1`: the tensor name is all there is
+    return f"{_short_name(name)} ({name})"
+
+
 def match_inputs(details, by_name: dict, option: str = "--input-shape") -> dict:
     """Map each key of `by_name` to an input position: the tensor's exact name, its short
     name (without `serving_default_` / `:0`) or its position number."""
@@ -670,7 +679,8 @@ def evaluate_accuracy(
 def load_eval_data(path: str):
     """Samples, labels and preprocessing from an .npz: keys x/y (or x_test/y_test), and
     optionally preprocess_scale / preprocess_offset. Returns (x, y, scale, offset); scale
-    and offset are None when the file does not set them."""
+    and offset are None when the file does not set them, y is None for unlabelled data
+    (x only: a detector's or a segmenter's samples, judged by output agreement)."""
     import numpy as np
 
     try:
@@ -678,14 +688,15 @@ def load_eval_data(path: str):
             keys = set(f.files)
             xk = "x" if "x" in keys else "x_test" if "x_test" in keys else None
             yk = "y" if "y" in keys else "y_test" if "y_test" in keys else None
-            if xk is None or yk is None:
+            if xk is None:
                 raise RunnerFailure(
                     "BadData",
-                    f"{path} must hold images under 'x' (or 'x_test') and labels under 'y' "
-                    f"(or 'y_test'); found keys {sorted(keys)}",
+                    f"{path} must hold images under 'x' (or 'x_test'), and labels, when "
+                    f"there are any, under 'y' (or 'y_test'); found keys {sorted(keys)}",
                     EXIT_DATA,
                 )
-            x, y = f[xk], f[yk]
+            x = f[xk]
+            y = f[yk] if yk is not None else None
             scale = float(f["preprocess_scale"]) if "preprocess_scale" in keys else None
             offset = float(f["preprocess_offset"]) if "preprocess_offset" in keys else None
     except RunnerFailure:
@@ -703,7 +714,7 @@ def load_eval_data(path: str):
             f"got {x.dtype} {list(x.shape)}",
             EXIT_DATA,
         )
-    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.kind not in "iu":
+    if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.kind not in "iu"):
         raise RunnerFailure(
             "BadData",
             f"{path}: labels must be integers [N] with N = {x.shape[0]}, "
@@ -721,15 +732,54 @@ def load_eval_data(path: str):
 # --------------------------------------------------------------------------- agreement
 
 
-def run_samples(interpreter, samples) -> list:
+#: Operators that keep state between invocations (resource variables).
+STATE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+
+
+def stateful_ops(interpreter) -> list:
+    """The operators of a model that keep state between calls (sorted names; empty for a
+    stateless model or a runtime that does not list its operators)."""
+    try:
+        ops = interpreter._get_ops_details()
+    except Exception:
+        return []
+    return sorted({o.get("op_name") for o in ops if o.get("op_name") in STATE_OPS})
+
+
+def state_note(ops) -> str | None:
+    if not ops:
+        return None
+    return (
+        "the model keeps state between calls ({}): every sample ran on a fresh interpreter, "
+        "so each output depends on its own input only".format(", ".join(ops))
+    )
+
+
+def data_samples(x, shape, detail, rule, n: int):
+    """`n` samples for a one-input model from evaluation data `x` (shaped as the input,
+    channel added): sample k holds data rows k*b .. k*b+b-1 (b = the input's batch size),
+    cycling over the data, converted to the input's dtype by `rule`. Host and device feed
+    the same arrays."""
+    import numpy as np
+
+    b = max(1, int(shape[0]))
+    for k in range(int(n)):
+        rows = (np.arange(b) + k * b) % len(x)
+        yield [to_input(x[rows], detail, rule)]
+
+
+def run_samples(interpreter, samples, fresh=None) -> list:
     """Feed each sample (one array per input, in order), invoke, and collect every output:
-    returns one array per output, stacked over the samples ([n, *output shape])."""
+    returns one array per output, stacked over the samples ([n, *output shape]). `fresh()`:
+    a new interpreter for every sample after the first (a stateful model's state reset)."""
     import numpy as np
 
     in_idx = [d["index"] for d in interpreter.get_input_details()]
     outs = interpreter.get_output_details()
     collected = [[] for _ in outs]
-    for sample in samples:
+    for k, sample in enumerate(samples):
+        if fresh is not None and k:
+            interpreter = fresh()
         for idx, arr in zip(in_idx, sample):
             interpreter.set_tensor(idx, arr)
         interpreter.invoke()
@@ -1139,7 +1189,7 @@ def parse_args(argv):
     p = _Parser(prog="edgeq_runner", description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?", help="the .tflite model")
     p.add_argument("--probe", action="store_true", help="print the environment and exit")
-    p.add_argument("--data", help=".npz with samples x and integer labels y, for accuracy")
+    p.add_argument("--data", help=".npz with samples x (and integer labels y, for accuracy)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
     p.add_argument("--batch-size", type=int, default=64, help="accuracy batch size")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -1257,7 +1307,7 @@ def run(args) -> dict:
         if add_channel:
             x = x[..., None]
         rule = preprocessing_rule(x.dtype, details[0], scale, offset)
-        if classes:
+        if classes and y is not None:
             check_labels(y, classes)
     shapes = resolve_input_shapes(details, shapes_by_pos, data_shape)
 
@@ -1323,29 +1373,44 @@ def run(args) -> dict:
         doc["accuracy_note"] = "not measured: no evaluation data (--data)"
     elif classes is None:
         doc["accuracy_note"] = not_classifier
+    elif y is None:
+        doc["accuracy_note"] = "not measured: the data has no labels y (outputs are compared)"
     else:
         doc["accuracy_note"] = None
-        if args.limit:
-            x, y = x[: args.limit], y[: args.limit]
+        xa, ya = (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
         acc_interp = make_interpreter(interpreter_cls, args.model, args.threads)
         apply_input_shapes(acc_interp, shapes)
-        doc["accuracy"] = evaluate_accuracy(acc_interp, x, y, scale, offset, args.batch_size)
+        doc["accuracy"] = evaluate_accuracy(acc_interp, xa, ya, scale, offset, args.batch_size)
         doc["accuracy"]["source"] = "device"
         doc["accuracy"]["classes"] = classes
         doc["accuracy"]["data_sha256"] = sha256_file(args.data)
 
     doc["agreement"] = None
     if args.agreement:
-        ag_interp = make_interpreter(interpreter_cls, args.model, args.threads)
-        apply_input_shapes(ag_interp, shapes)
+
+        def fresh():
+            it = make_interpreter(interpreter_cls, args.model, args.threads)
+            apply_input_shapes(it, shapes)
+            return it
+
+        ag_interp = fresh()
+        state = stateful_ops(ag_interp)
         t0 = clock()
-        arrays = run_samples(ag_interp, random_inputs(specs, args.agreement, args.agreement_seed))
+        if data is not None:
+            fed_samples = data_samples(x, shapes[0], in_details[0], rule, args.agreement)
+        else:
+            fed_samples = random_inputs(specs, args.agreement, args.agreement_seed)
+        arrays = run_samples(ag_interp, fed_samples, fresh if state else None)
         seconds = (clock() - t0) / 1e9
         out_details = ag_interp.get_output_details()
         doc["agreement"] = {
             "samples": args.agreement,
             "seed": args.agreement_seed,
             "generator": GENERATOR,
+            "source": "data" if data is not None else "random",
+            "data_sha256": sha256_file(args.data) if data is not None else None,
+            "preprocess": rule if data is not None else None,
+            "state": state_note(state),
             "inputs": specs,
             "outputs": [
                 dict(tensor_info(d), key=f"output_{k}", saved_shape=list(a.shape))

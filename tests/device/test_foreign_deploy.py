@@ -92,7 +92,7 @@ def test_a_shape_mismatch_is_exit_2_before_anything_is_pushed(cli, foreign, pi_c
     assert res.exit_code == 2, res.stderr
     line = res.stderr.strip().splitlines()[-1]
     assert line.startswith("edgeq: error:")
-    assert "[64, 64, 3]" in line and "gray uint8 [-1, 48, 48, 1]" in line
+    assert "[64, 64, 3]" in line and "gray (serving_default_gray:0) uint8 [-1, 48, 48, 1]" in line
     assert "--no-data" in line and "image folder" in line
     assert not (pi_workdir / "edgeq-cache").exists()  # nothing reached the device
 

@@ -59,7 +59,9 @@ def test_folder_without_the_bad_file_exits_0_and_prints_a_table(cli, folder):
     res = cli("eval", folder, "--runs", "5")
     assert res.exit_code == 0, res.stderr
     assert "no evaluation data" in res.stdout
-    assert "regression.tflite (input x float32 [-1, 10]): accuracy not applicable" in res.stdout
+    # the signature's name with the tensor's beside it, as in bench and deploy
+    named = "regression.tflite (input x (serving_default_x:0) float32 [-1, 10]): accuracy not"
+    assert named in res.stdout
     assert "model_int8.tflite: output" in res.stdout and "top-1 agreement" in res.stdout
 
 

@@ -31,7 +31,7 @@ def test_check_data_shape_mismatch_names_both_shapes_and_the_fix(foreign):
         agreement.check_data(io, _data(np.zeros((5, 32, 32, 3), np.uint8), np.zeros(5, int)))
     msg = e.value.message
     assert "[32, 32, 3] (uint8, 5 samples)" in msg
-    assert "image float32 [-1, 64, 64, 3]" in msg
+    assert "image (serving_default_image:0) float32 [-1, 64, 64, 3]" in msg
     assert "give data of shape [N, 64, 64, 3]" in msg and "--no-data" in msg
     assert "an image folder" in msg
     assert e.value.exit_code == 2

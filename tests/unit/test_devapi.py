@@ -32,7 +32,7 @@ def test_model_io_facts(foreign):
     io = devapi.model_io(foreign["uint8_gray"].path)
     t = io.inputs[0]
     assert t.quantized and t.dynamic and t.short_name == "gray" and t.dtype == "uint8"
-    assert t.describe().startswith("gray uint8 [-1, 48, 48, 1] (s=")
+    assert t.describe().startswith("gray (serving_default_gray:0) uint8 [-1, 48, 48, 1] (s=")
     assert io.classes == 4 and io.accuracy_note is None
     reg = devapi.model_io(foreign["regression"].path)
     assert reg.classes is None and "output shape [1, 1]" in reg.accuracy_note

@@ -128,7 +128,7 @@ def check_data(
         ) from None
     resolve_shapes(io, input_shapes, sample_shape)
     classes = io.classes
-    if classes is not None:
+    if classes is not None and y is not None:
         yv = np.asarray(y)
         if yv.size and (int(yv.min()) < 0 or int(yv.max()) >= classes):
             raise DataError(
@@ -136,9 +136,12 @@ def check_data(
                 f"{name} scores {classes} classes (labels 0..{classes - 1}): store class "
                 f"ids in that range, {NO_DATA_FIX}"
             )
+    note = io.accuracy_note
+    if classes is not None and y is None:
+        note = "not measured: the data has no labels y (outputs are compared)"
     return DataCheck(
-        applicable=classes is not None,
-        note=io.accuracy_note,
+        applicable=classes is not None and y is not None,
+        note=note,
         classes=classes,
         samples=len(x),
         sample_shape=list(sample_shape),
@@ -230,7 +233,8 @@ class OutputAgreement:
 
 @dataclass(frozen=True)
 class AgreementReport:
-    """Outputs of N seeded random inputs: measured model vs the reference.
+    """Outputs of N inputs (seeded random ones, or evaluation data): measured model vs the
+    reference.
 
     `score` is what `min_output_agreement` judges: the top-1 agreement for a classifier,
     else the lowest cosine similarity over the outputs.
@@ -241,6 +245,8 @@ class AgreementReport:
     seed: int
     outputs: tuple[OutputAgreement, ...]
     classifier: bool
+    #: what was fed: "random" (seeded inputs) or "data" (the evaluation data's samples)
+    source: str = "random"
 
     @property
     def score(self) -> float:
@@ -258,6 +264,7 @@ class AgreementReport:
             "samples": self.samples,
             "seed": self.seed,
             "generator": GENERATOR,
+            "source": self.source,
             "classifier": self.classifier,
             "score": self.score,
             "score_kind": self.score_kind,
@@ -284,17 +291,47 @@ def _match_reference_inputs(specs: list[dict[str, Any]], ref_io: ModelIO) -> lis
     return list(range(len(specs)))
 
 
+def data_inputs(section: dict[str, Any], data_npz: Path | None) -> list[list[np.ndarray]]:
+    """The samples a device fed in agreement mode from evaluation data (`source: data`),
+    rebuilt from the same staged .npz with the device's own rule."""
+    if data_npz is None or not Path(data_npz).is_file():
+        raise UsageError("the device compared outputs on evaluation data this host has not got")
+    if section.get("data_sha256") and fsutil.sha256_file(data_npz) != section["data_sha256"]:
+        raise UsageError(f"{data_npz} is not the data the device fed (sha256 differs)")
+    try:
+        x = load_eval_data(str(data_npz))[0]
+    except RunnerFailure as exc:
+        raise DataError(exc.message) from None
+    spec = section["inputs"][0]
+    if x.ndim == len(spec["shape"]) - 1:
+        x = x[..., None]
+    rule = section.get("preprocess") or {"rule": "raw"}
+    return list(runner.data_samples(x, spec["shape"], spec, rule, int(section["samples"])))
+
+
 def reference_outputs(
-    reference: Path, specs: list[dict[str, Any]], n: int, seed: int, threads: int | None = None
+    reference: Path,
+    specs: list[dict[str, Any]],
+    n: int,
+    seed: int,
+    threads: int | None = None,
+    samples: list[list[np.ndarray]] | None = None,
 ) -> tuple[list[np.ndarray], ModelIO]:
-    """Run the reference on the agreement inputs (converted to its dtypes through their real
-    values, at the measured model's shapes); returns (outputs stacked [n, ...], its IO)."""
+    """Run the reference on the agreement inputs (`samples`, else the seeded random ones;
+    converted to its dtypes through their real values, at the measured model's shapes);
+    returns (outputs stacked [n, ...], its IO). A stateful reference runs every sample on
+    a fresh interpreter, as the device does."""
     ref_io = model_io(reference)
     order = _match_reference_inputs(specs, ref_io)
     shapes = [list(specs[j]["shape"]) for j in order]
     interp = open_model(reference, threads)
     apply_shapes(interp, shapes, reference)
     ref_details = interp.get_input_details()
+
+    def fresh():
+        it = open_model(reference, threads)
+        apply_shapes(it, shapes, reference)
+        return it
 
     def convert(sample: list[np.ndarray]) -> list[np.ndarray]:
         out = []
@@ -313,8 +350,9 @@ def reference_outputs(
                 out.append(np.asarray(real).astype(want))
         return out
 
-    samples = (convert(s) for s in agreement_inputs(specs, n, seed))
-    return run_samples(interp, samples), ref_io
+    source = samples if samples is not None else agreement_inputs(specs, n, seed)
+    stateful = bool(runner.stateful_ops(interp))
+    return run_samples(interp, (convert(s) for s in source), fresh if stateful else None), ref_io
 
 
 def compare_outputs(
@@ -379,9 +417,11 @@ def agreement(
     outputs_npz: Path,
     reference: Reference | None = None,
     threads: int | None = None,
+    data_npz: Path | None = None,
 ) -> AgreementReport:
     """Compare the outputs a device saved in agreement mode (`--agreement N --outputs-out`,
-    pulled to `outputs_npz`) with the reference run on this host on the same inputs."""
+    pulled to `outputs_npz`) with the reference run on this host on the same inputs (the
+    seeded random ones, or the samples of `data_npz` when the device fed evaluation data)."""
     section = run.get("agreement")
     if not isinstance(section, dict) or not section.get("samples"):
         raise UsageError("the run has no agreement section (run the runner with --agreement N)")
@@ -394,11 +434,14 @@ def agreement(
         raise RunnerError(
             f"{outputs_npz}: the device's agreement outputs are unusable ({exc})"
         ) from None
-    ref, ref_io = reference_outputs(reference.path, specs, n, seed, threads)
+    samples = data_inputs(section, data_npz) if section.get("source") == "data" else None
+    ref, ref_io = reference_outputs(reference.path, specs, n, seed, threads, samples)
     measured_info = [TensorInfo.from_detail(o) for o in section["outputs"]]
     classifier = runner.classifier_classes(section["outputs"])[0] is not None
     outs = compare_outputs(measured, measured_info, ref, ref_io.outputs, classifier)
-    return AgreementReport(reference, n, seed, tuple(outs), classifier)
+    return AgreementReport(
+        reference, n, seed, tuple(outs), classifier, section.get("source") or "random"
+    )
 
 
 def host_agreement(
@@ -418,7 +461,16 @@ def host_agreement(
     apply_shapes(interp, shapes, artifact)
     details = interp.get_input_details()
     specs = [input_spec(d) for d in details]
-    measured = run_samples(interp, agreement_inputs(specs, samples, seed))
+
+    def fresh():
+        it = open_model(artifact, threads)
+        apply_shapes(it, shapes, artifact)
+        return it
+
+    stateful = bool(runner.stateful_ops(interp))
+    measured = run_samples(
+        interp, agreement_inputs(specs, samples, seed), fresh if stateful else None
+    )
     out_info = [TensorInfo.from_detail(d) for d in interp.get_output_details()]
     ref, ref_io = reference_outputs(reference.path, specs, samples, seed, threads)
     classifier = io.classes is not None

@@ -323,7 +323,7 @@ def _agreement_checks(budget: Budget, run: dict[str, Any]) -> list[Check]:
     source = f"device vs {ref['kind']} on the host ({report['samples']} inputs)"
     note = report["score_kind"]
     if limit is None:
-        return [Check("output_agreement", report["score"], 0.0, ">=", None, "", source,
+        return [Check("output_agreement", report["score"], None, ">=", None, "", source,
                       f"{note}; not judged: no min_output_agreement in the budget")]  # fmt: skip
     ok = report["score"] >= limit
     return [Check("output_agreement", report["score"], limit, ">=", ok, "", source, note)]

@@ -213,6 +213,7 @@ def _run_request(
             "settings": settings.to_dict(),
             "runner": runner.name,
             "input_shapes": list(req.input_shapes),
+            "kept": kept_note(target, got.workdir) if got.kept else None,
         },
         started_utc=req.started_utc,
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -220,6 +221,16 @@ def _run_request(
     if req.results_dir is not None:
         save(result, req.results_dir, progress)
     return result
+
+
+def kept_note(target: Target, workdir: str | None) -> dict[str, Any]:
+    """Where a `--keep` run folder is and how to remove it (no later run sweeps it)."""
+    remove = f"rm -rf {workdir}"
+    if target.transport == "local":
+        remove = "edgeq cache prune --kept (or " + remove + ")"
+    else:
+        remove += f" on {target.describe()}"
+    return {"workdir": workdir, "target": target.name, "remove": remove}
 
 
 def _check_model(req: DeployRequest, run: dict[str, Any], target: Target) -> None:

@@ -33,6 +33,7 @@ from edgeq_device.edgeq_runner import (
     RunnerFailure,
     benchmark,
     dequantize_output,
+    display_name,
     evaluate_accuracy,
     find_interpreter,
     input_spec,
@@ -60,6 +61,7 @@ __all__ = [
     "apply_shapes",
     "benchmark",
     "dequantize_output",
+    "display_name",
     "evaluate_accuracy",
     "find_interpreter",
     "input_positions",
@@ -129,7 +131,7 @@ class TensorInfo:
         """`image float32 [-1, 64, 64, 3]` (plus `s=…, zp=…` when quantized)."""
         sig = ", ".join(str(v) for v in self.shape_signature)
         q = f" (s={self.scale:.4g}, zp={self.zero_point})" if self.quantized else ""
-        return f"{self.short_name} {self.dtype} [{sig}]{q}"
+        return f"{runner.display_name(self.name)} {self.dtype} [{sig}]{q}"
 
     def compact(self) -> str:
         """`uint8[-1,48,48,1]`: dtype and shape signature, for tables."""

@@ -3,7 +3,9 @@
 Two formats:
 
     .npz           `x` [N, ...] (uint8 or float; or the input's own dtype), `y` [N] integer
-                   labels, optional `preprocess_scale` / `preprocess_offset`
+                   labels (optional: a detector's or a segmenter's data has none; its
+                   outputs are compared with the host's), optional `preprocess_scale` /
+                   `preprocess_offset`
     image folder   CLASS_NAME/*.png|jpg|jpeg; classes sorted by name are labels 0, 1, ...;
                    each image is converted to the input's channels (L, RGB or RGBA) and
                    resized to its height x width with Pillow (`resize`, default bilinear,
@@ -82,10 +84,10 @@ DATA_FIELDS: dict[str, Field] = {
 
 @dataclass(frozen=True)
 class EvalData:
-    """Labelled evaluation samples and the preprocessing the runner is to apply."""
+    """Evaluation samples (labelled, or `y` None) and the preprocessing the runner applies."""
 
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     source: str
     kind: str  # "npz" or "images"
     preprocess_scale: float | None = None
@@ -99,6 +101,8 @@ class EvalData:
 
     def describe(self) -> str:
         what = f"{self.samples} samples of {list(self.x.shape[1:])} {self.x.dtype}"
+        if self.y is None:
+            what += ", unlabelled"
         if self.class_names:
             what += f", {len(self.class_names)} classes, resized {self.resize}"
         return f"{self.source} ({what})"
@@ -111,6 +115,7 @@ class EvalData:
             "samples": self.samples,
             "sample_shape": list(self.x.shape[1:]),
             "dtype": str(self.x.dtype),
+            "labelled": self.y is not None,
             "preprocess_scale": self.preprocess_scale,
             "preprocess_offset": self.preprocess_offset,
             "class_names": list(self.class_names) if self.class_names else None,
@@ -120,7 +125,8 @@ class EvalData:
 
 def kind_of(path: Path) -> str:
     """`keras` (a Keras-layout dataset: x_test…, or a folder holding <dataset>.npz),
-    `npz` (x and y), `images` (CLASS_NAME/ folders of images); DataError otherwise."""
+    `npz` (x, and y when labelled), `images` (CLASS_NAME/ folders of images); DataError
+    otherwise."""
     p = Path(path).expanduser()
     if p.is_dir():
         if any((p / f"{name}.npz").is_file() for name in datasets.DATASETS):
@@ -137,12 +143,13 @@ def kind_of(path: Path) -> str:
             keys = set(f.files)
     except Exception as exc:
         raise DataError(f"{p}: not a readable .npz file ({exc})") from None
-    if "x" in keys and "y" in keys:
-        return "npz"
-    if "x_test" in keys and "y_test" in keys:
+    if "x_test" in keys and "y_test" in keys and "x" not in keys:
         return "keras"
+    if "x" in keys:
+        return "npz"
     raise DataError(
-        f"{p}: an evaluation .npz holds samples 'x' and labels 'y' (found keys {sorted(keys)})"
+        f"{p}: an evaluation .npz holds samples 'x' and labels 'y' (the labels only for "
+        f"a classifier's accuracy; found keys {sorted(keys)})"
     )
 
 
@@ -277,7 +284,7 @@ def subset(data: EvalData, limit: int | None) -> EvalData:
     idx = datasets.subset_indices(data.samples, limit)
     return EvalData(
         data.x[idx],
-        data.y[idx],
+        None if data.y is None else data.y[idx],
         f"{data.source} (subset of {limit})",
         data.kind,
         data.preprocess_scale,
@@ -304,11 +311,12 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def stage(data: EvalData, limit: int | None = None) -> Path:
-    """The .npz the runner reads (x, y, and the preprocess keys when set), named by its
-    content hash under the edgeq cache; written once, reused afterwards."""
+    """The .npz the runner reads (x, y when labelled, and the preprocess keys when set),
+    named by its content hash under the edgeq cache; written once, reused afterwards."""
     data = subset(data, limit)
-    y = np.asarray(data.y).astype(np.int64)
-    arrays: dict[str, np.ndarray] = {"x": np.asarray(data.x), "y": y}
+    arrays: dict[str, np.ndarray] = {"x": np.asarray(data.x)}
+    if data.y is not None:
+        arrays["y"] = np.asarray(data.y).astype(np.int64)
     if data.preprocess_scale is not None:
         arrays["preprocess_scale"] = np.float64(data.preprocess_scale)
     if data.preprocess_offset is not None:

@@ -244,6 +244,12 @@ def evaluate(
         if progress:
             progress(i, len(items), f.name)
         row = EvalRow(artifact=str(f), reference=f in references)
+        try:  # a file that fails to load still has a size
+            size = f.stat().st_size if f.is_file() else None
+        except OSError:
+            size = None
+        if size is not None:
+            row.bytes, row.kb = size, size / 1024
         try:
             if problem is not None:
                 raise problem

@@ -45,7 +45,9 @@ def judge_agreement(got: Measurement, job: Job, progress: Progress | None = None
         section["error"] = got.outputs_error or "the device's outputs were not pulled"
         return
     try:
-        section["report"] = agreement(job.artifact, got.run, got.outputs, ref).to_dict()
+        section["report"] = agreement(
+            job.artifact, got.run, got.outputs, ref, data_npz=job.eval_npz
+        ).to_dict()
     except (EdgeqError, OSError) as exc:
         section["report"] = None
         section["error"] = getattr(exc, "message", str(exc))

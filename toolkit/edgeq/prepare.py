@@ -185,6 +185,9 @@ class DataPlan:
     note: str | None = None
     source: str | None = None
     dataset: str | None = None
+    #: the data gives accuracy (labelled, and the model a classifier); else it only feeds
+    #: the model, and the outputs on it are compared with the host's (output agreement)
+    accuracy: bool = True
 
 
 def _mnist_like(io: Any, dataset: str) -> bool:
@@ -224,10 +227,13 @@ def plan_data(
             input_shapes=input_shapes,
         )
         check = check_data(io, d, input_shapes)
-        if not check.applicable:
-            return DataPlan(None, check.note, d.source)
         say(progress, f"staging {d.describe()}")
-        return DataPlan(evaldata.stage(evaldata.subset(d, limit)), None, d.source)
+        staged = evaldata.stage(evaldata.subset(d, limit))
+        if not check.applicable:
+            # not a classifier, or no labels: the data still feeds the model (benchmark
+            # input, and the samples whose outputs are compared with the host's)
+            return DataPlan(staged, check.note, d.source, accuracy=False)
+        return DataPlan(staged, None, d.source)
     if not _mnist_like(io, dataset):
         resolve_shapes(io, input_shapes)
         if data_path is not None:  # asked for this dataset explicitly: say why it cannot be
@@ -269,7 +275,7 @@ def stage_data(
     """The data plan and host reference of a model, for every deploy of it to share."""
     plan = plan_data(artifact, dataset, data_path, True, limit, {}, None, progress)
     reference = HostReference()
-    if plan.eval_npz is not None:
+    if plan.eval_npz is not None and plan.accuracy:
         reference = HostReference(*host_reference(artifact, plan.eval_npz, progress))
     return Staged(plan, reference)
 
@@ -353,9 +359,9 @@ def prepare(
         )
     agreement = settings.agreement
     if agreement is None:
-        agreement = DEFAULT_AGREEMENT if plan.eval_npz is None else 0
+        agreement = DEFAULT_AGREEMENT if plan.eval_npz is None or not plan.accuracy else 0
     reference = HostReference()
-    if budget is not None and plan.eval_npz is not None:
+    if budget is not None and plan.eval_npz is not None and plan.accuracy:
         if staged is not None:
             reference = staged.reference
         else:

@@ -231,7 +231,7 @@ class Check:
 
     metric: str
     measured: float | None
-    limit: float
+    limit: float | None  # None: no limit in the budget (not judged)
     op: str  # "<=" or ">="
     passed: bool | None  # None: not judged (see note)
     unit: str = ""

@@ -23,13 +23,18 @@ def quiet() -> None:
 
 def tf():
     quiet()
+    if "tensorflow" not in sys.modules:
+        # the oneDNN notice and absl's pre-init lines are written at import, whatever
+        # TF_CPP_MIN_LOG_LEVEL says: keep them off stderr (EDGEQ_TF_VERBOSE=1 keeps them)
+        with native_stderr_to_log():
+            import tensorflow
     import tensorflow
 
     return tensorflow
 
 
 def keras():
-    quiet()
+    tf()
     import keras as k
 
     return k

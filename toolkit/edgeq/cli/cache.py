@@ -42,6 +42,13 @@ def prune(
             "many MB (default: the target's cache_max_mb when neither option is given).",
         ),
     ] = None,
+    kept: Annotated[
+        bool,
+        typer.Option(
+            "--kept",
+            help="Also remove the run folders kept with `--keep` (no other run removes them).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list what would be removed.")
     ] = False,
@@ -61,7 +68,8 @@ def prune(
 ) -> None:
     """Remove cache files by age and total size, unfinished uploads, and the run folders
     of edgeq processes that are gone — for every local target (the built-in one and those
-    of edgeq.toml). Files in use by a running deploy are recent, so they stay."""
+    of edgeq.toml). Files in use by a running deploy are recent, so they stay. Folders kept
+    with `--keep` stay unless --kept."""
     use_json(json_out)
     for name, value in (("--older-than", older_than), ("--max-mb", max_mb)):
         if value is not None and not value >= 0:
@@ -86,6 +94,7 @@ def prune(
                 older_than_days=DEFAULT_DAYS if defaults else older_than,
                 max_mb=(tcfg.get("cache_max_mb") or None) if defaults else max_mb,
                 dry_run=dry_run,
+                kept=kept,
             )
         )
     if json_out:

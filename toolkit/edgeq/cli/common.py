@@ -7,7 +7,9 @@ Human output goes to stdout through `out`; progress and diagnostics go to stderr
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import sqlite3
 import sys
 import traceback
@@ -23,8 +25,32 @@ from typer.exceptions import TyperException
 from .. import interrupts, textsafe
 from ..errors import EXIT_FAILED, ConfigError, EdgeqError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: Off a terminal (cron, CI logs, pipes) rich would lay tables out for 80 columns and break
+#: names and headers mid-word; there the console is as wide as a table needs (up to this),
+#: unless COLUMNS says otherwise.
+OFF_TTY_WIDTH = 400
+
+
+def _width(stream: Any) -> int | None:
+    if os.environ.get("COLUMNS"):
+        return None  # rich reads it
+    try:
+        return None if stream.isatty() else OFF_TTY_WIDTH
+    except (AttributeError, ValueError):
+        return OFF_TTY_WIDTH
+
+
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's start-up chatter (the oneDNN notice, absl and C++ warnings) in
+    edgeq's own process, unless the user set TF_CPP_MIN_LOG_LEVEL: edgeq's output is
+    edgeq's. Called unless --debug; must run before tensorflow is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "absl", "h5py", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class _State:

@@ -16,6 +16,7 @@ from .. import prepare as prepare_mod
 from .. import sidebyside
 from ..budget import Budget
 from ..data import DATASETS
+from ..devapi import display_name
 from ..errors import EXIT_FAILED
 from ..results import DeployResult
 from ..settings import RunSettings
@@ -327,7 +328,9 @@ def print_result(res: DeployResult) -> None:
     if tensors.get("inputs"):
 
         def tensor_list(key: str) -> str:
-            return ", ".join(f"{d['name']} {d['dtype']} {d['shape']}" for d in tensors.get(key, []))
+            return ", ".join(
+                f"{display_name(d['name'])} {d['dtype']} {d['shape']}" for d in tensors.get(key, [])
+            )
 
         out.print(escape(f"inputs: {tensor_list('inputs')} → outputs: {tensor_list('outputs')}"))
     t = Table(title="latency (ms), steady state")
@@ -423,14 +426,25 @@ def print_result(res: DeployResult) -> None:
                 if c.measured is None
                 else (f"{c.measured:.2%}" if pct else f"{c.measured:.3f} {c.unit}")
             )
-            limit = f"{c.limit:.2%}" if pct else f"{c.limit:g} {c.unit}"
-            v.add_row(c.metric, measured, f"{c.op} {limit}", result, c.source)
+            if c.limit is None:
+                limit = "-"
+            else:
+                limit = f"{c.op} " + (f"{c.limit:.2%}" if pct else f"{c.limit:g} {c.unit}")
+            v.add_row(c.metric, measured, limit, result, c.source)
         out.print(v)
         for c in res.verdict.checks:
             if c.note:
                 out.print(f"note: {c.metric}: {escape(c.note)}")
     if res.host.get("saved_to"):
         out.print(f"saved {escape(res.host['saved_to'])}")
+    kept = res.host.get("kept")
+    if kept:
+        out.print(
+            escape(
+                f"kept the run folder {kept['workdir']} on {kept['target']} (later runs leave "
+                f"it); remove it with: {kept['remove']}"
+            )
+        )
 
 
 def _fmt(v) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -37,7 +38,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks for every error.")
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show full tracebacks for every error, and TensorFlow's own log lines.",
+        ),
     ] = False,
     version: Annotated[
         bool,
@@ -48,6 +53,10 @@ def root(
 ) -> None:
     """edgeq command line."""
     common.state.debug = debug
+    if debug:
+        os.environ.setdefault("EDGEQ_TF_VERBOSE", "1")  # TensorFlow's own lines too
+    else:
+        common.quiet_tensorflow()
 
 
 app.add_typer(demo.app, name="demo")

@@ -115,6 +115,11 @@ def train(
         f"{m['dataset']} images in {m['train_seconds']:.1f} s: test accuracy "
         f"{m['test_accuracy']:.2%}"
     )
+    bn = m.get("batchnorm_reestimated")
+    if bn:
+        before = bn.get("test_accuracy_before")
+        was = f" (test accuracy with the moving averages: {before:.2%})" if before else ""
+        out.print(escape(f"note: {bn['why']}{was}"))
     out.print(
         escape(f"wrote {res.model_path}, history.json, metrics.json, accuracy.png in {res.out_dir}")
     )
@@ -311,7 +316,8 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
     for r in rep.rows:
         name = Path(r.artifact).name + (" (reference)" if r.reference else "")
         if r.error:
-            table.add_row(escape(name), "-", "-", "error", "-", "-", "-", "-")
+            kb = "-" if r.kb is None else f"{r.kb:.2f}"
+            table.add_row(escape(name), "-", kb, "error", "-", "-", "-", "-")
             continue
         table.add_row(
             escape(name),
@@ -342,8 +348,8 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
                     else ""
                 )
                 out.print(
-                    f"{name}: output {escape(o['name'])} vs {escape(ref)} on "
-                    f"{r.agreement['samples']} random inputs: max |diff| "
+                    f"{name}: output {escape(devapi.display_name(o['name']))} vs "
+                    f"{escape(ref)} on {r.agreement['samples']} random inputs: max |diff| "
                     f"{o['max_abs_diff']:.4g} (outputs up to {o['reference_abs_max']:.4g}), "
                     f"RMSE {o['rmse']:.4g}, cosine {o['cosine']:.5f}{top1}"
                 )

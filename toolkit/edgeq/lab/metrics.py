@@ -49,7 +49,9 @@ def budget_checks(res: DeployResult) -> list[dict[str, Any]]:
             text = f"{c.metric}: {c.note or 'not measured'}"
         else:
             unit = f" {c.unit}" if c.unit else ""
-            text = f"{c.metric} {c.measured:.4g}{unit} (limit {c.op} {c.limit:g}{unit})"
+            text = f"{c.metric} {c.measured:.4g}{unit}"
+            if c.limit is not None:
+                text += f" (limit {c.op} {c.limit:g}{unit})"
             if c.note:
                 text += f"; {c.note}"
         rows.append(

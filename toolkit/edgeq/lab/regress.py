@@ -301,7 +301,7 @@ def annotate(
                 "recovery",
                 "result",
                 f"{device} × {model}: passes again; had been failing since {s_utc[:10]} "
-                f"(last pass {last_pass or 'never'})",
+                + (f"(last pass {last_pass})" if last_pass else "(it had never passed before)"),
                 s_utc,
                 s_run,
                 last_pass,

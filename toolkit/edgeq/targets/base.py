@@ -29,6 +29,10 @@ from ..errors import CommandError, CommandTimeout, ConnectError, DeviceError, ta
 from ..fields import Field, TargetConfig, f
 from ..fsutil import sha256_file
 
+#: The file that marks a `--keep` run folder: no later run's sweep removes it; `edgeq cache
+#: prune --kept` does.
+KEPT_MARKER = ".kept"
+
 #: Keys every target has, whatever its transport (the transport's own come from its class,
 #: the runner's from `edgeq.runners`).
 COMMON_FIELDS: dict[str, Field] = {
@@ -282,16 +286,22 @@ class Target(ABC):
 
         It holds an `.owner` file (this host, this process), so that a later run can remove
         the folders of runs from this host whose edgeq is gone (killed, or cut off from the
-        device when the connection dropped): they are swept when the next one is made."""
+        device when the connection dropped): they are swept when the next one is made. A
+        `--keep` folder also holds `KEPT_MARKER`: the sweep leaves it alone (only
+        `edgeq cache prune --kept` removes it)."""
         if self._workdir is None:
             base = self.workdir_base.rstrip("/") or "/"
             q = shlex.quote(base)
             self.ensure_private()
+            # a --keep folder is marked so that no later run's sweep removes it
+            keep_mark = f': > "$d/{KEPT_MARKER}" && ' if self.keep else ""
             res = self.run(
                 f"umask 077; d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
-                f'printf \'%s\\n\' {shlex.quote(owner_line())} > "$d/.owner" && echo "$d" '
+                f"printf '%s\\n' {shlex.quote(owner_line())} > \"$d/.owner\" && "
+                f'{keep_mark}echo "$d" '
                 f"|| exit 1; for f in {q}/run.*/.owner; do "
-                f'[ -f "$f" ] && echo "$f $(cat "$f")"; done; exit 0',
+                f'[ -f "$f" ] && [ ! -f "${{f%/.owner}}/{KEPT_MARKER}" ] && '
+                f'echo "$f $(cat "$f")"; done; exit 0',
                 timeout=30,
                 check=False,
             )

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base import orphaned
+from .base import KEPT_MARKER, orphaned
 
 #: Unfinished uploads older than this are leftovers (a live upload is younger).
 PART_GRACE_S = 3600.0
@@ -74,10 +74,12 @@ def prune(
     keep: Iterable[str | Path] = (),
     dry_run: bool = False,
     now: float | None = None,
+    kept: bool = False,
 ) -> PruneReport:
     """Prune the workdir base `base` (holding `edgeq-cache/` and `run.*/` folders): cache
     files unused for `older_than_days`, then the least recently used until the cache holds
-    at most `max_mb` MB (0 or None: no cap), plus leftovers (see the module docstring)."""
+    at most `max_mb` MB (0 or None: no cap), plus leftovers (see the module docstring).
+    Folders of `--keep` runs (marked KEPT_MARKER) stay unless `kept`."""
     base = Path(base)
     now = time.time() if now is None else now
     report = PruneReport(str(base), dry_run)
@@ -94,6 +96,10 @@ def prune(
             mtime = run.stat().st_mtime
             size = _size(run)
         except OSError:
+            continue
+        if (run / KEPT_MARKER).exists():
+            if kept:
+                doom(run, size, mtime, "run folder kept with --keep (--kept)")
             continue
         if line and orphaned(line):
             doom(run, size, mtime, "run folder of an edgeq process that is gone")

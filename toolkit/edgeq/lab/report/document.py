@@ -403,12 +403,18 @@ def build(
     for name in device_order:
         rows = [r for r in results if r["device"] == name]
         env, env_run = _environment(history, name, rows)
+        statuses = {r["status"] for r in rows}
+        # a device that measured something is healthy: an error of one model on it is the
+        # model's (shown in its cell), not the device's
+        measured = statuses & {"pass", "fail"}
+        model_errors = sorted(r["model_label"] for r in rows if r["status"] == "error")
         devices.append(
             {
                 "device": name,
                 "transport": rows[0]["transport"],
                 "address": rows[0]["address"],
-                "status": worst({r["status"] for r in rows}),
+                "status": worst(measured) if measured else worst(statuses),
+                "model_errors": model_errors if measured else [],
                 "environment": env,
                 "environment_run_id": env_run,
                 "environment_summary": environment_summary(env),

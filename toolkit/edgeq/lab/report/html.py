@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from ...status import LOOKS, RECORDED, look
 from . import plots, text
@@ -35,8 +36,20 @@ def environment() -> jinja2.Environment:
         note=text.note,
         figures=text.figures,
         look=look,
+        breakable=breakable,
     )
     return env
+
+
+def breakable(label: str) -> Markup:
+    """`label` escaped, with line-break opportunities after `_`, `.` and `-`: a long model
+    file name wraps between its words, never inside one."""
+    out = Markup("")
+    for ch in str(label):
+        out += escape(ch)
+        if ch in "_.-":
+            out += Markup("<wbr>")
+    return out
 
 
 def data_uri(png: bytes | None) -> str | None:

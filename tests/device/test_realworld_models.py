@@ -1,0 +1,92 @@
+"""A detector (two outputs), a segmenter (transposed convolution) and a stateful model
+(resource variables), with unlabelled data (`x` only), through eval, bench, deploy and the
+lab: the data feeds the model, and the outputs on it are compared with the host's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.config import write_config
+from tests.support.realworld_models import NAMES, SAMPLES, build
+
+FAST = ("--runs", "5", "--min-s", "0", "--warmup-runs", "1")
+BUDGET = {"max_model_kb": 200, "max_latency_ms": 500}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return build()
+
+
+def _json(res):
+    assert res.stdout.strip(), res.stderr
+    return json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bench_feeds_unlabelled_data_and_compares_outputs_on_it(cli, models, name):
+    model, npz = models[name]
+    res = cli("bench", model, "--data", npz, *FAST, "--json")
+    assert res.exit_code == 0, res.stderr
+    run = _json(res)["run"]
+    assert [i["source"] for i in run["benchmark_inputs"]] == ["data"]
+    assert run["accuracy"] is None and run["accuracy_note"].startswith("not ")
+    section = run["agreement"]
+    assert section["source"] == "data" and section["samples"] >= SAMPLES
+    report = section["report"]
+    assert report["source"] == "data"
+    assert len(report["outputs"]) == len(run["model"]["outputs"])
+    for o in report["outputs"]:
+        assert o["cosine"] > 0.999, o
+    if name == "stateful":  # each sample on a fresh interpreter: state does not leak
+        assert "keeps state between calls" in section["state"]
+    else:
+        assert section["state"] is None
+
+
+def test_deploy_and_lab_with_unlabelled_data(cli, models, tmp_path, lab_sections):
+    from edgeq.lab import load_inventory, run_lab
+    from tests.support.lab import write_inventory
+
+    cfg = write_config(tmp_path / "edgeq.toml", {}, BUDGET)
+    model, npz = models["detector"]
+    res = cli("deploy", "--config", cfg, "--model", model, "--data", npz, *FAST,
+              "--results", tmp_path / "r", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    doc = _json(res)
+    assert doc["artifact"]["data"] == str(npz)
+    assert doc["run"]["benchmark_inputs"][0]["source"] == "data"
+    assert doc["run"]["agreement"]["report"]["source"] == "data"
+
+    lab_sections["lab"]["models"] = [str(models[n][0]) for n in ("segmenter", "stateful")]
+    lab_sections["lab"]["data"] = str(models["segmenter"][1])
+    lab_sections["budget"] = BUDGET
+    inv = load_inventory(
+        write_inventory(tmp_path / "lab.toml", lab_sections, {"host": {"transport": "local"}})
+    )
+    with pytest.raises(Exception) as exc:  # the stateful model's input is [1, 8]: refused
+        run_lab(inv)
+    assert "[32, 32, 3]" in str(exc.value) and "[1, 8]" in str(exc.value)
+    lab_sections["lab"]["models"] = [str(models["segmenter"][0])]
+    inv = load_inventory(
+        write_inventory(tmp_path / "lab2.toml", lab_sections, {"host": {"transport": "local"}})
+    )
+    (rec,) = run_lab(inv).results
+    assert rec.status == "pass", rec.reason
+    assert rec.result["run"]["agreement"]["report"]["source"] == "data"
+
+
+def test_a_data_model_mismatch_is_exit_2_before_any_push_naming_both(cli, models, tmp_path):
+    res = cli("bench", models["detector"][0], "--data", models["stateful"][1], *FAST)
+    assert res.exit_code == 2
+    line = res.stderr.strip().splitlines()[-1]
+    assert "[8]" in line and "[1, 32, 32, 3]" in line
+
+
+def test_eval_accepts_unlabelled_data(cli, models):
+    res = cli("eval", models["segmenter"][0], "--data", models["segmenter"][1], "--json")
+    assert res.exit_code == 0, res.stderr
+    (row,) = _json(res)["artifacts"]
+    assert row["accuracy_note"].startswith("not applicable")
