@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import REPO, quick_int8_model, setup_env  # noqa: E402
+from bench._common import REPO, quick_int8_model, setup_env
 
 RUNNER = REPO / "device_scripts" / "edgeq_runner.py"
 
@@ -90,8 +90,8 @@ def main() -> None:
                 print(f"  run {i + 1}/{args.runs} {cond}: {v['verdict']}", file=sys.stderr)
     print(f"\nmodel {model.name}, threads 1, --min-s {args.min_s:g}, {args.runs} runs per "
           f"condition, {cores} cores, stress-ng --cpu {cores}")  # fmt: skip
-    head = ("condition", "self cores", "others cores", "others share", "steal cores",
-            "load1", "p99/p50", "CV", "bimodality", "contended", "dispersed", "suspect")  # fmt: skip
+    head = ("condition", "self cores", "others cores", "others share", "steal cores", "load1",
+            "p99/p50", "CV", "bimodality", "contended", "dispersed", "suspect")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for cond, rs in rows.items():
@@ -112,8 +112,9 @@ def main() -> None:
             f"{sum(r['validity']['verdict'] != 'valid' for r in rs)}/{len(rs)}",
         ]
         print("| " + " | ".join(cells) + " |")
-    print(f"\nthresholds: contended from others share {measure.CONTENDED_SHARE:g}; dispersed "
-          f"from p99/p50 > {measure.DISPERSED_P99_P50:g} or CV > {measure.DISPERSED_CV:g}")  # fmt: skip
+    bounds = f"p99/p50 > {measure.DISPERSED_P99_P50:g} or CV > {measure.DISPERSED_CV:g}"
+    print(f"\nthresholds: contended from others share {measure.CONTENDED_SHARE:g}; "
+          f"dispersed from {bounds}")  # fmt: skip
     print("median [min–max] per condition. Reproduce:\n  .venv/bin/python bench/contention.py "
           f"--runs {args.runs} --min-s {args.min_s:g}")  # fmt: skip
 

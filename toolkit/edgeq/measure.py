@@ -61,6 +61,9 @@ CONTENTION_MIN_WALL_S = 0.2
 #: DISPERSED_CV (docs/contention.md).
 DISPERSED_P99_P50 = 4.0
 DISPERSED_CV = 2.0
+#: Dispersion is judged from this many samples (a p99 of fewer is little more than the
+#: max) and a steady state of at least CONTENTION_MIN_WALL_S.
+DISPERSION_MIN_SAMPLES = 200
 #: Sarle's bimodality coefficient above this (0.555 for a uniform law) is reported.
 BIMODAL_COEFFICIENT = 0.555
 
@@ -191,11 +194,16 @@ def dispersion_block(run: dict[str, Any]) -> dict[str, Any] | None:
     samples = (run.get("latency_samples_ms") or {}).get("invoke") or []
     bc = bimodality_coefficient(samples)
     why = []
-    if ratio > DISPERSED_P99_P50:
+    steady_s = ((run.get("phases_ms") or {}).get("steady_state") or 0) / 1000
+    judged = (lat.get("count") or 0) >= DISPERSION_MIN_SAMPLES and (
+        steady_s >= CONTENTION_MIN_WALL_S or not run.get("phases_ms")
+    )
+    if judged and ratio > DISPERSED_P99_P50:
         why.append(f"p99/p50 {ratio:.1f} > {DISPERSED_P99_P50:g}")
-    if cv is not None and cv > DISPERSED_CV:
+    if judged and cv is not None and cv > DISPERSED_CV:
         why.append(f"CV {cv:.2f} > {DISPERSED_CV:g}")
     return {
+        "judged": judged,
         "p99_over_p50": round(ratio, 3),
         "cv": None if cv is None else round(cv, 3),
         "bimodality_coefficient": None if bc is None else round(bc, 3),
