@@ -51,10 +51,11 @@ RISE_SUSPECT_C, RISE_INVALID_C = 3.0, 10.0
 FREQ_CHANGE_REL = 0.05
 #: Pi firmware flags: now-bits 0..3, occurred-bits 16..19.
 THROTTLE_BITS = {0: "under-voltage", 1: "frequency capped", 2: "throttled", 3: "soft temp limit"}
-#: Contention: during the steady state, other processes used at least this share of the
-#: cores the run needed (what they used beyond the cores the run left free; see
-#: `contention_block`). docs/contention.md has the measurements behind it.
-CONTENDED_SHARE = 0.5
+#: Contention: during the steady state, other processes took at least this share of the
+#: cores the run needed (what they used beyond the cores the run left free, or the part of
+#: its core a one-thread run did not get; see `contention_block`). docs/contention.md has
+#: the measurements behind it.
+CONTENDED_SHARE = 0.25
 #: A steady state shorter than this is too short for /proc's clock ticks (10 ms) to say.
 CONTENTION_MIN_WALL_S = 0.2
 #: Dispersion: p99 more than this many times p50, or a coefficient of variation above
@@ -149,13 +150,20 @@ def contention_block(
             else "not judged: /proc gave no CPU times"
         )
         return block
-    # the cores the run needs: its threads (else what it used, at least one); others are
-    # taken to fill the cores it left free first, what is beyond competes with the run
+    # the cores the run needs: its threads (else what it used, at least one). Two views of
+    # what the others took from it: what they used beyond the cores the run left free, and
+    # (a one-thread runner busy-loops its steady state, so it needs a whole core) the share
+    # of a core the run did not get; the larger counts
     used = float(threads) if threads else max(1.0, round(float(own or 0.0)))
     avail = float(block.get("cores_available") or used)
     used = min(used, avail)
-    share = max(0.0, others - (avail - used)) / used
+    beyond = max(0.0, others - (avail - used)) / used
+    deficit = 0.0
+    if used == 1.0 and own is not None and "estimated" not in str(block.get("method")):
+        deficit = max(0.0, 1.0 - float(own))
+    share = max(beyond, deficit)
     block["run_cores"] = used
+    block["run_deficit"] = round(deficit, 3)
     block["others_share"] = round(share, 3)
     block["contended"] = share >= CONTENDED_SHARE
     return block
