@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--load", type=Path, default=Path("/tmp/edgeq-compare-fpr-runs.json"))
     ap.add_argument("--baseline", type=int, default=10, help="A runs before the B runs")
+    ap.add_argument("--seed", type=int, default=0, help="of the shuffled order")
     args = ap.parse_args()
     runs = json.loads(args.load.read_text())
     a, b = runs["A"], runs["B"]
@@ -107,17 +109,26 @@ def main() -> None:
          "latency_p90": d["latency_ms"]["invoke"]["p90"]} for d in a + b
     ]  # fmt: skip
     w = args.baseline
-    ident_old = old_fails(metrics[: len(a)], 0)
-    slow_series = metrics[:w] + metrics[len(a) :]
-    slow_old = old_fails(slow_series, w)
-    rows = [("before (main: band alone)", sum(ident_old), sum(slow_old), "-")]
-    for label, keep in (("after", True), ("after, validity off", False)):
-        ident = new_statuses(a, 0, keep)
-        slow = new_statuses(a[:w] + b, w, keep)
-        rows.append(
-            (label, ident.count("fail"), slow.count("fail"),
-             f"{ident.count('suspect')} / {slow.count('suspect')}")
-        )  # fmt: skip
+    rows = []
+    for order in ("recorded", "shuffled"):
+        # recorded: the runs in the order they were made (the ambient load drifts with
+        # time); shuffled (seeded): the same runs in a random order, so that they are
+        # exchangeable, which is what "identical" means to a test
+        idx = list(range(len(a)))
+        if order == "shuffled":
+            random.Random(args.seed).shuffle(idx)
+        aa = [a[i] for i in idx]
+        ma = [metrics[i] for i in idx]
+        ident_old = old_fails(ma, 0)
+        slow_old = old_fails(ma[:w] + metrics[len(a) :], w)
+        rows.append((order, "before (main: band alone)", sum(ident_old), sum(slow_old), "-"))
+        for label, keep in (("after", True), ("after, validity off", False)):
+            ident = new_statuses(aa, 0, keep)
+            slow = new_statuses(aa[:w] + b, w, keep)
+            rows.append(
+                (order, label, ident.count("fail"), slow.count("fail"),
+                 f"{ident.count('suspect')} / {slow.count('suspect')}")
+            )  # fmt: skip
     loads = [d.get("contention", {}).get("load1_after") for d in a + b]
     loads = [x for x in loads if x is not None]
     others = [d.get("contention", {}).get("others_cores") for d in a + b]
@@ -126,13 +137,14 @@ def main() -> None:
           f"after {w} runs of A. Ambient load while recording: load1 "
           f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f} on 2 cores, other "
           f"processes {statistics.median(others or [0]):.2f} cores (median)")  # fmt: skip
-    print("| judge | identical runs flagged FAIL | B runs caught (FAIL) | suspect (ident / B) |")
-    print("|---|---|---|---|")
-    for label, fi, fs, sus in rows:
-        print(f"| {label} | {fi}/{len(a)} | {fs}/{len(b)} | {sus} |")
+    print("| order of A | judge | identical runs flagged FAIL | B runs caught (FAIL) | "
+          "suspect (ident / B) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for order, label, fi, fs, sus in rows:
+        print(f"| {order} | {label} | {fi}/{len(a)} | {fs}/{len(b)} | {sus} |")
     print("Reproduce:\n  .venv/bin/python bench/compare_fpr.py --pairs 20 --repeat 3 --min-s 0.3"
           f"\n  .venv/bin/python bench/lab_false_regressions.py --load {args.load} "
-          f"--baseline {w}")  # fmt: skip
+          f"--baseline {w} --seed {args.seed}")  # fmt: skip
 
 
 if __name__ == "__main__":

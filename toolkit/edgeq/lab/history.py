@@ -603,6 +603,19 @@ class History:
             row["result"] = None
         return row
 
+    def measured_values(
+        self, device: str, key: str, metric: str, limit: int
+    ) -> list[tuple[str, float]]:
+        """(status, value) of `metric` in the last `limit` valid measured results (pass or
+        fail; not suspect) of device × model, newest first."""
+        rows = self._all(
+            "SELECT r.status, m.value FROM results r JOIN metrics m ON m.result_id = r.id "
+            f"AND m.name = ? WHERE r.device = ? AND {series_key('r.')} = ?"
+            " AND r.status IN ('pass', 'fail') ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
+            (metric, device, key, limit),
+        )
+        return [(str(r[0]), float(r[1])) for r in rows]
+
     def passing_values(self, device: str, key: str, metric: str, limit: int) -> list[float]:
         """`metric` in the last `limit` passing results of device × model (`key` as for
         `series`), newest first."""

@@ -18,8 +18,8 @@ exist; a tight one from the first.
 
 A band metric regresses only when the figure is beyond the band AND significantly worse at
 `level` (95 %) by the test `edgeq compare` uses with one run on one side
-(`stats.runs_difference`: this run against the spread of the baseline's runs on the log
-scale — the series's own history is the run-to-run variation). A suspect run (its validity
+(`stats.runs_difference`: this run against the spread of the series's last K valid runs on
+the log scale, the current failure streak left out — see `run_to_run`). A suspect run (its validity
 is not `valid`: contended, dispersed, frequency or temperature moved) is not judged on
 band metrics at all: it is recorded as `suspect`, never as a regression nor as a baseline
 (the baseline is passing runs only).
@@ -110,8 +110,16 @@ def _fmt(value: float, spec: MetricSpec) -> str:
     return f"{value:.4g} {spec.unit}"
 
 
-def judge_metric(name: str, value: float, baseline: list[float], policy: Policy) -> dict[str, Any]:
-    """One regression check (a `checks` row): value vs the baseline of passing runs."""
+def judge_metric(
+    name: str,
+    value: float,
+    baseline: list[float],
+    policy: Policy,
+    spread: list[float] | None = None,
+) -> dict[str, Any]:
+    """One regression check (a `checks` row): value vs the baseline of passing runs (the
+    band) and, for a band metric, vs `spread` (the run-to-run variation the test uses;
+    default: the baseline)."""
     spec = METRICS[name]
     check = {"name": f"regression:{name}", "kind": "regression", "measured": value, "unit": ""}
     check["unit"] = spec.unit
@@ -146,7 +154,7 @@ def judge_metric(name: str, value: float, baseline: list[float], policy: Policy)
         better = value > median + half
     test_text = ""
     if spec.kind == "band" and not passed:
-        test = runs_difference(baseline, [value], policy.level)
+        test = runs_difference(spread if spread else baseline, [value], policy.level)
         if test is None:
             test_text = "; the baseline has no spread to test against (band alone)"
         else:
@@ -204,8 +212,24 @@ def evaluate(
             )
             continue
         baseline = history.passing_values(device, model, name, policy.window)
-        checks.append(judge_metric(name, float(metrics[name]), baseline, policy))
+        spread = None
+        if spec.kind == "band":
+            spread = run_to_run(history.measured_values(device, model, name, 5 * policy.window))
+            spread = spread[: policy.window]
+        checks.append(judge_metric(name, float(metrics[name]), baseline, policy, spread))
     return checks
+
+
+def run_to_run(measured: list[tuple[str, float]]) -> list[float]:
+    """The values that show a series's run-to-run variation, from its valid measured runs
+    (newest first): all of them but the current failure streak. Passing runs alone would be
+    truncated by the test itself (a run that fails never joins them), and on a series whose
+    processes land in two modes the baseline would shrink to one mode and flag the other
+    for ever; the current streak is left out so that a real regression stays flagged."""
+    values = list(measured)
+    while values and values[0][0] != "pass":
+        values.pop(0)
+    return [v for _, v in values]
 
 
 @dataclass(frozen=True)
