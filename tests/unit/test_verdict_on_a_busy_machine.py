@@ -273,3 +273,15 @@ def test_a_real_regression_stays_flagged_night_after_night(tmp_path):
     with History(tmp_path / "h.sqlite") as h:
         statuses = _series_statuses(h, np.concatenate([calm, slow]))
     assert statuses[:12] == ["pass"] * 12 and statuses[12:] == ["fail"] * 6
+
+
+def test_repetitions_say_each_kind_of_reason_once_with_how_often():
+    merged = measure._merged_reasons(
+        [["contended: others 1.9 cores", "governor is ondemand, not performance"],
+         ["contended: others 1.7 cores", "governor is ondemand, not performance"],
+         []]
+    )  # fmt: skip
+    assert merged == [
+        "contended: others 1.9 cores (in 2 of the 3 runs)",
+        "governor is ondemand, not performance",
+    ]

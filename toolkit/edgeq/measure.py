@@ -504,6 +504,26 @@ def _safe_sample(target: Target, phase: str) -> dict[str, Any] | None:
         return None
 
 
+def _merged_reasons(per_run: list[list[str]]) -> list[str]:
+    """The reasons of the repetitions, once each: a kind whose figures differ from run to
+    run (contended, dispersed, timing capped) is shown with its first figures and in how
+    many of the runs it happened."""
+    grouped: dict[str, list[str]] = {}
+    for reasons in per_run:
+        for r in reasons:
+            kind = r.split(":", 1)[0] if r.startswith(("contended", "dispersed")) else r
+            kind = "timing capped" if r.startswith("timing capped") else kind
+            grouped.setdefault(kind, []).append(r)
+    out = []
+    for rs in grouped.values():
+        distinct = list(dict.fromkeys(rs))
+        if len(distinct) == 1:
+            out.append(distinct[0])
+        else:
+            out.append(f"{distinct[0]} (in {len(rs)} of the {len(per_run)} runs)")
+    return out
+
+
 def combine(
     per_setting: dict[int, list[Measurement]],
     s: RunSettings,
@@ -532,7 +552,7 @@ def combine(
     vals = [m.run["validity"] for m in chosen if m.run.get("validity")]
     if vals:
         worst = max(vals, key=lambda v: order[v["verdict"]])
-        reasons = list(dict.fromkeys(r for v in vals for r in v["reasons"]))
+        reasons = _merged_reasons([v["reasons"] for v in vals])
         doc["validity"] = {**worst, "reasons": reasons, "runs": [v["verdict"] for v in vals]}
     if s.repeat > 1:
         doc["repeat"] = blocks[best]
