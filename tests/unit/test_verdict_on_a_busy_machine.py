@@ -285,3 +285,24 @@ def test_repetitions_say_each_kind_of_reason_once_with_how_often():
         "contended: others 1.9 cores (in 2 of the 3 runs)",
         "governor is ondemand, not performance",
     ]
+
+
+def test_reports_show_a_suspect_result_with_its_own_symbol(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from edgeq.lab import report
+
+    rng = np.random.default_rng(8)
+    with History(tmp_path / "h.sqlite") as h:
+        for day in range(1, 4):
+            _night(h, day, _run(rng.normal(1.0, 0.01, 300)))
+        run = _run(rng.normal(1.0, 0.01, 300))
+        run["validity"] = {"verdict": "suspect", "reasons": ["contended: other processes …"]}
+        _night(h, 4, run)
+        doc = report.build(h, "run-04")
+    assert doc["counts"]["suspect"] == 1 and doc["run"]["status"] != "fail"
+    md = report.to_markdown(doc)
+    assert "? SUSPECT" in md
+    suites = ET.fromstring(report.to_junit(doc).encode())
+    skipped = [c.find("skipped") for c in suites.iter("testcase") if c.find("skipped") is not None]
+    assert any("the run is suspect (contended" in s.get("message") for s in skipped)
