@@ -6,6 +6,8 @@ tell anything."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -306,3 +308,23 @@ def test_reports_show_a_suspect_result_with_its_own_symbol(tmp_path):
     suites = ET.fromstring(report.to_junit(doc).encode())
     skipped = [c.find("skipped") for c in suites.iter("testcase") if c.find("skipped") is not None]
     assert any("the run is suspect (contended" in s.get("message") for s in skipped)
+
+
+def test_the_shell_sample_reads_cpu_times_for_a_native_runner():
+    """What a native runner (no CPU figures of its own) is judged by: the device shell's
+    /proc/stat readings before and after, here of this machine through the local target."""
+    from edgeq import config
+    from edgeq.targets import make_target
+
+    with make_target(config.local_target()) as target:
+        before = measure.sample(target, "before")
+        busy = 0.0
+        t_end = time.monotonic() + 0.4
+        while time.monotonic() < t_end:
+            busy += 1.0  # keep one core busy, as benchmark_model would
+        after = measure.sample(target, "after")
+    cores = len(os.sched_getaffinity(0))
+    assert len(before["cpu"]["cores"]) >= cores and after["cpu"]["mono_s"] > before["cpu"]["mono_s"]
+    block = measure.contention_block({}, 1, [before, after])
+    assert "estimated" in block["method"] and block["self_cores"] == 1.0
+    assert block["others_cores"] is not None and block["contended"] in (True, False)
