@@ -96,14 +96,37 @@ def new_statuses(docs: list[dict], start: int, keep_validity: bool) -> list[str]
     return out
 
 
+def group(docs: list[dict], r: int) -> list[dict]:
+    """Lab runs of `r` repetitions each (consecutive recorded processes): the median of
+    their p50s and p90s, the worst validity (what `measure.combine` reports)."""
+    if r == 1:
+        return docs
+    from edgeq import measure
+
+    order = {"valid": 0, "suspect": 1, "invalid": 2}
+    out = []
+    for i in range(0, len(docs) - r + 1, r):
+        part = docs[i : i + r]
+        doc = dict(part[0])
+        lat = dict(doc["latency_ms"]["invoke"])
+        for k in ("p50", "p90"):
+            lat[k] = statistics.median(d["latency_ms"]["invoke"][k] for d in part)
+        doc["latency_ms"] = {**doc["latency_ms"], "invoke": lat}
+        vals = [measure.validity([], d, 1) for d in part]
+        doc["validity"] = max(vals, key=lambda v: order[v["verdict"]])
+        out.append(doc)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--load", type=Path, default=Path("/tmp/edgeq-compare-fpr-runs.json"))
     ap.add_argument("--baseline", type=int, default=10, help="A runs before the B runs")
     ap.add_argument("--seed", type=int, default=0, help="of the shuffled order")
+    ap.add_argument("--repeat", type=int, default=1, help="processes per lab run (--repeat)")
     args = ap.parse_args()
     runs = json.loads(args.load.read_text())
-    a, b = runs["A"], runs["B"]
+    a, b = group(runs["A"], args.repeat), group(runs["B"], args.repeat)
     metrics = [
         {"latency_p50": d["latency_ms"]["invoke"]["p50"],
          "latency_p90": d["latency_ms"]["invoke"]["p90"]} for d in a + b
@@ -133,7 +156,8 @@ def main() -> None:
     loads = [x for x in loads if x is not None]
     others = [d.get("contention", {}).get("others_cores") for d in a + b]
     others = [x for x in others if x is not None]
-    print(f"\nidentical: {len(a)} runs of A in a row; slowdown: {len(b)} runs of B (+20 % work) "
+    print(f"\nlab runs of --repeat {args.repeat} processes each")
+    print(f"identical: {len(a)} runs of A in a row; slowdown: {len(b)} runs of B (+20 % work) "
           f"after {w} runs of A. Ambient load while recording: load1 "
           f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f} on 2 cores, other "
           f"processes {statistics.median(others or [0]):.2f} cores (median)")  # fmt: skip
@@ -144,7 +168,7 @@ def main() -> None:
         print(f"| {order} | {label} | {fi}/{len(a)} | {fs}/{len(b)} | {sus} |")
     print("Reproduce:\n  .venv/bin/python bench/compare_fpr.py --pairs 20 --repeat 3 --min-s 0.3"
           f"\n  .venv/bin/python bench/lab_false_regressions.py --load {args.load} "
-          f"--baseline {w} --seed {args.seed}")  # fmt: skip
+          f"--baseline {w} --seed {args.seed} --repeat {args.repeat}")  # fmt: skip
 
 
 if __name__ == "__main__":
