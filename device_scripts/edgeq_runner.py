@@ -41,7 +41,7 @@ import time
 import traceback
 
 SCHEMA = "edgeq.run/1"
-RUNNER_VERSION = "1.2"
+RUNNER_VERSION = "1.3"  # 1.3: "contention" (CPU time of other processes, load, steal)
 #: Timed runs kept per loop (invoke, end to end): the latency samples live in preallocated
 #: arrays of this many 8-byte entries, so memory does not grow with --min-s; a steady state
 #: that reaches it stops there (the document says so).
@@ -977,7 +977,68 @@ def sample_device(phase: str) -> dict:
     m = re.search(r"0x[0-9a-fA-F]+", raw or "") or re.fullmatch(r"[0-9a-fA-F]+", raw or "")
     if m:
         out["throttled"] = int(m.group(0), 16)
+    out["cpu"] = cpu_times()
     return out
+
+
+def cpu_times() -> dict:
+    """What competes for the CPU, read from /proc: per core this process may run on its busy
+    and steal clock ticks (/proc/stat), this process's own CPU ticks, all threads
+    (/proc/self/stat utime + stime), the 1-minute load average and a monotonic time."""
+    out = {"mono_s": time.monotonic(), "cores": {}}
+    try:
+        out["hz"] = os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):
+        out["hz"] = 100
+    allowed = {f"cpu{c}" for c in _cores_in_use()}
+    for line in (_read("/proc/stat") or "").splitlines():
+        parts = line.split()
+        if len(parts) < 5 or parts[0] not in allowed or not parts[1].isdigit():
+            continue
+        v = [int(x) for x in parts[1:11] if x.isdigit()] + [0] * 10
+        # user nice system idle iowait irq softirq steal (guest is inside user)
+        out["cores"][parts[0]] = {"busy": v[0] + v[1] + v[2] + v[5] + v[6], "steal": v[7]}
+    stat = _read("/proc/self/stat") or ""
+    fields = stat[stat.rfind(")") + 2 :].split() if ")" in stat else []
+    if len(fields) > 12 and fields[11].isdigit() and fields[12].isdigit():
+        out["self"] = int(fields[11]) + int(fields[12])
+    load = (_read("/proc/loadavg") or "").split()
+    if load:
+        try:
+            out["load1"] = float(load[0])
+        except ValueError:
+            pass
+    return out
+
+
+def contention(before: dict, after: dict) -> dict:
+    """Between two `cpu_times` readings: how many cores this process kept busy, how many the
+    other processes did (on the cores this process may use), steal, and the load average.
+    None figures where /proc does not tell (not Linux, or too short to count ticks)."""
+    wall = after.get("mono_s", 0.0) - before.get("mono_s", 0.0)
+    hz = before.get("hz") or 100
+    cores = sorted(set(before.get("cores", {})) & set(after.get("cores", {})))
+    doc = {
+        "wall_s": round(wall, 4),
+        "cores_available": len(cores) or None,
+        "self_cores": None,
+        "others_cores": None,
+        "steal_cores": None,
+        "load1_before": before.get("load1"),
+        "load1_after": after.get("load1"),
+        "ticks_per_s": hz,
+        "method": "/proc/stat busy ticks of the allowed cores minus /proc/self/stat utime+stime",
+    }
+    if wall <= 0 or not cores:
+        return doc
+    busy = sum(after["cores"][c]["busy"] - before["cores"][c]["busy"] for c in cores)
+    steal = sum(after["cores"][c]["steal"] - before["cores"][c]["steal"] for c in cores)
+    doc["steal_cores"] = round(steal / hz / wall, 3)
+    if "self" in before and "self" in after:
+        own = (after["self"] - before["self"]) / hz / wall
+        doc["self_cores"] = round(own, 3)
+        doc["others_cores"] = round(max(0.0, busy / hz / wall - own), 3)
+    return doc
 
 
 # --------------------------------------------------------------------------- environment
@@ -1338,6 +1399,9 @@ def run(args) -> dict:
     )
     peak_inference = bench["peak_rss_kb"]
     doc["sampling"] = samples
+    steady = {x["phase"]: x.get("cpu") for x in samples}
+    if steady.get("after_warmup") and steady.get("after_steady_state"):
+        doc["contention"] = contention(steady["after_warmup"], steady["after_steady_state"])
     doc["latency_samples_ms"] = {
         "invoke": bench["samples_ms"],
         "every": bench["samples_every"],

@@ -11,8 +11,8 @@ import pytest
 
 from edgeq.lab import report
 from edgeq.lab.history import History
-from tests.support import report_history as rh
 from tests.lab.test_lab_report_browser import SHOTS, assert_quiet, browser, open_page  # noqa: F401
+from tests.support import report_history as rh
 
 DEVICES = [f"rpi{k:02d}-bench-rack" for k in range(20)]
 MODELS = [

@@ -14,7 +14,7 @@ from edgeq_device import edgeq_runner
 
 #: The settings the device runner's own argparse takes (the rest stay on the host).
 RUNNER_SETTINGS = {"threads", "runs", "min_s", "warmup_runs", "warmup_min_s", "max_s",
-                   "batch_size", "limit"}  # fmt: skip
+                   "max_samples", "batch_size", "limit"}  # fmt: skip
 
 
 def _runner_specs():

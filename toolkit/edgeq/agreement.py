@@ -226,9 +226,17 @@ class OutputAgreement:
     cosine: float
     reference_abs_max: float
     top1_agreement: float | None = None
+    #: None when the output can say whether the models agree; else why it cannot (the
+    #: reference's output is all zero or the same for every input: any model that also
+    #: outputs a constant "agrees")
+    not_informative: str | None = None
+
+    @property
+    def informative(self) -> bool:
+        return self.not_informative is None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "informative": self.informative}
 
 
 @dataclass(frozen=True)
@@ -249,14 +257,37 @@ class AgreementReport:
     source: str = "random"
 
     @property
-    def score(self) -> float:
-        if self.classifier and self.outputs[0].top1_agreement is not None:
+    def informative(self) -> bool:
+        """At least one output can tell agreement from coincidence (see `score`)."""
+        return any(o.informative for o in self.outputs)
+
+    @property
+    def not_informative(self) -> str:
+        """Why the agreement says nothing ("" when it does)."""
+        if self.informative:
+            return ""
+        why = sorted({o.not_informative or "" for o in self.outputs})
+        return f"not informative: the reference's outputs are {' / '.join(why)}"
+
+    @property
+    def score(self) -> float | None:
+        """Top-1 agreement for a classifier whose first output is informative, else the
+        lowest cosine similarity over the informative outputs; None when none is."""
+        if self._top1_judged:
             return self.outputs[0].top1_agreement
-        return min(o.cosine for o in self.outputs)
+        cosines = [o.cosine for o in self.outputs if o.informative]
+        return min(cosines) if cosines else None
+
+    @property
+    def _top1_judged(self) -> bool:
+        first = self.outputs[0]
+        return self.classifier and first.top1_agreement is not None and first.informative
 
     @property
     def score_kind(self) -> str:
-        return "top-1 agreement" if self.classifier else "cosine similarity (lowest output)"
+        if self._top1_judged:
+            return "top-1 agreement"
+        return "cosine similarity (lowest informative output)"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -268,6 +299,8 @@ class AgreementReport:
             "classifier": self.classifier,
             "score": self.score,
             "score_kind": self.score_kind,
+            "informative": self.informative,
+            "not_informative": self.not_informative or None,
             "outputs": [o.to_dict() for o in self.outputs],
         }
 
@@ -397,9 +430,22 @@ def compare_outputs(
                 cosine=_cosine(mv.ravel(), rv.ravel()),
                 reference_abs_max=float(np.max(np.abs(rv))) if rv.size else 0.0,
                 top1_agreement=top1,
+                not_informative=_uninformative(rv),
             )
         )
     return result
+
+
+def _uninformative(ref: np.ndarray) -> str | None:
+    """Why a reference output [n, ...] cannot judge agreement, or None: all zero, or the
+    same for every input (then top-1 and cosine are met by any constant output)."""
+    if ref.size == 0:
+        return "empty"
+    if not np.any(ref):
+        return "all zero"
+    if ref.shape[0] > 1 and np.all(ref == ref[:1]):
+        return "the same for every input"
+    return None
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -322,8 +322,14 @@ def _agreement_checks(budget: Budget, run: dict[str, Any]) -> list[Check]:
     ref = report["reference"]
     source = f"device vs {ref['kind']} on the host ({report['samples']} inputs)"
     note = report["score_kind"]
+    # cosine is a similarity (a number), top-1 agreement a share (shown as a percentage)
+    unit = "" if note.startswith("top-1") else "cosine"
+    if report.get("informative") is False:
+        why = report.get("not_informative") or "not informative"
+        return [Check("output_agreement", None, limit, ">=", None, unit, source,
+                      f"{why}; never a pass")]  # fmt: skip
     if limit is None:
-        return [Check("output_agreement", report["score"], None, ">=", None, "", source,
+        return [Check("output_agreement", report["score"], None, ">=", None, unit, source,
                       f"{note}; not judged: no min_output_agreement in the budget")]  # fmt: skip
     ok = report["score"] >= limit
-    return [Check("output_agreement", report["score"], limit, ">=", ok, "", source, note)]
+    return [Check("output_agreement", report["score"], limit, ">=", ok, unit, source, note)]

@@ -2,15 +2,23 @@
 
 A and B are two deploy result files (`results/*.json`, schema edgeq.deploy/1) or two run
 ids of a lab history (then every device × model the two runs share is compared). For each
-pair it reports the change in p50, p90, accuracy and size. Latency changes are tested:
+pair it reports the change in p50, p90, accuracy and size, and what changed between them
+(model, runtime and version, runner, edgeq version, device OS/kernel, governor, settings:
+`edgeq.changes`). Latency changes are tested where the test covers what varies:
 
-  * with repetitions on both sides (`--repeat N`, N ≥ 2): the per-repetition p50s (p90s)
-    of A against B's, a bootstrap of the difference of their medians;
-  * else with the latency samples both runs kept: a bootstrap of the difference of the
-    medians (p50) and of the 90th percentiles (p90) of the samples;
-  * else (e.g. benchmark_model without `--repeat`: it keeps no samples): the change,
-    untested.
+  * the unit of the test is the run (a fresh process), not the sample: on a busy or
+    frequency-scaling machine a fresh process lands in one of several modes, so the samples
+    of one process say nothing about the next one. With repetitions (`--repeat N`, N ≥ 3) on
+    both sides, the per-repetition p50s (p90s) of A against B's (Welch's t-test on the logs,
+    `stats.runs_difference`); with repetitions on one side only, B's one run against A's
+    spread (a prediction interval), or the other way round;
+  * with one run per side the samples of each are still compared (a bootstrap of the
+    medians, kept as `within_run`), but that covers only the variation inside one process:
+    no significance is claimed and the conclusion says so;
+  * else (e.g. benchmark_model, which prints no samples): the change, untested.
 
+Two different models (their sha256 differ) are said to be different first: their latency
+difference is a comparison of two models, not a slowdown, and is never tested or failed.
 It ends with one line, e.g. "B is 7.1 % slower at p50 (significant at 95 %)" or "no
 significant change". With `max_slowdown_pct`, a pair whose slowdown is above it — and
 significant, when it could be tested — fails (exit 1).
@@ -23,11 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .changes import describe, diff_facts, facts
 from .errors import EXIT_FAILED, EXIT_OK, UsageError
 from .lab.history import History
-from .stats import Difference, quantile_difference
+from .stats import Difference, quantile_difference, runs_difference
 
 METRICS = ("p50", "p90")
+#: Repetitions a side needs for its runs to stand as a sample of processes.
+MIN_REPEATS = 3
 
 
 @dataclass
@@ -45,9 +56,18 @@ class Side:
     bytes: int | None
     samples: list[float] | None = None
     reps: dict[str, list[float]] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    validity: str | None = None
 
 
-def side_from_run(label: str, device: str, model: str, key: str, run: dict[str, Any]) -> Side:
+def side_from_run(
+    label: str,
+    device: str,
+    model: str,
+    key: str,
+    run: dict[str, Any],
+    result: dict[str, Any] | None = None,
+) -> Side:
     lat = (run.get("latency_ms") or {}).get("invoke") or {}
     samples = (run.get("latency_samples_ms") or {}).get("invoke")
     rep = run.get("repeat") or {}
@@ -67,6 +87,8 @@ def side_from_run(label: str, device: str, model: str, key: str, run: dict[str, 
         bytes=(run.get("model") or {}).get("bytes"),
         samples=list(samples) if samples else None,
         reps=reps,
+        facts=facts(result if result is not None else run),
+        validity=(run.get("validity") or {}).get("verdict"),
     )
 
 
@@ -86,7 +108,7 @@ def load(spec: str, db: Path | None) -> dict[tuple[str, str], Side]:
         art, tgt = doc.get("artifact") or {}, doc.get("target") or {}
         model = Path(str(art.get("path") or "model")).name
         side = side_from_run(
-            str(path), tgt.get("name", "?"), model, art.get("sha256", ""), doc["run"]
+            str(path), tgt.get("name", "?"), model, art.get("sha256", ""), doc["run"], doc
         )
         return {(side.device, side.key): side}
     if db is None or not Path(db).is_file():
@@ -106,7 +128,9 @@ def load(spec: str, db: Path | None) -> dict[tuple[str, str], Side]:
         if not run:
             continue  # quarantined, busy or error: nothing was measured
         key = r.get("artifact_sha256") or r["model"]
-        out[(r["device"], key)] = side_from_run(spec, r["device"], r["model"], key, run)
+        out[(r["device"], key)] = side_from_run(
+            spec, r["device"], r["model"], key, run, r.get("result")
+        )
     return out
 
 
@@ -117,6 +141,9 @@ class Change:
     b: float | None
     test: Difference | None = None
     note: str = ""
+    #: the bootstrap of one process's samples against the other's: variation inside a
+    #: process only, never a significance claim
+    within_run: Difference | None = None
 
     @property
     def relative(self) -> float | None:
@@ -131,6 +158,7 @@ class Change:
             "b": self.b,
             "relative": self.relative,
             "test": self.test.to_dict() if self.test else None,
+            "within_run": self.within_run.to_dict() if self.within_run else None,
             "note": self.note,
         }
 
@@ -142,17 +170,35 @@ class PairResult:
     changes: dict[str, Change] = field(default_factory=dict)
     headline: str = "p50"
     max_slowdown_pct: float | None = None
+    changed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def different_models(self) -> bool:
+        return any(c["field"] == "model_sha256" for c in self.changed)
 
     @property
     def slowdown_exceeded(self) -> bool:
         c = self.changes[self.headline]
-        if self.max_slowdown_pct is None or c.relative is None:
+        if self.max_slowdown_pct is None or c.relative is None or self.different_models:
             return False
         over = c.relative * 100 > self.max_slowdown_pct
         return over and (c.test is None or c.test.significant)
 
+    def what_changed(self) -> str:
+        return describe(self.changed)
+
     def conclusion(self) -> str:
         c = self.changes[self.headline]
+        if self.different_models:
+            sha = next(x for x in self.changed if x["field"] == "model_sha256")
+            head = (
+                f"A and B are different models ({str(sha['a'])[:12]} vs {str(sha['b'])[:12]}): "
+                f"not a slowdown of one model"
+            )
+            if c.relative is None:
+                return head
+            way = "higher" if c.relative > 0 else "lower"
+            return f"{head}; B's {self.headline} is {abs(c.relative) * 100:.1f} % {way} (untested)"
         if c.relative is None:
             return f"{self.headline} not comparable (missing on one side)"
         pct = abs(c.relative) * 100
@@ -169,8 +215,21 @@ class PairResult:
         return {
             "device": self.b.device,
             "model": self.b.model,
-            "a": {"source": self.a.label, "runner": self.a.runner},
-            "b": {"source": self.b.label, "runner": self.b.runner},
+            "a": {
+                "source": self.a.label,
+                "runner": self.a.runner,
+                "model": self.a.model,
+                "validity": self.a.validity,
+            },
+            "b": {
+                "source": self.b.label,
+                "runner": self.b.runner,
+                "model": self.b.model,
+                "validity": self.b.validity,
+            },
+            "different_models": self.different_models,
+            "what_changed": self.changed,
+            "what_changed_text": self.what_changed(),
             "changes": {k: v.to_dict() for k, v in self.changes.items()},
             "conclusion": self.conclusion(),
             "slowdown_exceeded": self.slowdown_exceeded,
@@ -181,16 +240,29 @@ def compare_sides(
     a: Side, b: Side, headline: str = "p50", max_slowdown_pct: float | None = None
 ) -> PairResult:
     res = PairResult(a, b, headline=headline, max_slowdown_pct=max_slowdown_pct)
+    res.changed = diff_facts(a.facts, b.facts)
     for m, q in (("p50", 0.5), ("p90", 0.9)):
         ch = Change(m, getattr(a, m), getattr(b, m))
-        if a.reps and b.reps and len(a.reps[m]) >= 2 and len(b.reps[m]) >= 2:
-            ch.test = quantile_difference(a.reps[m], b.reps[m], 0.5)
-            ch.note = f"medians of {len(a.reps[m])} vs {len(b.reps[m])} repetitions"
-        elif a.samples and b.samples and len(a.samples) >= 5 and len(b.samples) >= 5:
-            ch.test = quantile_difference(a.samples, b.samples, q)
-            ch.note = f"{len(a.samples)} vs {len(b.samples)} latency samples"
+        if res.different_models:
+            ch.note = "different models: not tested"
+            res.changes[m] = ch
+            continue
+        runs_a = _runs(a, m)
+        runs_b = _runs(b, m)
+        if len(runs_a) >= MIN_REPEATS or len(runs_b) >= MIN_REPEATS:
+            ch.test = runs_difference(runs_a, runs_b)
+            ch.note = (
+                f"{len(runs_a)} vs {len(runs_b)} runs (a fresh process each)"
+                if ch.test is not None
+                else "the runs show no spread to judge the change against"
+            )
         else:
-            ch.note = "no latency samples or repetitions on both sides"
+            ch.note = (
+                f"one run per side: process-to-process variation is not covered (repeat "
+                f"with --repeat {MIN_REPEATS} on both sides to test it)"
+            )
+            if a.samples and b.samples and len(a.samples) >= 5 and len(b.samples) >= 5:
+                ch.within_run = quantile_difference(a.samples, b.samples, q)
         res.changes[m] = ch
     res.changes["accuracy"] = Change("accuracy", a.accuracy, b.accuracy)
     res.changes["size"] = Change(
@@ -199,6 +271,14 @@ def compare_sides(
         None if b.bytes is None else float(b.bytes),
     )
     return res
+
+
+def _runs(side: Side, metric: str) -> list[float]:
+    """The side's per-run figures: one per repetition, else its one run's."""
+    if side.reps and side.reps.get(metric):
+        return list(side.reps[metric])
+    value = getattr(side, metric)
+    return [] if value is None else [value]
 
 
 @dataclass

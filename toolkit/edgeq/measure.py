@@ -51,6 +51,22 @@ RISE_SUSPECT_C, RISE_INVALID_C = 3.0, 10.0
 FREQ_CHANGE_REL = 0.05
 #: Pi firmware flags: now-bits 0..3, occurred-bits 16..19.
 THROTTLE_BITS = {0: "under-voltage", 1: "frequency capped", 2: "throttled", 3: "soft temp limit"}
+#: Contention: during the steady state, other processes took at least this share of the
+#: cores the run needed (what they used beyond the cores the run left free, or the part of
+#: its core a one-thread run did not get; see `contention_block`). docs/contention.md has
+#: the measurements behind it.
+CONTENDED_SHARE = 0.25
+#: A steady state shorter than this is too short for /proc's clock ticks (10 ms) to say.
+CONTENTION_MIN_WALL_S = 0.2
+#: Dispersion: p99 more than this many times p50, or a coefficient of variation above
+#: DISPERSED_CV (docs/contention.md).
+DISPERSED_P99_P50 = 4.0
+DISPERSED_CV = 2.0
+#: Dispersion is judged from this many samples (a p99 of fewer is little more than the
+#: max) and a steady state of at least CONTENTION_MIN_WALL_S.
+DISPERSION_MIN_SAMPLES = 200
+#: Sarle's bimodality coefficient above this (0.555 for a uniform law) is reported.
+BIMODAL_COEFFICIENT = 0.555
 
 
 # --------------------------------------------------------------------------- sampling
@@ -61,7 +77,11 @@ _SAMPLE_SCRIPT = (
     f"for c in {SYS}/sys/devices/system/cpu/cpu[0-9]*; do "
     'f="$c/cpufreq/scaling_cur_freq"; [ -r "$f" ] && echo "freq ${c##*/} $(cat "$f")"; '
     'g="$c/cpufreq/scaling_governor"; [ -r "$g" ] && echo "gov ${c##*/} $(cat "$g")"; done; '
-    f't={SYS}{THROTTLE_FILE}; [ -r "$t" ] && echo "throttled $(cat "$t")"; true'
+    f't={SYS}{THROTTLE_FILE}; [ -r "$t" ] && echo "throttled $(cat "$t")"; '
+    # what competes for the CPU: per-core ticks, the load, a clock and its tick rate
+    'grep "^cpu[0-9]" /proc/stat 2>/dev/null; echo "uptime $(cut -d" " -f1 /proc/uptime '
+    '2>/dev/null)"; echo "loadavg $(cut -d" " -f1 /proc/loadavg 2>/dev/null)"; '
+    'echo "hz $(getconf CLK_TCK 2>/dev/null)"; true'
 )
 
 
@@ -71,6 +91,7 @@ def sample(target: Target, phase: str) -> dict[str, Any]:
     res = target.run(_SAMPLE_SCRIPT, timeout=30, check=False)
     out: dict[str, Any] = {"phase": phase, "time": time.time(), "temps_c": {}, "freqs_mhz": {}}
     governors: dict[str, str] = {}
+    cpu: dict[str, Any] = {"cores": {}}
     for line in res.stdout.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[0] == "temp" and parts[2].lstrip("-").isdigit():
@@ -84,7 +105,19 @@ def sample(target: Target, phase: str) -> dict[str, Any]:
             m = re.search(r"0x[0-9a-fA-F]+", parts[1]) or re.fullmatch(r"[0-9a-fA-F]+", parts[1])
             if m:
                 out["throttled"] = int(m.group(0), 16)
+        elif len(parts) >= 9 and re.fullmatch(r"cpu\d+", parts[0]) and parts[1].isdigit():
+            v = [int(x) for x in parts[1:9]]
+            cpu["cores"][parts[0]] = {"busy": v[0] + v[1] + v[2] + v[5] + v[6], "steal": v[7]}
+        elif len(parts) == 2 and parts[0] in ("uptime", "loadavg", "hz"):
+            try:
+                cpu[{"uptime": "mono_s", "loadavg": "load1", "hz": "hz"}[parts[0]]] = float(
+                    parts[1]
+                )
+            except ValueError:
+                pass
     out["governor"] = ",".join(sorted(set(governors.values()))) or None
+    if cpu["cores"] and "mono_s" in cpu:
+        out["cpu"] = cpu
     return out
 
 
@@ -92,10 +125,166 @@ def _throttle_words(value: int) -> list[str]:
     return [name for bit, name in THROTTLE_BITS.items() if value >> bit & 1]
 
 
-def validity(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The validity block of one run from its samples (oldest first)."""
+def contention_block(
+    run: dict[str, Any], threads: int | None = None, samples: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """The competition for the CPU during the steady state, with `contended` and the share
+    of the run's cores the others used: from the runner's own reading (`contention`, the
+    Python runner ≥ 1.3), else from the shell samples before and after the run with the
+    runner's own use estimated as `threads` busy cores (a native runner: benchmark_model)."""
+    got = run.get("contention")
+    if isinstance(got, dict):
+        block = dict(got)
+    else:
+        cpus = [s.get("cpu") for s in samples or [] if isinstance(s, dict)]
+        cpus = [c for c in cpus if isinstance(c, dict) and c.get("cores")]
+        if len(cpus) < 2:
+            return None
+        block = _shell_contention(cpus[0], cpus[-1], threads or 1)
+    own, others, wall = block.get("self_cores"), block.get("others_cores"), block.get("wall_s")
+    block["contended"] = None
+    if others is None or not wall or wall < CONTENTION_MIN_WALL_S:
+        block["note"] = (
+            f"not judged: steady state {wall or 0:.2f} s, need {CONTENTION_MIN_WALL_S:g} s"
+            if others is not None
+            else "not judged: /proc gave no CPU times"
+        )
+        return block
+    # the cores the run needs: its threads (else what it used, at least one). Two views of
+    # what the others took from it: what they used beyond the cores the run left free, and
+    # (a one-thread runner busy-loops its steady state, so it needs a whole core) the share
+    # of a core the run did not get; the larger counts
+    used = float(threads) if threads else max(1.0, round(float(own or 0.0)))
+    avail = float(block.get("cores_available") or used)
+    used = min(used, avail)
+    beyond = max(0.0, others - (avail - used)) / used
+    deficit = 0.0
+    if used == 1.0 and own is not None and "estimated" not in str(block.get("method")):
+        deficit = max(0.0, 1.0 - float(own))
+    share = max(beyond, deficit)
+    block["run_cores"] = used
+    block["run_deficit"] = round(deficit, 3)
+    block["others_share"] = round(share, 3)
+    block["contended"] = share >= CONTENDED_SHARE
+    return block
+
+
+def _shell_contention(before: dict[str, Any], after: dict[str, Any], threads: int) -> dict:
+    wall = after["mono_s"] - before["mono_s"]
+    hz = before.get("hz") or 100.0
+    cores = sorted(set(before["cores"]) & set(after["cores"]))
+    busy = sum(after["cores"][c]["busy"] - before["cores"][c]["busy"] for c in cores) / hz
+    steal = sum(after["cores"][c]["steal"] - before["cores"][c]["steal"] for c in cores) / hz
+    own = float(min(threads, len(cores) or 1))
+    return {
+        "wall_s": round(wall, 4),
+        "cores_available": len(cores) or None,
+        "self_cores": own,
+        "others_cores": round(max(0.0, busy / wall - own), 3) if wall > 0 else None,
+        "steal_cores": round(steal / wall, 3) if wall > 0 else None,
+        "load1_before": before.get("load1"),
+        "load1_after": after.get("load1"),
+        "method": f"/proc/stat around the whole run; the runner's own use taken as {own:g} "
+        "busy cores (estimated: a native runner reports no CPU time of its own)",
+    }
+
+
+def dispersion_block(run: dict[str, Any]) -> dict[str, Any] | None:
+    """How spread the steady-state latencies are: p99/p50, the coefficient of variation and
+    Sarle's bimodality coefficient of the kept samples; `dispersed` when p99/p50 or the CV is
+    beyond its bound."""
+    lat = (run.get("latency_ms") or {}).get("invoke") or {}
+    p50, p99, mean, std = (lat.get(k) for k in ("p50", "p99", "mean", "std"))
+    if not p50 or p99 is None:
+        return None
+    ratio = p99 / p50
+    cv = std / mean if std is not None and mean else None
+    samples = (run.get("latency_samples_ms") or {}).get("invoke") or []
+    bc = bimodality_coefficient(samples)
+    why = []
+    steady_s = ((run.get("phases_ms") or {}).get("steady_state") or 0) / 1000
+    judged = (lat.get("count") or 0) >= DISPERSION_MIN_SAMPLES and (
+        steady_s >= CONTENTION_MIN_WALL_S or not run.get("phases_ms")
+    )
+    if judged and ratio > DISPERSED_P99_P50:
+        why.append(f"p99/p50 {ratio:.1f} > {DISPERSED_P99_P50:g}")
+    if judged and cv is not None and cv > DISPERSED_CV:
+        why.append(f"CV {cv:.2f} > {DISPERSED_CV:g}")
+    return {
+        "judged": judged,
+        "p99_over_p50": round(ratio, 3),
+        "cv": None if cv is None else round(cv, 3),
+        "bimodality_coefficient": None if bc is None else round(bc, 3),
+        "bimodal": None if bc is None else bc > BIMODAL_COEFFICIENT,
+        "dispersed": bool(why),
+        "why": why,
+    }
+
+
+def bimodality_coefficient(values: list[float]) -> float | None:
+    """Sarle's b = (g² + 1) / (κ + 3(n−1)²/((n−2)(n−3))) with sample skewness g and excess
+    kurtosis κ; None for fewer than 4 values or no spread."""
+    n = len(values)
+    if n < 4:
+        return None
+    mean = sum(values) / n
+    m2 = sum((v - mean) ** 2 for v in values) / n
+    if m2 <= 0:
+        return None
+    m3 = sum((v - mean) ** 3 for v in values) / n
+    m4 = sum((v - mean) ** 4 for v in values) / n
+    g = m3 / m2**1.5
+    k = m4 / m2**2 - 3
+    return (g * g + 1) / (k + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+
+
+def _steady_reasons(
+    run: dict[str, Any], threads: int | None, samples: list[dict[str, Any]]
+) -> tuple[list[str], dict]:
+    """Suspect reasons from the run document itself: contention, dispersion, a capped
+    timing loop; and the blocks that back them."""
+    reasons: list[str] = []
+    extra: dict[str, Any] = {}
+    con = contention_block(run, threads, samples)
+    if con is not None:
+        extra["contention"] = con
+        if con.get("contended"):
+            reasons.append(
+                f"contended: other processes kept {con['others_cores']:.2f} of "
+                f"{con.get('cores_available') or '?'} cores busy, {con['others_share']:.0%} of "
+                f"the {con['run_cores']:g} the run needed (suspect from {CONTENDED_SHARE:.0%}); "
+                f"the run got {con.get('self_cores') or 0:.2f} cores; load "
+                f"{con.get('load1_after') if con.get('load1_after') is not None else '?'}"
+            )
+    disp = dispersion_block(run)
+    if disp is not None:
+        extra["dispersion"] = disp
+        if disp["dispersed"]:
+            reasons.append(f"dispersed: {', '.join(disp['why'])}")
+    st = run.get("settings") or {}
+    if st.get("steady_state_capped"):
+        lat = (run.get("latency_ms") or {}).get("invoke") or {}
+        secs = ((run.get("phases_ms") or {}).get("steady_state") or 0) / 1000
+        min_s = st.get("min_s")
+        below = f", below --min-s {min_s:g}" if min_s and secs < min_s else ""
+        extra["capped"] = True
+        reasons.append(
+            f"timing capped at {lat.get('count', st.get('max_samples')):,} samples after "
+            f"{secs:.2f} s{below}: raise --max-samples"
+        )
+    return reasons, extra
+
+
+def validity(
+    samples: list[dict[str, Any]], run: dict[str, Any] | None = None, threads: int | None = None
+) -> dict[str, Any]:
+    """The validity block of one run from its samples (oldest first) and, given the run
+    document, what the steady state itself shows (contention, dispersion, a capped loop)."""
     reasons_invalid: list[str] = []
     reasons_suspect: list[str] = []
+    extra: dict[str, Any] = {}
+    if run is not None:
+        reasons_suspect, extra = _steady_reasons(run, threads, samples)
     flags = [s["throttled"] for s in samples if s.get("throttled") is not None]
     throttled = False
     if flags:
@@ -138,6 +327,7 @@ def validity(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "temperature_rise_c": rise,
         "frequency_changed": bool(changed),
         "governor": governor,
+        **extra,
         "samples": samples,
     }
 
@@ -296,7 +486,7 @@ def repeat_runs(
                     after = _safe_sample(target, "after")
                     inner = got.run.get("sampling") or []
                     samples = [x for x in (before, *inner, after) if x]
-                    got.run["validity"] = validity(samples)
+                    got.run["validity"] = validity(samples, got.run, t)
                     per_setting[t].append(got)
         finally:
             if pin is not None and pin.pinned:
@@ -312,6 +502,26 @@ def _safe_sample(target: Target, phase: str) -> dict[str, Any] | None:
         return sample(target, phase)
     except DeviceError:
         return None
+
+
+def _merged_reasons(per_run: list[list[str]]) -> list[str]:
+    """The reasons of the repetitions, once each: a kind whose figures differ from run to
+    run (contended, dispersed, timing capped) is shown with its first figures and in how
+    many of the runs it happened."""
+    grouped: dict[str, list[str]] = {}
+    for reasons in per_run:
+        for r in reasons:
+            kind = r.split(":", 1)[0] if r.startswith(("contended", "dispersed")) else r
+            kind = "timing capped" if r.startswith("timing capped") else kind
+            grouped.setdefault(kind, []).append(r)
+    out = []
+    for rs in grouped.values():
+        distinct = list(dict.fromkeys(rs))
+        if len(distinct) == 1:
+            out.append(distinct[0])
+        else:
+            out.append(f"{distinct[0]} (in {len(rs)} of the {len(per_run)} runs)")
+    return out
 
 
 def combine(
@@ -342,7 +552,7 @@ def combine(
     vals = [m.run["validity"] for m in chosen if m.run.get("validity")]
     if vals:
         worst = max(vals, key=lambda v: order[v["verdict"]])
-        reasons = list(dict.fromkeys(r for v in vals for r in v["reasons"]))
+        reasons = _merged_reasons([v["reasons"] for v in vals])
         doc["validity"] = {**worst, "reasons": reasons, "runs": [v["verdict"] for v in vals]}
     if s.repeat > 1:
         doc["repeat"] = blocks[best]

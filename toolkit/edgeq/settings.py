@@ -67,6 +67,9 @@ SPECS: tuple[Spec, ...] = (
          "--warmup-min-s", "--warmup-min-s", minimum=0),
     Spec("max_s", float, 60.0, "Stop timing a phase after this many seconds.", "--max-s",
          "--max-s", minimum=0),
+    Spec("max_samples", int, 100_000, "Timed inferences kept per loop; a steady state that "
+         "fills them stops there (the validity says so: raise it).", "--max-samples",
+         "--max-samples", minimum=1),
     Spec("batch_size", int, 64, "Accuracy batch size (images per interpreter call).",
          "--batch-size", "--batch-size", minimum=1),
     Spec("limit", int, None, "Evaluate on a deterministic subset of N samples.", "--limit",
@@ -128,6 +131,7 @@ class RunSettings:
     warmup_runs: int = SPEC["warmup_runs"].default
     warmup_min_s: float = SPEC["warmup_min_s"].default
     max_s: float = SPEC["max_s"].default
+    max_samples: int = SPEC["max_samples"].default
     batch_size: int = SPEC["batch_size"].default
     limit: int | None = SPEC["limit"].default
     timeout: float = SPEC["timeout"].default

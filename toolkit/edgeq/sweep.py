@@ -145,7 +145,7 @@ class Outcome:
     key: str
     label: str
     recipe: dict[str, Any]
-    status: str  # pass | fail | error
+    status: str  # pass | fail | suspect | error
     artifact: str = ""
     sha256: str = ""
     bytes: int | None = None
@@ -176,7 +176,8 @@ def pareto_front(points: list[Outcome], x: str, y: str = "accuracy") -> list[str
 
 
 def best(outcomes: list[Outcome], objective: str) -> Outcome | None:
-    passing = [o for o in outcomes if o.status == "pass"]
+    # a suspect candidate met its budget; only its latency's trust is in doubt (it says so)
+    passing = [o for o in outcomes if o.status in ("pass", "suspect")]
     if not passing:
         return None
     if objective == "size":

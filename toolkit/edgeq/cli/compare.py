@@ -64,6 +64,8 @@ def compare(
         emit_json(res.to_dict())
     else:
         for p in res.pairs:
+            if p.different_models:
+                out.print(escape(f"{p.b.device}: {p.conclusion()}"))
             t = Table(title=escape(f"{p.b.device} × {p.b.model}: A = {p.a.label}, B = {p.b.label}"))
             for col in ("", "A", "B", "change", "test"):
                 t.add_column(col, justify="left" if col in ("", "test") else "right")
@@ -80,8 +82,18 @@ def compare(
                     test = f"{verdict} (p = {c.test.p_value:.3f}; 95 % CI {ci})"
                 elif name in ("p50", "p90"):
                     test = f"not tested: {c.note}"
+                    if c.within_run is not None:
+                        inside = "differ" if c.within_run.significant else "do not differ"
+                        test += (
+                            f"; the two processes' samples {inside} "
+                            f"(p = {c.within_run.p_value:.3f}, within-run only)"
+                        )
                 t.add_row(name, _fmt(c.a, name), _fmt(c.b, name), change, escape(test))
             out.print(t)
+            out.print(escape(f"what changed (A → B): {p.what_changed()}"))
+            for side, s in (("A", p.a), ("B", p.b)):
+                if s.validity not in (None, "valid"):
+                    out.print(escape(f"warning: {side}'s run is {s.validity}"))
         for side, names in (("A", res.only_a), ("B", res.only_b)):
             if names:
                 out.print(escape(f"only in {side}: {', '.join(names)}"))

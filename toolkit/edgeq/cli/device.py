@@ -367,6 +367,7 @@ def print_result(res: DeployResult) -> None:
                 f"output agreement vs the {agreement['reference']['kind']} on the host "
                 f"({agreement['samples']} seeded inputs): max |diff| {o['max_abs_diff']:.4g}, "
                 f"RMSE {o['rmse']:.4g}, cosine {o['cosine']:.5f}{top1}"
+                + (f" — {agreement['not_informative']}" if agreement.get("not_informative") else "")
                 + (
                     f" (+{len(agreement['outputs']) - 1} more outputs)"
                     if len(agreement["outputs"]) > 1
@@ -420,11 +421,12 @@ def print_result(res: DeployResult) -> None:
             result = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[
                 c.passed
             ]
-            pct = c.metric in ("accuracy", "output_agreement")
+            pct = c.metric == "accuracy" or (c.metric == "output_agreement" and not c.unit)
+            fmt = ".5f" if c.unit == "cosine" else ".3f"
             measured = (
                 "-"
                 if c.measured is None
-                else (f"{c.measured:.2%}" if pct else f"{c.measured:.3f} {c.unit}")
+                else (f"{c.measured:.2%}" if pct else f"{c.measured:{fmt}} {c.unit}")
             )
             if c.limit is None:
                 limit = "-"

@@ -229,7 +229,8 @@ def print_run(run: LabRun) -> None:
         out.print(f"[yellow]note[/] {escape(line)}")
     c = run.counts()
     out.print(
-        f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, "
+        f"{c['pass']} passed, {c['fail']} failed, {c.get('suspect', 0)} suspect, "
+        f"{c['error']} errors, "
         f"{c['quarantined']} quarantined, {c['busy']} busy in {run.wall_s:.1f} s · "
         f"history {escape(run.db)}"
     )

@@ -352,6 +352,11 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
                     f"{escape(ref)} on {r.agreement['samples']} random inputs: max |diff| "
                     f"{o['max_abs_diff']:.4g} (outputs up to {o['reference_abs_max']:.4g}), "
                     f"RMSE {o['rmse']:.4g}, cosine {o['cosine']:.5f}{top1}"
+                    + (
+                        f" (not informative: the reference's output is {o['not_informative']})"
+                        if o.get("not_informative")
+                        else ""
+                    )
                 )
         if r.book_shortcut_top1 is not None:
             out.print(
@@ -364,6 +369,8 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
 def _agreement_cell(agreement: dict | None) -> str:
     if not agreement or not agreement.get("reference"):
         return "-"
-    if agreement["classifier"]:
+    if agreement.get("score") is None:
+        return "not informative"
+    if str(agreement.get("score_kind", "")).startswith("top-1"):
         return f"top-1 {agreement['score']:.1%}"
     return f"cos {agreement['score']:.4f}"

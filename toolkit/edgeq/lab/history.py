@@ -201,6 +201,16 @@ MIGRATIONS[2] = (
     "CREATE INDEX results_run ON results(run_id)",
     f"CREATE INDEX results_key ON results(device, {SERIES_KEY}, started_utc)",
 )
+# v3: the `suspect` status (a measured run whose validity is not valid) joins the CHECK
+MIGRATIONS[3] = (
+    _V2_RESULTS.replace("results_v2", "results_v3"),
+    "INSERT INTO results_v3 SELECT * FROM results",
+    "DROP TABLE results",
+    "ALTER TABLE results_v3 RENAME TO results",
+    "CREATE INDEX results_series ON results(device, model, started_utc)",
+    "CREATE INDEX results_run ON results(run_id)",
+    f"CREATE INDEX results_key ON results(device, {SERIES_KEY}, started_utc)",
+)
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -662,6 +672,38 @@ class History:
                     None if c["passed"] is None else bool(c["passed"])
                 )
         return out
+
+    def last_pass(self, device: str, key: str) -> dict[str, Any] | None:
+        """The newest passing result of device × model (`key` as for `series`): its run id,
+        time, edgeq version and result document (what "what changed" compares with)."""
+        rows = self._all(
+            "SELECT r.run_id, r.started_utc, r.result_json, u.edgeq_version FROM results r "
+            f"LEFT JOIN runs u ON u.run_id = r.run_id WHERE r.device = ? AND "
+            f"{series_key('r.')} = ? AND r.status = 'pass' "
+            "ORDER BY r.started_utc DESC, r.id DESC LIMIT 1",
+            (device, key),
+        )
+        if not rows:
+            return None
+        row = dict(rows[0])
+        try:
+            row["result"] = json.loads(row.pop("result_json") or "null")
+        except ValueError:
+            row["result"] = None
+        return row
+
+    def measured_values(
+        self, device: str, key: str, metric: str, limit: int
+    ) -> list[tuple[str, float]]:
+        """(status, value) of `metric` in the last `limit` valid measured results (pass or
+        fail; not suspect) of device × model, newest first."""
+        rows = self._all(
+            "SELECT r.status, m.value FROM results r JOIN metrics m ON m.result_id = r.id "
+            f"AND m.name = ? WHERE r.device = ? AND {series_key('r.')} = ?"
+            " AND r.status IN ('pass', 'fail') ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
+            (metric, device, key, limit),
+        )
+        return [(str(r[0]), float(r[1])) for r in rows]
 
     def passing_values(self, device: str, key: str, metric: str, limit: int) -> list[float]:
         """`metric` in the last `limit` passing results of device × model (`key` as for

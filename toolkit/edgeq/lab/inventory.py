@@ -103,6 +103,7 @@ REGRESSION_FIELDS: dict[str, Field] = {
     "min_rel": Field(NUM, 0.07, "smallest band, relative to the median (0.07 = ±7 %)"),
     "accuracy_tolerance_pp": Field(NUM, 0.1, "accuracy drop vs the median allowed, in pp"),
     "size_tolerance_bytes": Field((int,), 0, "model growth vs the median allowed, in bytes"),
+    "level": Field(NUM, 0.95, "confidence a latency regression needs vs the run-to-run spread"),
     "metrics": Field(
         (list,),
         ["latency_p50", "latency_p90", "model_footprint_kb", "accuracy", "model_bytes"],
@@ -218,6 +219,8 @@ def _check_regression(where: str, regression: dict[str, Any]) -> None:
     for key in ("window", "min_history"):
         if key in regression and regression[key] < 1:
             raise ConfigError(f"{where}: key {key!r} must be >= 1")
+    if "level" in regression and not 0.5 <= regression["level"] < 1:
+        raise ConfigError(f"{where}: key 'level' must be in [0.5, 1), e.g. 0.95")
 
 
 def _device(name: str, raw: Any, src: str, lab: dict[str, Any]) -> Device:

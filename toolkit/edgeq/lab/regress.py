@@ -16,6 +16,14 @@ Deterministic metrics are compared tightly: accuracy may not drop more than
 `size_tolerance_bytes` (0). A noisy metric is judged once `min_history` (3) passing runs
 exist; a tight one from the first.
 
+A band metric regresses only when the figure is beyond the band AND significantly worse at
+`level` (95 %) by the test `edgeq compare` uses with one run on one side
+(`stats.runs_difference`: this run against the spread of the series's last K valid runs on
+the log scale, the current failure streak left out — see `run_to_run`). A suspect run (its validity
+is not `valid`: contended, dispersed, frequency or temperature moved) is not judged on
+band metrics at all: it is recorded as `suspect`, never as a regression nor as a baseline
+(the baseline is passing runs only).
+
 Because only passing runs form the baseline, a regression stays flagged night after night
 — "failing since <date> (last pass <run id>)" — until the figure is back in the band, which
 is reported as a recovery.
@@ -27,6 +35,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..stats import runs_difference
 from .history import History
 
 MAD_TO_SIGMA = 1.4826
@@ -69,6 +78,8 @@ class Policy:
     min_rel: float = 0.07
     accuracy_tolerance_pp: float = 0.1
     size_tolerance_bytes: int = 0
+    #: the confidence a band metric's regression needs (see the module's docstring)
+    level: float = 0.95
     metrics: tuple[str, ...] = (
         "latency_p50",
         "latency_p90",
@@ -99,8 +110,16 @@ def _fmt(value: float, spec: MetricSpec) -> str:
     return f"{value:.4g} {spec.unit}"
 
 
-def judge_metric(name: str, value: float, baseline: list[float], policy: Policy) -> dict[str, Any]:
-    """One regression check (a `checks` row): value vs the baseline of passing runs."""
+def judge_metric(
+    name: str,
+    value: float,
+    baseline: list[float],
+    policy: Policy,
+    spread: list[float] | None = None,
+) -> dict[str, Any]:
+    """One regression check (a `checks` row): value vs the baseline of passing runs (the
+    band) and, for a band metric, vs `spread` (the run-to-run variation the test uses;
+    default: the baseline)."""
     spec = METRICS[name]
     check = {"name": f"regression:{name}", "kind": "regression", "measured": value, "unit": ""}
     check["unit"] = spec.unit
@@ -133,9 +152,27 @@ def judge_metric(name: str, value: float, baseline: list[float], policy: Policy)
         limit, op = median - half, ">="
         passed = value >= limit - eps
         better = value > median + half
+    test_text = ""
+    if spec.kind == "band" and not passed:
+        test = runs_difference(spread if spread else baseline, [value], policy.level)
+        if test is None:
+            test_text = "; the baseline has no spread to test against (band alone)"
+        else:
+            worse = test.delta > 0 if spec.worse == "higher" else test.delta < 0
+            significant = test.significant and worse
+            test_text = (
+                f"; {'significant' if significant else 'not significant'} at "
+                f"{policy.level:.0%} vs the run-to-run spread (p = {test.p_value:.3f})"
+            )
+            passed = not significant
+            check["p_value"] = test.p_value
     if not passed:
         change = (value - median) / median if median else float("inf")
-        msg = f"{name} regressed: {_fmt(value, spec)} ({change:+.1%}) vs {band}"
+        msg = f"{name} regressed: {_fmt(value, spec)} ({change:+.1%}) vs {band}{test_text}"
+    elif test_text:
+        change = (value - median) / median if median else float("inf")
+        msg = f"{name} beyond the band but within the noise: {_fmt(value, spec)} "
+        msg += f"({change:+.1%}) vs {band}{test_text}"
     elif better:
         msg = f"{name} improved: {_fmt(value, spec)} vs {band}"
     else:
@@ -144,18 +181,55 @@ def judge_metric(name: str, value: float, baseline: list[float], policy: Policy)
 
 
 def evaluate(
-    history: History, device: str, model: str, metrics: dict[str, float], policy: Policy
+    history: History,
+    device: str,
+    model: str,
+    metrics: dict[str, float],
+    policy: Policy,
+    suspect: str = "",
 ) -> list[dict[str, Any]]:
     """Regression checks for a new result (computed before it is written). `model` is the
     series key: the model's sha256 (a different model is a new series, never a regression
-    of another one), or its name for histories written without one."""
+    of another one), or its name for histories written without one. `suspect`: why the
+    run's validity is not valid (then band metrics are not judged)."""
     checks = []
     for name in policy.metrics:
         if name not in metrics or metrics[name] is None:
             continue
+        spec = METRICS[name]
+        if suspect and spec.kind == "band":
+            checks.append(
+                {
+                    "name": f"regression:{name}",
+                    "kind": "regression",
+                    "measured": float(metrics[name]),
+                    "unit": spec.unit,
+                    "passed": None,
+                    "limit": None,
+                    "op": "<=" if spec.worse == "higher" else ">=",
+                    "message": f"not judged: the run is suspect ({suspect})",
+                }
+            )
+            continue
         baseline = history.passing_values(device, model, name, policy.window)
-        checks.append(judge_metric(name, float(metrics[name]), baseline, policy))
+        spread = None
+        if spec.kind == "band":
+            spread = run_to_run(history.measured_values(device, model, name, 5 * policy.window))
+            spread = spread[: policy.window]
+        checks.append(judge_metric(name, float(metrics[name]), baseline, policy, spread))
     return checks
+
+
+def run_to_run(measured: list[tuple[str, float]]) -> list[float]:
+    """The values that show a series's run-to-run variation, from its valid measured runs
+    (newest first): all of them but the current failure streak. Passing runs alone would be
+    truncated by the test itself (a run that fails never joins them), and on a series whose
+    processes land in two modes the baseline would shrink to one mode and flag the other
+    for ever; the current streak is left out so that a real regression stays flagged."""
+    values = list(measured)
+    while values and values[0][0] != "pass":
+        values.pop(0)
+    return [v for _, v in values]
 
 
 @dataclass(frozen=True)
@@ -170,9 +244,13 @@ class Finding:
     since_utc: str | None = None
     since_run_id: str | None = None
     last_pass_run_id: str | None = None
+    #: what differs between the last passing run and this one (`edgeq.changes`)
+    changed: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["changed"] = list(self.changed)
+        return d
 
 
 def since_text(since_utc: str | None, last_pass: str | None) -> str:
@@ -211,8 +289,9 @@ def annotate(
     streak, the device error/quarantine streak, and recoveries. `model` is the series key
     (see `evaluate`), `label` the name messages show (default: the key). Returns
     (findings, since_utc of the result's failure streak, last pass run id)."""
-    # A busy result (the device was somebody else's) says nothing: streaks skip it.
-    earlier = [r for r in history.series(device, model) if r["status"] != "busy"]
+    # A busy result (the device was somebody else's) says nothing, nor does a suspect one
+    # (its latency was disturbed): streaks skip them.
+    earlier = [r for r in history.series(device, model) if r["status"] not in ("busy", "suspect")]
     model = label or model
     last_pass = next((r["run_id"] for r in earlier if r["status"] == "pass"), None)
     now = (started_utc, run_id)
@@ -222,7 +301,7 @@ def annotate(
         return row["status"] != "pass"
 
     since_utc = None
-    if status not in ("pass", "busy"):
+    if status not in ("pass", "busy", "suspect"):
         since_utc, since_run = _streak(earlier, row_failed, now)
         if status in ("error", "quarantined"):
             why = "; ".join(

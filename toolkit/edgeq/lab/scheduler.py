@@ -22,12 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .. import deploy as deploy_mod
 from .. import fsutil, paths
 from .. import status as st
+from ..changes import describe, what_changed
 from ..errors import CommandTimeout, EdgeqError, UsageError
 from ..settings import RunSettings
 from .artifacts import resolve_models, stage_models
@@ -57,10 +59,16 @@ def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> Res
     one transaction."""
     key = rec.artifact_sha256 or rec.model
     if rec.status in (S.PASS, S.FAIL):
-        rec.checks += evaluate(history, rec.device, key, rec.metrics, policy)
+        validity = ((rec.result or {}).get("run") or {}).get("validity") or {}
+        suspect = ""
+        if validity.get("verdict") in ("suspect", "invalid"):
+            suspect = "; ".join(validity.get("reasons") or []) or validity["verdict"]
+        rec.checks += evaluate(history, rec.device, key, rec.metrics, policy, suspect)
         failing = [c for c in rec.checks if c.get("passed") is False]
-        rec.status = S.FAIL if failing else S.PASS
-        rec.reason = "; ".join(c["message"] for c in failing)
+        rec.status = S.FAIL if failing else S.SUSPECT if suspect else S.PASS
+        rec.reason = "; ".join(c["message"] for c in failing) or (
+            f"suspect: {suspect}" if suspect else ""
+        )
     rec.findings, rec.since_utc, rec.last_pass_run_id = annotate(
         history,
         rec.device,
@@ -71,9 +79,30 @@ def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> Res
         rec.checks,
         label=rec.model,
     )
+    if any(f.kind in ("regression", "failure") for f in rec.findings):
+        rec.findings = with_what_changed(history, rec, key)
     rec.finished_utc = rec.finished_utc or utc_now()
     rec.result_id = history.record(rec.to_row())
     return rec
+
+
+def with_what_changed(history: History, rec: ResultRecord, key: str) -> list:
+    """The findings of `rec`, each regression or failure told what differs between the
+    series's last passing run and this one (model, runtime, runner, edgeq, device, settings)."""
+    last = history.last_pass(rec.device, key)
+    if last is None or not isinstance(last.get("result"), dict) or not rec.result:
+        return rec.findings
+    before = dict(last["result"])
+    before.setdefault("edgeq_version", last.get("edgeq_version"))
+    changed = tuple(what_changed(before, rec.result))
+    text = describe(list(changed))
+    out = []
+    for f in rec.findings:
+        if f.kind in ("regression", "failure"):
+            f = replace(f, message=f"{f.message}; changed since {last['run_id']}: {text}",
+                        changed=changed)  # fmt: skip
+        out.append(f)
+    return out
 
 
 class Lab:
@@ -263,7 +292,9 @@ class Lab:
 
     def conclude(self, outcome: DeviceOutcome) -> DeviceOutcome:
         statuses = {r.status for r in outcome.results}
-        outcome.status = st.worst(statuses & {S.ERROR, S.FAIL, S.PASS}, default=S.SKIPPED)
+        outcome.status = st.worst(
+            statuses & {S.ERROR, S.FAIL, S.SUSPECT, S.PASS}, default=S.SKIPPED
+        )
         bad = [r for r in outcome.results if not r.passed]
         outcome.reason = "; ".join(f"{r.model}: {r.reason}" for r in bad)
         self.event(outcome.name, "done", outcome.reason, status=outcome.status)

@@ -456,7 +456,7 @@ def _environment(
     """This run's environment of a device (a measured result's, else the health check's);
     when it has none (a device that could not be reached), the latest one on record,
     with the run it came from."""
-    for r in sorted(rows, key=lambda r: r["status"] not in ("pass", "fail")):
+    for r in sorted(rows, key=lambda r: r["status"] not in ("pass", "fail", "suspect")):
         if r.get("environment"):
             return r["environment"], r["run_id"]
     first = min(r["id"] for r in rows)

@@ -1,0 +1,175 @@
+"""The lab's false-regression rate on identical runs of a loaded host, and its detection of a
+real 20 % slowdown: before (main: the band median ± max(k·MAD, 7 %) alone, every run
+judged) and after (band AND significance vs the series's run-to-run spread; a suspect run
+is recorded as `suspect`, never a regression nor a baseline).
+
+It judges runs recorded by bench/compare_fpr.py (fresh device-runner processes on this host,
+the local target; A = the book CNN at batch 5, B = batch 6: 20 % more work), as one lab
+series night after night, through the lab's own `judge_and_record` into a real history:
+
+    identical   every A run in recording order: each one flagged FAIL is a false regression
+    slowdown    after the first W A runs (the baseline), every B run: each FAIL is a catch
+
+Three judges side by side on the same runs:
+
+    before                 main's band, no validity (re-implemented here from main)
+    after                  this branch's lab (band + significance, suspect runs set aside)
+    after, validity off    this branch's band + significance with the validity block removed
+                           (what the test alone does on a host where every run is contended)
+
+    .venv/bin/python bench/compare_fpr.py --pairs 20 --repeat 3 --min-s 0.3    # records runs
+    .venv/bin/python bench/lab_false_regressions.py --load /tmp/edgeq-compare-fpr-runs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+METRICS = ("latency_p50", "latency_p90")
+
+
+def old_fails(series: list[dict[str, float]], start: int) -> list[bool]:
+    """main's regress.judge_metric for the band metrics, every run judged and, when it
+    passes, added to the baseline (the last 10 passes; k = 3, min_rel = 7 %, 3 needed)."""
+    passes: list[dict[str, float]] = []
+    out = []
+    for i, m in enumerate(series):
+        failed = False
+        for name in METRICS:
+            base = [p[name] for p in passes[-10:]]
+            if len(base) < 3:
+                continue
+            med = statistics.median(base)
+            mad = statistics.median(abs(v - med) for v in base)
+            half = max(3.0 * 1.4826 * mad, 0.07 * abs(med))
+            failed |= m[name] > med + half
+        if not failed:
+            passes.append(m)
+        if i >= start:
+            out.append(failed)
+    return out
+
+
+def new_statuses(docs: list[dict], start: int, keep_validity: bool) -> list[str]:
+    from edgeq import measure
+    from edgeq.lab import regress
+    from edgeq.lab.history import History
+    from edgeq.lab.records import ResultRecord
+    from edgeq.lab.scheduler import judge_and_record
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp, History(Path(tmp) / "h.sqlite") as h:
+        for i, doc in enumerate(docs):
+            run = dict(doc)
+            if keep_validity:
+                run["validity"] = measure.validity([], doc, 1)
+            else:
+                run.pop("validity", None)
+            lat = run["latency_ms"]["invoke"]
+            run_id, started = f"run-{i:04d}", f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z"
+            h.start_run(run_id, started)
+            rec = ResultRecord(
+                run_id=run_id,
+                device="local",
+                transport="local",
+                address="",
+                identity="local",
+                model="model.tflite",
+                status="pass",
+                started_utc=started,
+                finished_utc=started,
+                metrics={"latency_p50": lat["p50"], "latency_p90": lat["p90"]},
+                checks=[{"name": "run", "kind": "run", "passed": True, "message": "ran"}],
+                result={"run": run, "edgeq_version": "bench"},
+            )
+            rec = judge_and_record(h, rec, regress.Policy(metrics=METRICS))
+            if i >= start:
+                out.append(rec.status)
+    return out
+
+
+def group(docs: list[dict], r: int) -> list[dict]:
+    """Lab runs of `r` repetitions each (consecutive recorded processes): the median of
+    their p50s and p90s, the worst validity (what `measure.combine` reports)."""
+    if r == 1:
+        return docs
+    from edgeq import measure
+
+    order = {"valid": 0, "suspect": 1, "invalid": 2}
+    out = []
+    for i in range(0, len(docs) - r + 1, r):
+        part = docs[i : i + r]
+        doc = dict(part[0])
+        lat = dict(doc["latency_ms"]["invoke"])
+        for k in ("p50", "p90"):
+            lat[k] = statistics.median(d["latency_ms"]["invoke"][k] for d in part)
+        doc["latency_ms"] = {**doc["latency_ms"], "invoke": lat}
+        vals = [measure.validity([], d, 1) for d in part]
+        doc["validity"] = max(vals, key=lambda v: order[v["verdict"]])
+        out.append(doc)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--load", type=Path, default=Path("/tmp/edgeq-compare-fpr-runs.json"))
+    ap.add_argument("--baseline", type=int, default=10, help="A runs before the B runs")
+    ap.add_argument("--seed", type=int, default=0, help="of the shuffled order")
+    ap.add_argument("--repeat", type=int, default=1, help="processes per lab run (--repeat)")
+    args = ap.parse_args()
+    runs = json.loads(args.load.read_text())
+    a, b = group(runs["A"], args.repeat), group(runs["B"], args.repeat)
+    metrics = [
+        {"latency_p50": d["latency_ms"]["invoke"]["p50"],
+         "latency_p90": d["latency_ms"]["invoke"]["p90"]} for d in a + b
+    ]  # fmt: skip
+    w = args.baseline
+    rows = []
+    for order in ("recorded", "shuffled"):
+        # recorded: the runs in the order they were made (the ambient load drifts with
+        # time); shuffled (seeded): the same runs in a random order, so that they are
+        # exchangeable, which is what "identical" means to a test
+        idx = list(range(len(a)))
+        if order == "shuffled":
+            random.Random(args.seed).shuffle(idx)
+        aa = [a[i] for i in idx]
+        ma = [metrics[i] for i in idx]
+        ident_old = old_fails(ma, 0)
+        slow_old = old_fails(ma[:w] + metrics[len(a) :], w)
+        rows.append((order, "before (main: band alone)", sum(ident_old), sum(slow_old), "-"))
+        for label, keep in (("after", True), ("after, validity off", False)):
+            ident = new_statuses(aa, 0, keep)
+            slow = new_statuses(aa[:w] + b, w, keep)
+            rows.append(
+                (order, label, ident.count("fail"), slow.count("fail"),
+                 f"{ident.count('suspect')} / {slow.count('suspect')}")
+            )  # fmt: skip
+    loads = [d.get("contention", {}).get("load1_after") for d in a + b]
+    loads = [x for x in loads if x is not None]
+    others = [d.get("contention", {}).get("others_cores") for d in a + b]
+    others = [x for x in others if x is not None]
+    print(f"\nlab runs of --repeat {args.repeat} processes each")
+    print(f"identical: {len(a)} runs of A in a row; slowdown: {len(b)} runs of B (+20 % work) "
+          f"after {w} runs of A. Ambient load while recording: load1 "
+          f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f} on 2 cores, other "
+          f"processes {statistics.median(others or [0]):.2f} cores (median)")  # fmt: skip
+    print("| order of A | judge | identical runs flagged FAIL | B runs caught (FAIL) | "
+          "suspect (ident / B) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for order, label, fi, fs, sus in rows:
+        print(f"| {order} | {label} | {fi}/{len(a)} | {fs}/{len(b)} | {sus} |")
+    print("Reproduce:\n  .venv/bin/python bench/compare_fpr.py --pairs 20 --repeat 3 --min-s 0.3"
+          f"\n  .venv/bin/python bench/lab_false_regressions.py --load {args.load} "
+          f"--baseline {w} --seed {args.seed} --repeat {args.repeat}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""A verdict that holds on a busy machine (issue 24), with real processes: the device runner
+under a CPU load this test starts (stress-ng) is `suspect` for contention with its figures,
+and the lab records such a run as suspect, not as a regression; a real model whose outputs
+are all zero makes output agreement "not informative"."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeq import measure
+from edgeq.lab import regress
+from edgeq.lab.history import History
+from edgeq.lab.records import ResultRecord
+from edgeq.lab.scheduler import judge_and_record
+
+RUNNER = os.path.join(os.path.dirname(measure.__file__), "..", "..", "device_scripts")
+
+
+@pytest.fixture(scope="module")
+def zero_model(tmp_path_factory):
+    """A wake-word-like model: 32 outputs, all zero whatever the input."""
+    from tests.support.foreign_models import _convert_function, _quiet_tf
+
+    tf = _quiet_tf()
+
+    @tf.function
+    def fn(x):
+        return {"scores": tf.zeros([1, 32]) * tf.reduce_sum(x)}
+
+    path = tmp_path_factory.mktemp("zero") / "zeros.tflite"
+    path.write_bytes(_convert_function(fn, [tf.TensorSpec([1, 40], tf.float32, "audio")]))
+    return path
+
+
+def _runner_doc(model, tmp_path, *extra: str) -> dict:
+    import json
+
+    out = tmp_path / "run.json"
+    script = os.path.join(RUNNER, "edgeq_runner.py")
+    args = [sys.executable, script, str(model), "--out", str(out), *extra]
+    subprocess.run(args, check=True, capture_output=True, timeout=300)
+    return json.loads(out.read_text())
+
+
+def test_a_run_under_a_load_the_test_starts_is_suspect_and_the_lab_sets_it_aside(
+    tmp_path, zero_model
+):
+    stress = shutil.which("stress-ng")
+    assert stress, "stress-ng is needed (apt-get install stress-ng; .ci/run installs it)"
+    cores = len(os.sched_getaffinity(0))
+    load = subprocess.Popen(
+        [stress, "--cpu", str(2 * cores), "--timeout", "120s", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        doc = _runner_doc(
+            zero_model, tmp_path, "--threads", "1", "--runs", "50", "--min-s", "0.5",
+            "--warmup-runs", "2", "--warmup-min-s", "0",
+        )  # fmt: skip
+    finally:
+        load.terminate()
+        load.wait(timeout=30)
+    con = doc["contention"]
+    assert doc["runner"]["version"] >= "1.3" and con["wall_s"] >= 0.5
+    v = measure.validity([], doc, 1)
+    assert v["verdict"] == "suspect", v["reasons"]
+    assert v["contention"]["contended"] is True
+    (why,) = [r for r in v["reasons"] if r.startswith("contended:")]
+    assert f"of {cores} cores busy" in why
+
+    # the lab: a series of passing runs, then this one: recorded as suspect, no regression
+    lat = doc["latency_ms"]["invoke"]
+    with History(tmp_path / "h.sqlite") as h:
+        for day in range(1, 5):
+            fast = {**doc, "validity": {"verdict": "valid", "reasons": []}}
+            rec = _record(h, day, fast, lat["p50"] / 3)
+            assert rec.status == "pass", rec.reason
+        rec = _record(h, 5, {**doc, "validity": v}, lat["p50"])
+        assert rec.status == "suspect" and "contended" in rec.reason
+        assert not [c for c in rec.checks if c["passed"] is False]
+        (row,) = h.results(run_id="run-05")
+        assert row["status"] == "suspect"
+        baseline = h.passing_values("pi", "zeros", "latency_p50", 10)
+        assert len(baseline) == 4 and max(baseline) < lat["p50"]  # not a baseline
+
+
+def _record(h, day, run, p50):
+    run_id, started = f"run-{day:02d}", f"2026-02-{day:02d}T02:00:00Z"
+    h.start_run(run_id, started)
+    rec = ResultRecord(
+        run_id=run_id, device="pi", transport="local", address="", identity="pi",
+        model="zeros", status="pass", started_utc=started, finished_utc=started,
+        metrics={"latency_p50": p50 * (1 + 0.01 * day)},
+        checks=[{"name": "run", "kind": "run", "passed": True, "message": "ran"}],
+        result={"run": run, "edgeq_version": "test"},
+    )  # fmt: skip
+    return judge_and_record(h, rec, regress.Policy(metrics=("latency_p50",)))
+
+
+def test_an_all_zero_output_model_is_not_informative(zero_model):
+    from edgeq.agreement import host_agreement
+    from edgeq.budget import Budget, _agreement_checks
+
+    report = host_agreement(zero_model, 16)
+    assert not report.informative and report.score is None
+    assert report.outputs[0].not_informative == "all zero"
+    assert report.outputs[0].cosine == pytest.approx(1.0)  # what used to "pass"
+    (check,) = _agreement_checks(
+        Budget(min_output_agreement=0.99), {"agreement": {"report": report.to_dict()}}
+    )
+    assert check.passed is None and check.note.startswith("not informative")
+    assert np.isclose(report.outputs[0].max_abs_diff, 0.0)
