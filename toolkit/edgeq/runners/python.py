@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import compat, paths
 from .. import settings as settings_mod
 from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, tail
 from ..progress import Progress, say
@@ -226,9 +226,14 @@ class PythonRunner(Runner):
         with target:
             say(progress, f"connected to {target.name} ({target.describe()})")
             remote_runner = target.ensure_file(paths.runner_path(), ".py")
+            env = None
             if job.probe:
                 say(progress, f"checking the python on {target.name}")
-                require(target, min(120.0, self.settings.timeout))
+                env = require(target, min(120.0, self.settings.timeout))
+            if job.compat:
+                say(progress, f"checking the model's operators against {target.name}'s runtime")
+                env = env or probe(target, min(120.0, self.settings.timeout))
+                compat.check_on_python(target, remote_runner, env, job.artifact)
             sending = [job.artifact.name] + ([job.eval_npz.name] if job.eval_npz else [])
             say(progress, f"sending {', '.join(sending)} (unless already on the device)")
             remote_model = target.ensure_file(job.artifact, ".tflite")
