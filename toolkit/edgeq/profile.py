@@ -229,7 +229,7 @@ def from_run(run: dict[str, Any], artifact: Path | None = None) -> Profile | Non
             "bytes": model.get("bytes"),
         },
         device={
-            "machine": env.get("machine"),
+            "machine": env.get("cpu_abi") or env.get("machine"),
             "os": env.get("os"),
             "device_model": env.get("device_model"),
             "emulated": env.get("emulated"),
