@@ -64,7 +64,7 @@ class OpRow:
         if self.layers:
             return self.layers[0]
         if self.delegated:
-            return f"delegate:{self.type}"
+            return "delegated subgraph"
         if self.tensors:
             return min(self.tensors, key=len)
         return f"{self.type.lower()}@{self.node}"
@@ -251,8 +251,8 @@ def table_rows(p: Profile, top: int | None = None) -> list[list[str]]:
     for r in p.rows[: top or None]:
         out.append(
             [
-                "-" if r.node is None else str(r.node),
-                r.type + (" (delegated)" if r.delegated else ""),
+                "-" if r.node is None else (f"d{r.node}" if r.delegated else str(r.node)),
+                r.type,
                 r.label + (f" (+{', '.join(r.layers[1:])})" if len(r.layers) > 1 else ""),
                 f"{r.avg_ms:.3f}",
                 f"{r.percent:.1f}",
