@@ -28,6 +28,7 @@ from typing import Any
 from .. import deploy as deploy_mod
 from .. import fsutil, paths
 from .. import status as st
+from ..compat import UnsupportedOp
 from ..errors import CommandTimeout, EdgeqError, UsageError
 from ..settings import RunSettings
 from .artifacts import resolve_models, stage_models
@@ -324,6 +325,10 @@ class Lab:
                 msg += f" (after {attempts.count} attempts)"
             rec.reason = msg
             rec.checks = [{"name": "run", "kind": "run", "passed": False, "message": msg}]
+            if isinstance(rec.error, UnsupportedOp):
+                # the model's fault, found before it was sent: the device stays in service
+                rec.reason = f"model error: {msg}"
+                rec.checks = [{"name": "compat", "kind": "model", "passed": False, "message": msg}]
         else:
             n = attempts.count + 1
             checks = [
