@@ -56,9 +56,12 @@ def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> Res
     """Add the regression checks (vs the history of the same device × model content) to a
     measured result, settle its status, find its streaks and recoveries, then write it in
     one transaction."""
-    key = rec.artifact_sha256 or rec.model
+    key = rec.model if policy.series == "name" else (rec.artifact_sha256 or rec.model)
     if rec.status in (S.PASS, S.FAIL):
-        rec.checks += evaluate(history, rec.device, key, rec.metrics, policy)
+        run = (rec.result or {}).get("run") or {}
+        rec.checks += evaluate(
+            history, rec.device, key, rec.metrics, policy, op_profile=run.get("op_profile")
+        )
         failing = [c for c in rec.checks if c.get("passed") is False]
         rec.status = S.FAIL if failing else S.PASS
         rec.reason = "; ".join(c["message"] for c in failing)
@@ -71,6 +74,7 @@ def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> Res
         rec.status,
         rec.checks,
         label=rec.model,
+        by=policy.series,
     )
     rec.finished_utc = rec.finished_utc or utc_now()
     rec.result_id = history.record(rec.to_row())
