@@ -77,10 +77,19 @@ def test_latency_regression_names_the_operator(tmp_path, lab_sections):
     assert rec.status == "fail", [c["message"] for c in rec.checks]
     (check,) = [c for c in rec.checks if c["name"] == "regression:latency_mean"]
     assert check["passed"] is False
-    top = check["operators"][0]
-    assert top["type"] == "CONV_2D" and "conv2" in top["label"], check["operators"]
+    ops = rec.result["op_changes"]["regression:latency_mean"]  # kept with the result
+    top = ops[0]
+    assert top["type"] == "CONV_2D" and "conv2" in top["label"], ops
     assert top["now_ms"] > top["before_ms"]
     # the finding (what the reports show) says it in words
     (finding,) = [f for f in run.findings if f.kind == "regression"]
     assert "where: " in finding.message and "conv2" in finding.message
     assert "CONV_2D" in finding.message and " → " in finding.message
+    # the HTML report shows the changed operators and the top ones
+    from edgeq.lab import report
+    from edgeq.lab.history import History
+
+    with History(Path(lab_sections["lab"]["db"])) as h:
+        html = report.render(report.build(h), "html")
+    assert "operators behind <code>regression:latency_mean</code>" in html
+    assert "where the time goes: top 5 operators" in html and "CONV_2D" in html

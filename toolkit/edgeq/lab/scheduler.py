@@ -62,6 +62,9 @@ def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> Res
         rec.checks += evaluate(
             history, rec.device, key, rec.metrics, policy, op_profile=run.get("op_profile")
         )
+        changed = {c["name"]: c.pop("operators") for c in rec.checks if c.get("operators")}
+        if changed and rec.result is not None:
+            rec.result["op_changes"] = changed  # kept with the result for the reports
         failing = [c for c in rec.checks if c.get("passed") is False]
         rec.status = S.FAIL if failing else S.PASS
         rec.reason = "; ".join(c["message"] for c in failing)
