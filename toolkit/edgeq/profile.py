@@ -121,7 +121,15 @@ def keras_layer_names(artifact: Path) -> list[str] | None:
     config.json: no TensorFlow needed). None otherwise."""
     entry = manifest.manifest_entry(Path(artifact))
     source = Path(str((entry or {}).get("source_model") or ""))
-    if not entry or source.suffix != ".keras" or not source.is_file():
+    if not entry:
+        return None
+    return keras_file_layer_names(source)
+
+
+def keras_file_layer_names(source: Path) -> list[str] | None:
+    """The layer names of a `.keras` file, in model order (None if it is not one)."""
+    source = Path(source)
+    if source.suffix != ".keras" or not source.is_file():
         return None
     try:
         with zipfile.ZipFile(source) as z:
@@ -168,13 +176,16 @@ def _split_name(raw: Any) -> tuple[list[str], int | None, bool]:
 # --------------------------------------------------------------------------- building
 
 
-def from_run(run: dict[str, Any], artifact: Path | None = None) -> Profile | None:
-    """The profile of an `edgeq.run/1` document (None when it has no op profile)."""
+def from_run(
+    run: dict[str, Any], artifact: Path | None = None, layer_names: list[str] | None = None
+) -> Profile | None:
+    """The profile of an `edgeq.run/1` document (None when it has no op profile);
+    `layer_names`: the Keras layers to map nodes to (default: from the artifact's manifest)."""
     op = run.get("op_profile") or {}
     table = op.get("run_order") or op.get("top_by_time") or []
     if not table:
         return None
-    names = keras_layer_names(artifact) if artifact is not None else None
+    names = layer_names or (keras_layer_names(artifact) if artifact is not None else None)
     rows = []
     for entry in table:
         tensors, index, delegated = _split_name(entry.get("name"))
@@ -325,6 +336,7 @@ def measure(
     settings: Any,
     progress: Any = None,
     wait: bool = True,
+    layer_names: list[str] | None = None,
 ) -> tuple[Profile, dict[str, Any]]:
     """Profile `artifact` on the target (under the device's lock): (profile, run doc).
     The host checks the file and the device's runtime the operators before sending it."""
@@ -343,10 +355,43 @@ def measure(
     with lock.acquire(lambda msg: progress and progress(f"{tcfg.name}: {msg}")):
         target = make_target(tcfg)
         got = runner.measure(target, Job(artifact, None, runner.settings), progress)
-    prof = from_run(got.run, artifact)
+    prof = from_run(got.run, artifact, layer_names)
     if prof is None:
         raise RunnerError(
             f"{tcfg.name}: benchmark_model printed no op profile (no `Run Order` table); is "
             f"the binary a build with profiling (--enable_op_profiling)?"
         )
     return prof, got.run
+
+
+# --------------------------------------------------------------------------- the join
+
+#: A layer whose int8 time is at least this share of the model's is "costly".
+COSTLY_PERCENT = 20.0
+
+
+def join_layers(layers: list[Any], float_prof: Profile, int8_prof: Profile) -> list[dict[str, Any]]:
+    """`inspect`'s per-layer rows (worst error first) with each layer's device time in
+    float32 and in int8 (the ops whose first Keras layer it is), and whether it is costly
+    (≥ COSTLY_PERCENT % of the int8 time) and lossy (inspect says keep it in float)."""
+    f_ms, q_ms = float_prof.by_layer(), int8_prof.by_layer()
+    q_total = int8_prof.total_ms or 1.0
+    out = []
+    for r in layers:
+        q = q_ms.get(r.name)
+        share = 100.0 * q / q_total if q is not None else None
+        costly = share is not None and share >= COSTLY_PERCENT
+        out.append(
+            {
+                "name": r.name,
+                "op": r.op,
+                "rmse_over_scale": r.rmse_over_scale,
+                "lossy": bool(r.keep_float),
+                "float32_ms": f_ms.get(r.name),
+                "int8_ms": q,
+                "int8_percent": share,
+                "costly": costly,
+                "float_costs_ms": (f_ms[r.name] - q) if r.name in f_ms and q is not None else None,
+            }
+        )
+    return out
