@@ -87,3 +87,29 @@ def test_no_binary_is_a_usage_error_before_anything_is_sent(cli, foreign, tmp_pa
     assert res.exit_code == 2
     assert "needs TFLite's native benchmark_model" in res.stderr
     assert "no op profiler" in res.stderr and not wd.exists()
+
+
+def test_bench_op_profiling_on_a_python_runner_target(
+    cli, artifacts, binary, pi_server, pi_python, pi_workdir, tmp_path, data_dir
+):
+    folder, _ = artifacts
+    data = ("--data", data_dir, "--limit", "200")
+    values = pi_server.target_values(python=pi_python, workdir=str(pi_workdir), runner="python")
+    cfg = write_config(
+        tmp_path / "edgeq.toml",
+        {"pi": {**values, "benchmark_binary": str(binary)}, "pi-nobin": values},
+    )
+    model = folder / "model_int8.tflite"
+    res = cli(
+        "bench", model, "--target", "pi-nobin", "--config", cfg, "--op-profiling", *data, *LIGHT
+    )
+    assert res.exit_code == 2 and "no op profiler" in res.stderr
+    assert not list(pi_workdir.rglob("*.tflite")), "nothing is sent before the usage error"
+    res = cli(
+        "bench", model, "--target", "pi", "--config", cfg, "--op-profiling", "--json", *data, *LIGHT
+    )
+    assert res.exit_code == 0, res.output
+    run = json.loads(res.stdout)["run"]
+    assert run["runner"]["name"] == "edgeq_runner" and run["accuracy"] is not None
+    prof = run["op_profile"]
+    assert prof["source"].startswith("benchmark_model alongside") and prof["run_order"]

@@ -231,6 +231,9 @@ def from_run(
         )
     if names is None:
         notes.append("layers: tensor names (the model did not come from edgeq's convert)")
+    if op.get("source"):
+        notes.append(f"profile: {op['source']}")
+        inv = {}  # the run's latency is the other runner's, not the profiled runs
     return Profile(
         rows=rows,
         total_ms=total,

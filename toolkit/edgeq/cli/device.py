@@ -352,6 +352,7 @@ def print_result(res: DeployResult) -> None:
             "op profile (avg ms by node type): "
             + ", ".join(f"{r.get('type')} {_fmt(r.get('avg_ms'))}" for r in by_type[:5])
         )
+    _print_op_profile(res)
     if res.verdict is not None:
         v = Table(title=f"verdict: {'PASS' if res.verdict.passed else 'FAIL'}")
         for col in ("check", "measured", "limit", "result", "source"):
@@ -374,6 +375,17 @@ def print_result(res: DeployResult) -> None:
                 out.print(f"note: {c.metric}: {escape(c.note)}")
     if res.host.get("saved_to"):
         out.print(f"saved {escape(res.host['saved_to'])}")
+
+
+def _print_op_profile(res: DeployResult) -> None:
+    """The per-operator table (as `edgeq profile` prints it) when the run has one."""
+    from .. import profile as profile_mod
+    from .profile import print_profile
+
+    model = (res.artifact or {}).get("path")
+    prof = profile_mod.from_run(res.run, Path(model) if model else None)
+    if prof is not None:
+        print_profile(prof, 10, title="where the time goes (top 10 operators)")
 
 
 def _fmt(v) -> str:

@@ -41,9 +41,10 @@ def print_profile(p: profile_mod.Profile, top: int | None = None, title: str = "
         out._width = saved
     dev = p.device
     lat = p.latency_ms
+    mean = lat.get("mean")
     out.print(
         f"sum of nodes {p.total_ms:.3f} ms; invoke mean "
-        f"{lat.get('mean') if lat.get('mean') is None else format(lat['mean'], '.3f')} ms on "
+        f"{'-' if mean is None else format(mean, '.3f')} ms on "
         f"{escape(str(dev.get('device_model') or dev.get('os') or '?'))} "
         f"({dev.get('machine')}{', emulated' if dev.get('emulated') else ''}), "
         f"{dev.get('threads')} thread(s); layers: {p.layer_source}"

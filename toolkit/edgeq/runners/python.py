@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import compat, paths
 from .. import settings as settings_mod
-from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, tail
+from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, UsageError, tail
 from ..progress import Progress, say
 from ..results import parse_run
 from ..targets import Target
@@ -195,6 +195,22 @@ class PythonRunner(Runner):
         stack_checks(health, env, python)
         return health
 
+    def _profiler(self, job: Job) -> Path | None:
+        """The native binary for `op_profiling` (None when not asked for); UsageError when
+        it is asked for and none is configured."""
+        if not job.settings.op_profiling:
+            return None
+        from .benchmark_model import resolve_binary
+
+        found = resolve_binary(job.settings, self.tcfg)
+        if found is None:
+            raise UsageError(
+                f"{self.tcfg.name}: --op-profiling needs TFLite's native benchmark_model on "
+                f"the device (the LiteRT Python API has no op profiler); set benchmark_binary "
+                f"in {self.tcfg.where} or pass --benchmark-binary"
+            )
+        return found
+
     def argv(self, target: Target, remote_runner: str, remote_model: str, out: str,
              remote_data: str | None, job: Job) -> list[str]:  # fmt: skip
         """The device runner's command line for `job` (settings, shapes, agreement)."""
@@ -223,6 +239,7 @@ class PythonRunner(Runner):
 
     def measure(self, target: Target, job: Job, progress: Progress | None = None) -> Measurement:
         t0 = time.perf_counter()
+        profiler = self._profiler(job)  # before anything is sent: a usage error if missing
         with target:
             say(progress, f"connected to {target.name} ({target.describe()})")
             remote_runner = target.ensure_file(paths.runner_path(), ".py")
@@ -255,6 +272,11 @@ class PythonRunner(Runner):
                     # never keep a file the runner could not load in the device cache
                     target.run(["rm", "-f", remote_model], timeout=30, check=False)
                 raise
+            if profiler is not None:
+                say(progress, f"per-operator profile on {target.name} with benchmark_model")
+                doc["op_profile"] = op_profile_alongside(
+                    target, profiler, remote_model, job.settings
+                )
             outputs, why = None, None
             if job.agreement:
                 outputs, why = pull_outputs(target, job, doc, f"{workdir}/agreement.npz")
@@ -263,6 +285,35 @@ class PythonRunner(Runner):
         got = Measurement.of(target, doc, run_s, t0, workdir)
         got.outputs, got.outputs_error = outputs, why
         return got
+
+
+def op_profile_alongside(
+    target: Target, binary: Path, remote_model: str, settings: Any
+) -> dict[str, Any] | None:
+    """The op profile of the model already on the device, from the native benchmark_model
+    pushed alongside (the LiteRT Python API has no op profiler)."""
+    import shlex
+
+    from edgeq_android.parser import parse_output
+
+    from ..targets import quote_argv
+    from . import benchmark_model as bm
+
+    remote_bin = target.ensure_file(binary, "-benchmark_model")
+    q = shlex.quote(remote_bin)
+    target.run(f"[ -x {q} ] || chmod 755 {q}", timeout=30)
+    cmd = bm.argv(settings.with_(op_profiling=True), remote_bin, remote_model)
+    res = target.run(quote_argv(cmd) + " 2>&1", timeout=settings.timeout, check=False)
+    if res.exit_code != 0:
+        raise RunnerError.of(
+            f"{target.name}: benchmark_model (for the op profile) failed (exit "
+            f"{res.exit_code}): {tail(res.stdout, 3) or 'no output'}",
+            res,
+        )
+    prof = parse_output(res.stdout).op_profile
+    if prof is not None:
+        prof["source"] = "benchmark_model alongside the Python runner (its own timed runs)"
+    return prof
 
 
 def pull_outputs(
