@@ -196,6 +196,7 @@ def check_ops(
     runtime_key: str,
     load: Callable[[list[bytes]], list[str | None]],
     where: str = "",
+    when: str = "before sending the model",
 ) -> list[OpCode]:
     """Check every operator `model` needs against a runtime; ModelError (exit 2) naming the
     first missing op, its version, the runtime and the fix. `load(probe models)` asks the
@@ -222,7 +223,7 @@ def check_ops(
             said = _short(err.split(". ")[0], 110)
             raise UnsupportedOp(
                 f"{prefix}{Path(model).name} needs {what}, which {runtime} does not have "
-                f"(checked before sending the model: {said}); {fix_for(op, runtime)}"
+                f"(checked {when}: {said}); {fix_for(op, runtime)}"
             )
     return ops
 
@@ -296,12 +297,10 @@ def binary_loader(target: Any, remote_binary: str) -> Callable[[list[bytes]], li
                 if res.exit_code == 0:
                     out.append(None)
                     continue
-                lines = [
-                    ln
-                    for ln in res.stdout.splitlines()
-                    if "find op" in ln or "unresolved custom op" in ln or "ERROR" in ln
-                ]
-                out.append(tail("\n".join(lines) or res.stdout, 1) or f"exit {res.exit_code}")
+                lines = res.stdout.splitlines()
+                said = [ln for ln in lines if "find op" in ln or "unresolved custom op" in ln]
+                said = said or [ln for ln in lines if "ERROR" in ln][-1:]
+                out.append(tail(said[0] if said else res.stdout, 1) or f"exit {res.exit_code}")
         return out
 
     return load
@@ -346,7 +345,13 @@ def local_loader(interpreter_cls: Any) -> Callable[[list[bytes]], list[str | Non
 
 def check_on_host(model: Path, interpreter_cls: Any, runtime: str) -> None:
     """Check `model` against this host's interpreter (what `edgeq eval` runs)."""
-    check_ops(model, f"this host's {runtime}", f"host-{runtime}", local_loader(interpreter_cls))
+    check_ops(
+        model,
+        f"this host's {runtime}",
+        f"host-{runtime}",
+        local_loader(interpreter_cls),
+        when="with probe models before loading it",
+    )
 
 
 def describe(ops: Iterable[OpCode]) -> str:
