@@ -125,7 +125,7 @@ def test_unresolvable_host(pi_server):
 
 
 def test_probe_reports_the_device_python(pi_server, pi_python, pi_workdir):
-    from edgeq.runners.python import probe
+    from edgeq.runners.deviceenv import probe
 
     with _target(pi_server, python=pi_python, workdir=str(pi_workdir)) as t:
         env = probe(t)

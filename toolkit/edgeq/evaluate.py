@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import convert, data, devapi, evaldata, fsutil, manifest
+from . import compat, convert, data, devapi, evaldata, fsutil, manifest
 from .agreement import DataCheck, check_data, host_accuracy, host_agreement, reference_for
 from .errors import EXIT_OK, EXIT_USAGE, DataError, EdgeqError, ModelError
 
@@ -238,7 +238,7 @@ def evaluate(
         resize,
         input_shapes,
     )
-    _, rt_name, rt_version = devapi.find_interpreter()
+    rt_cls, rt_name, rt_version = devapi.find_interpreter()
     rows: list[EvalRow] = []
     for i, (f, problem) in enumerate(items):
         if progress:
@@ -253,6 +253,7 @@ def evaluate(
         try:
             if problem is not None:
                 raise problem
+            compat.check_on_host(f, rt_cls, f"{rt_name} {rt_version}")
             _evaluate_one(row, f, entries.get(f), source, entries, latency_runs, batch_size)
             _agreement(row, f, agreement, input_shapes)
         except EdgeqError as exc:

@@ -232,6 +232,9 @@ def inspect_model(
     say(3, "writing")
     if out is not None:
         report.plot = plot_layers(report, out / "layer_error.png")
+        # the two models compared, as measured (`edgeq inspect --target` profiles them)
+        fsutil.write_bytes(out / "model_float32.tflite", float_blob)
+        fsutil.write_bytes(out / "model_int8.tflite", int8_blob)
         fsutil.write_json(out / "inspect.json", report.to_dict())
     say(steps, "")
     return report

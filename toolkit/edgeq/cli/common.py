@@ -67,6 +67,19 @@ BudgetOpt = Annotated[
     Path | None,
     typer.Option("--budget", help="Budget TOML (default: the [budget] table of the config)."),
 ]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Target name from edgeq.toml.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="edgeq.toml to use (default: ./edgeq.toml if present)."),
+]
+NoWaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="If another edgeq (a deploy, a bench or the lab) is using the device, fail at "
+        "once as busy (exit 3) instead of waiting for it.",
+    ),
+]
 
 
 def use_json(flag: bool) -> bool:

@@ -13,6 +13,7 @@ from .. import config as config_mod
 from .. import deploy as deploy_mod
 from .. import doctor as doctor_mod
 from .. import prepare as prepare_mod
+from .. import profile as profile_mod
 from .. import sidebyside
 from ..budget import Budget
 from ..data import DATASETS
@@ -21,8 +22,19 @@ from ..errors import EXIT_FAILED
 from ..results import DeployResult
 from ..settings import RunSettings
 from ..targets import make_target
-from .common import BudgetOpt, JsonOpt, emit_json, err, out, use_json
+from .common import (
+    BudgetOpt,
+    ConfigOpt,
+    JsonOpt,
+    NoWaitOpt,
+    TargetOpt,
+    emit_json,
+    err,
+    out,
+    use_json,
+)
 from .options import run_settings_options
+from .profile import print_profile
 from .progress import progress_printer, training_bar
 
 DatasetOpt = Annotated[
@@ -32,11 +44,6 @@ DatasetOpt = Annotated[
         help=f"{' or '.join(DATASETS)} (default: the artifact's, from its "
         "manifest, else [model] dataset).",
     ),
-]
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help="Target name from edgeq.toml.")]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="edgeq.toml to use (default: ./edgeq.toml if present)."),
 ]
 KeepOpt = Annotated[
     bool, typer.Option("--keep", help="Keep the per-run folder on the device (for debugging).")
@@ -63,14 +70,6 @@ InputShapeOpt = Annotated[
     typer.Option(
         "--input-shape",
         help="NAME=d0,d1,... the shape to run input NAME at (sets dynamic dimensions); repeatable.",
-    ),
-]
-NoWaitOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-wait",
-        help="If another edgeq (a deploy, a bench or the lab) is using the device, fail at "
-        "once as busy (exit 3) instead of waiting for it.",
     ),
 ]
 
@@ -413,6 +412,7 @@ def print_result(res: DeployResult) -> None:
             "op profile (avg ms by node type): "
             + ", ".join(f"{r.get('type')} {_fmt(r.get('avg_ms'))}" for r in by_type[:5])
         )
+    _print_op_profile(res)
     if res.verdict is not None:
         v = Table(title=f"verdict: {'PASS' if res.verdict.passed else 'FAIL'}")
         for col in ("check", "measured", "limit", "result", "source"):
@@ -447,6 +447,15 @@ def print_result(res: DeployResult) -> None:
                 f"it); remove it with: {kept['remove']}"
             )
         )
+
+
+def _print_op_profile(res: DeployResult) -> None:
+    """The per-operator table (as `edgeq profile` prints it) when the run has one."""
+
+    model = (res.artifact or {}).get("path")
+    prof = profile_mod.from_run(res.run, Path(model) if model else None)
+    if prof is not None:
+        print_profile(prof, 10, title="where the time goes (top 10 operators)")
 
 
 def _fmt(v) -> str:

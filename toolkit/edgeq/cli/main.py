@@ -13,6 +13,7 @@ from . import common, demo, device, pipeline
 from . import compare as compare_cli
 from . import inspect as inspect_cli
 from . import lab as lab_cli
+from . import profile as profile_cli
 from . import sweep as sweep_cli
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ inspect_cli.register(app)
 device.register(app)
 compare_cli.register(app)
 sweep_cli.register(app)
+profile_cli.register(app)
 
 
 def main() -> None:

@@ -65,8 +65,12 @@ STATUSES = RECORDED
 
 #: What a device × model series is keyed by: the model's content, else (rows written
 #: without an artifact hash) its name. A new model on a device starts a new series.
-def series_key(table: str = "") -> str:
-    """The SQL expression of a result's series key (`table`: an alias prefix like "r.")."""
+def series_key(table: str = "", by: str = "content") -> str:
+    """The SQL expression of a result's series key (`table`: an alias prefix like "r.");
+    `by = "name"` ([regression] series = "name"): the model's name (label) alone, so a
+    model that changes under one name is one series."""
+    if by == "name":
+        return f"{table}model"
     return f"COALESCE(NULLIF({table}artifact_sha256, ''), {table}model)"
 
 
@@ -651,13 +655,15 @@ class History:
             r["checks"] = checks[r["id"]]
         return rows
 
-    def series(self, device: str, key: str, limit: int = 500) -> list[dict[str, Any]]:
+    def series(
+        self, device: str, key: str, limit: int = 500, by: str = "content"
+    ) -> list[dict[str, Any]]:
         """Earlier results of one device × model (`key`: the model's sha256, or its name
-        for rows without one), newest first, with the check outcomes:
-        [{id, run_id, started_utc, status, checks: {name: passed}}]."""
+        for rows without one; `by`: see `series_key`), newest first, with the check
+        outcomes: [{id, run_id, started_utc, status, checks: {name: passed}}]."""
         rows = self._all(
             f"SELECT id, run_id, started_utc, status FROM results WHERE device = ? AND "
-            f"{SERIES_KEY} = ? ORDER BY started_utc DESC, id DESC LIMIT ?",
+            f"{series_key('', by)} = ? ORDER BY started_utc DESC, id DESC LIMIT ?",
             (device, key, limit),
         )
         out = [dict(r) | {"checks": {}} for r in rows]
@@ -673,13 +679,13 @@ class History:
                 )
         return out
 
-    def last_pass(self, device: str, key: str) -> dict[str, Any] | None:
+    def last_pass(self, device: str, key: str, by: str = "content") -> dict[str, Any] | None:
         """The newest passing result of device × model (`key` as for `series`): its run id,
         time, edgeq version and result document (what "what changed" compares with)."""
         rows = self._all(
             "SELECT r.run_id, r.started_utc, r.result_json, u.edgeq_version FROM results r "
             f"LEFT JOIN runs u ON u.run_id = r.run_id WHERE r.device = ? AND "
-            f"{series_key('r.')} = ? AND r.status = 'pass' "
+            f"{series_key('r.', by)} = ? AND r.status = 'pass' "
             "ORDER BY r.started_utc DESC, r.id DESC LIMIT 1",
             (device, key),
         )
@@ -693,28 +699,52 @@ class History:
         return row
 
     def measured_values(
-        self, device: str, key: str, metric: str, limit: int
+        self, device: str, key: str, metric: str, limit: int, by: str = "content"
     ) -> list[tuple[str, float]]:
         """(status, value) of `metric` in the last `limit` valid measured results (pass or
         fail; not suspect) of device × model, newest first."""
         rows = self._all(
             "SELECT r.status, m.value FROM results r JOIN metrics m ON m.result_id = r.id "
-            f"AND m.name = ? WHERE r.device = ? AND {series_key('r.')} = ?"
+            f"AND m.name = ? WHERE r.device = ? AND {series_key('r.', by)} = ?"
             " AND r.status IN ('pass', 'fail') ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
             (metric, device, key, limit),
         )
         return [(str(r[0]), float(r[1])) for r in rows]
 
-    def passing_values(self, device: str, key: str, metric: str, limit: int) -> list[float]:
-        """`metric` in the last `limit` passing results of device × model (`key` as for
-        `series`), newest first."""
+    def passing_values(
+        self, device: str, key: str, metric: str, limit: int, by: str = "content"
+    ) -> list[float]:
+        """`metric` in the last `limit` passing results of device × model (`key` and `by`
+        as for `series`), newest first."""
         rows = self._all(
             "SELECT m.value FROM results r JOIN metrics m ON m.result_id = r.id AND m.name = ?"
-            f" WHERE r.device = ? AND {series_key('r.')} = ?"
+            f" WHERE r.device = ? AND {series_key('r.', by)} = ?"
             " AND r.status = 'pass' ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
             (metric, device, key, limit),
         )
         return [float(r[0]) for r in rows]
+
+    def passing_op_profiles(
+        self, device: str, key: str, limit: int, by: str = "content"
+    ) -> list[dict[str, Any]]:
+        """The run documents' `op_profile` of the last `limit` passing results of device ×
+        model that have one (`key` and `by` as for `series`), newest first."""
+        rows = self._all(
+            "SELECT result_json FROM results r"
+            f" WHERE r.device = ? AND {series_key('r.', by)} = ?"
+            " AND r.status = 'pass' AND r.result_json LIKE '%\"run_order\"%'"
+            " ORDER BY r.started_utc DESC, r.id DESC LIMIT ?",
+            (device, key, limit),
+        )
+        out = []
+        for (text,) in rows:
+            try:
+                prof = ((json.loads(text) or {}).get("run") or {}).get("op_profile")
+            except (TypeError, ValueError):
+                continue
+            if prof and prof.get("run_order"):
+                out.append(prof)
+        return out
 
     def integrity(self) -> str:
         """`PRAGMA integrity_check` ('ok' when the file is sound)."""

@@ -104,6 +104,13 @@ REGRESSION_FIELDS: dict[str, Field] = {
     "accuracy_tolerance_pp": Field(NUM, 0.1, "accuracy drop vs the median allowed, in pp"),
     "size_tolerance_bytes": Field((int,), 0, "model growth vs the median allowed, in bytes"),
     "level": Field(NUM, 0.95, "confidence a latency regression needs vs the run-to-run spread"),
+    "series": Field(
+        (str,),
+        "content",
+        'a series is one model content ("content", its sha256) or one model name ("name": '
+        "a model retrained under the same name or --label is judged against its past)",
+        choices=("content", "name"),
+    ),
     "metrics": Field(
         (list,),
         ["latency_p50", "latency_p90", "model_footprint_kb", "accuracy", "model_bytes"],

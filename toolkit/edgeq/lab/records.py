@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import status as st
-from ..errors import EXIT_FAILED, EXIT_OK, EdgeqError
+from ..compat import UnsupportedOp
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EdgeqError
 from .metrics import budget_checks, flatten_metrics
 from .regress import Finding
 
@@ -231,7 +232,13 @@ class LabRun:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.ok else EXIT_FAILED
+        """0 all harmless; 2 when a model needs an operator a device's runtime lacks (the
+        exit code `deploy`/`bench`/`eval` give it); else 1."""
+        if self.ok:
+            return EXIT_OK
+        if any(isinstance(r.error, UnsupportedOp) for r in self.results):
+            return EXIT_USAGE
+        return EXIT_FAILED
 
     @property
     def findings(self) -> list[Finding]:

@@ -80,6 +80,10 @@ class Policy:
     size_tolerance_bytes: int = 0
     #: the confidence a band metric's regression needs (see the module's docstring)
     level: float = 0.95
+    #: what a series is: "content" (the model's sha256: a changed model starts a new
+    #: series) or "name" (its name/label: a model that changes under one name is judged
+    #: against its own past, e.g. a nightly retrain)
+    series: str = "content"
     metrics: tuple[str, ...] = (
         "latency_p50",
         "latency_p90",
@@ -187,12 +191,16 @@ def evaluate(
     metrics: dict[str, float],
     policy: Policy,
     suspect: str = "",
+    op_profile: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Regression checks for a new result (computed before it is written). `model` is the
     series key: the model's sha256 (a different model is a new series, never a regression
-    of another one), or its name for histories written without one. `suspect`: why the
-    run's validity is not valid (then band metrics are not judged)."""
+    of another one), or its name for histories written without one (or with
+    `policy.series = "name"`). `suspect`: why the run's validity is not valid (then band
+    metrics are not judged). A latency regression of a result with an `op_profile` names
+    the operators that account for it, against the baseline's profiles."""
     checks = []
+    baseline_profiles: list[dict[str, Any]] | None = None
     for name in policy.metrics:
         if name not in metrics or metrics[name] is None:
             continue
@@ -211,12 +219,24 @@ def evaluate(
                 }
             )
             continue
-        baseline = history.passing_values(device, model, name, policy.window)
+        baseline = history.passing_values(device, model, name, policy.window, by=policy.series)
         spread = None
         if spec.kind == "band":
-            spread = run_to_run(history.measured_values(device, model, name, 5 * policy.window))
-            spread = spread[: policy.window]
-        checks.append(judge_metric(name, float(metrics[name]), baseline, policy, spread))
+            measured = history.measured_values(
+                device, model, name, 5 * policy.window, by=policy.series
+            )
+            spread = run_to_run(measured)[: policy.window]
+        check = judge_metric(name, float(metrics[name]), baseline, policy, spread)
+        if check["passed"] is False and "latency" in name and op_profile:
+            if baseline_profiles is None:
+                baseline_profiles = history.passing_op_profiles(
+                    device, model, policy.window, by=policy.series
+                )
+            where = localise(op_profile, baseline_profiles)
+            if where:
+                check["operators"] = where["operators"]
+                check["message"] += f"; where: {where['text']}"
+        checks.append(check)
     return checks
 
 
@@ -230,6 +250,70 @@ def run_to_run(measured: list[tuple[str, float]]) -> list[float]:
     while values and values[0][0] != "pass":
         values.pop(0)
     return [v for _, v in values]
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def _op_rows(op_profile: dict[str, Any]) -> dict[tuple[Any, str], dict[str, Any]]:
+    """{(node, op type): {label, avg_ms}} of a run document's op profile."""
+    from ..profile import from_run
+
+    prof = from_run({"op_profile": op_profile})
+    if prof is None:
+        return {}
+    return {(r.node, r.type): {"label": r.label, "avg_ms": r.avg_ms} for r in prof.rows}
+
+
+def localise(
+    current: dict[str, Any], baselines: list[dict[str, Any]], share: float = 0.8, most: int = 3
+) -> dict[str, Any] | None:
+    """The operators that account for a latency change: each node's avg ms now vs its
+    median over the baseline profiles (nodes matched by index and op type), the largest
+    increases first until they cover `share` of the total increase (at most `most`).
+    None without a baseline profile or an increase."""
+    now = _op_rows(current)
+    before: dict[tuple[Any, str], list[float]] = {}
+    for b in baselines:
+        for key, row in _op_rows(b).items():
+            before.setdefault(key, []).append(row["avg_ms"])
+    if not now or not before:
+        return None
+    base = {k: statistics.median(v) for k, v in before.items()}
+    total_now = sum(r["avg_ms"] for r in now.values())
+    total_before = sum(base.values())
+    change = total_now - total_before
+    deltas = sorted(
+        ((now[k]["avg_ms"] - base.get(k, 0.0), k) for k in now),
+        key=lambda d: -d[0],
+    )
+    rising = sum(d for d, _ in deltas if d > 0)
+    if rising <= 0:
+        return None
+    ops, covered = [], 0.0
+    for d, key in deltas:
+        if d <= 0 or len(ops) >= most:
+            break
+        ops.append(
+            {
+                "node": key[0],
+                "type": key[1],
+                "label": now[key]["label"],
+                "before_ms": base.get(key),
+                "now_ms": now[key]["avg_ms"],
+                "delta_ms": d,
+            }
+        )
+        covered += d
+        if covered >= share * rising:
+            break
+    text = "; ".join(
+        f"{o['label']} {o['type']} "
+        f"{'new' if o['before_ms'] is None else format(o['before_ms'], '.3g')} → "
+        f"{o['now_ms']:.3g} ms, {o['delta_ms']:+.3g} ms of {change:+.3g} ms"
+        for o in ops
+    )
+    return {"operators": ops, "change_ms": change, "text": text}
 
 
 @dataclass(frozen=True)
@@ -284,6 +368,7 @@ def annotate(
     status: str,
     checks: list[dict[str, Any]],
     label: str | None = None,
+    by: str = "content",
 ) -> tuple[list[Finding], str | None, str | None]:
     """Findings for a new result (before it is written): each failing check with its
     streak, the device error/quarantine streak, and recoveries. `model` is the series key
@@ -291,7 +376,9 @@ def annotate(
     (findings, since_utc of the result's failure streak, last pass run id)."""
     # A busy result (the device was somebody else's) says nothing, nor does a suspect one
     # (its latency was disturbed): streaks skip them.
-    earlier = [r for r in history.series(device, model) if r["status"] not in ("busy", "suspect")]
+    earlier = [
+        r for r in history.series(device, model, by=by) if r["status"] not in ("busy", "suspect")
+    ]
     model = label or model
     last_pass = next((r["run_id"] for r in earlier if r["status"] == "pass"), None)
     now = (started_utc, run_id)

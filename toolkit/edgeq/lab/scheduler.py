@@ -30,6 +30,7 @@ from .. import deploy as deploy_mod
 from .. import fsutil, paths
 from .. import status as st
 from ..changes import describe, what_changed
+from ..compat import UnsupportedOp
 from ..errors import CommandTimeout, EdgeqError, UsageError
 from ..settings import RunSettings
 from .artifacts import resolve_models, stage_models
@@ -57,13 +58,19 @@ def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> Res
     """Add the regression checks (vs the history of the same device × model content) to a
     measured result, settle its status, find its streaks and recoveries, then write it in
     one transaction."""
-    key = rec.artifact_sha256 or rec.model
+    key = rec.model if policy.series == "name" else (rec.artifact_sha256 or rec.model)
     if rec.status in (S.PASS, S.FAIL):
-        validity = ((rec.result or {}).get("run") or {}).get("validity") or {}
+        run = (rec.result or {}).get("run") or {}
+        validity = run.get("validity") or {}
         suspect = ""
         if validity.get("verdict") in ("suspect", "invalid"):
             suspect = "; ".join(validity.get("reasons") or []) or validity["verdict"]
-        rec.checks += evaluate(history, rec.device, key, rec.metrics, policy, suspect)
+        rec.checks += evaluate(
+            history, rec.device, key, rec.metrics, policy, suspect, run.get("op_profile")
+        )
+        changed = {c["name"]: c.pop("operators") for c in rec.checks if c.get("operators")}
+        if changed and rec.result is not None:
+            rec.result["op_changes"] = changed  # kept with the result for the reports
         failing = [c for c in rec.checks if c.get("passed") is False]
         rec.status = S.FAIL if failing else S.SUSPECT if suspect else S.PASS
         rec.reason = "; ".join(c["message"] for c in failing) or (
@@ -78,18 +85,19 @@ def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> Res
         rec.status,
         rec.checks,
         label=rec.model,
+        by=policy.series,
     )
     if any(f.kind in ("regression", "failure") for f in rec.findings):
-        rec.findings = with_what_changed(history, rec, key)
+        rec.findings = with_what_changed(history, rec, key, policy.series)
     rec.finished_utc = rec.finished_utc or utc_now()
     rec.result_id = history.record(rec.to_row())
     return rec
 
 
-def with_what_changed(history: History, rec: ResultRecord, key: str) -> list:
+def with_what_changed(history: History, rec: ResultRecord, key: str, by: str = "content") -> list:
     """The findings of `rec`, each regression or failure told what differs between the
     series's last passing run and this one (model, runtime, runner, edgeq, device, settings)."""
-    last = history.last_pass(rec.device, key)
+    last = history.last_pass(rec.device, key, by)
     if last is None or not isinstance(last.get("result"), dict) or not rec.result:
         return rec.findings
     before = dict(last["result"])
@@ -355,6 +363,10 @@ class Lab:
                 msg += f" (after {attempts.count} attempts)"
             rec.reason = msg
             rec.checks = [{"name": "run", "kind": "run", "passed": False, "message": msg}]
+            if isinstance(rec.error, UnsupportedOp):
+                # the model's fault, found before it was sent: the device stays in service
+                rec.reason = f"model error: {msg}"
+                rec.checks = [{"name": "compat", "kind": "model", "passed": False, "message": msg}]
         else:
             n = attempts.count + 1
             checks = [

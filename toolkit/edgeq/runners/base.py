@@ -75,12 +75,15 @@ class Job:
     reference: Path | None = None
     probe: bool = True
     pull_to: Path | None = None
+    #: check the operators the model needs against the device's runtime before sending
+    #: it (`edgeq.compat`; cached per runtime) — the first repetition only
+    compat: bool = True
 
     def first_only(self, first: bool) -> Job:
         """This job for one repetition: accuracy, agreement and the probe happen once."""
         if first:
             return self
-        return replace(self, eval_npz=None, agreement=0, probe=False)
+        return replace(self, eval_npz=None, agreement=0, probe=False, compat=False)
 
 
 @dataclass

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from edgeq_android.parser import BenchmarkLog, parse_output
 
-from .. import paths
+from .. import compat, paths
 from .. import settings as settings_mod
 from ..errors import CommandError, DeviceError, RunnerError, UsageError, tail
 from ..fields import Field, TargetConfig, f
@@ -49,7 +49,7 @@ from ..settings import RunSettings, Spec
 from ..targets import Target, quote_argv, transport_class
 from . import register
 from .base import Health, Job, Measurement, Runner
-from .python import environment_checks, probe
+from .deviceenv import environment_checks, probe
 
 BINARY_ENV = "EDGEQ_BENCHMARK_MODEL"
 _TASKSET = re.compile(r"(0[xX])?[0-9a-fA-F]+")
@@ -699,6 +699,9 @@ class BenchmarkModelRunner(Runner):
             remote_bin = target.ensure_file(binary, "-benchmark_model")
             q = shlex.quote(remote_bin)
             target.run(f"[ -x {q} ] || chmod 755 {q}", timeout=30)
+            if job.compat:
+                say(progress, f"checking the model's operators against {target.name}'s binary")
+                compat.check_on_binary(target, remote_bin, sha256_file(binary), job.artifact)
             remote_model = target.ensure_file(job.artifact, ".tflite")
             say(progress, f"sent {target.bytes_sent:,} bytes")
             workdir = target.workdir

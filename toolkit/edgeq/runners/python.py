@@ -17,104 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import compat, paths
 from .. import settings as settings_mod
-from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, tail
+from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, UsageError, tail
 from ..progress import Progress, say
 from ..results import parse_run
 from ..targets import Target
 from . import register
 from .base import Health, Job, Measurement, Runner
-
-SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + ai-edge-litert)"
-
-
-def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
-    """What the device's python has: runs the device runner with --probe (stdlib only).
-    Killable: a python that hangs is stopped with everything it started."""
-    remote_runner = target.ensure_file(paths.runner_path(), ".py")
-    res = target.run(
-        [*target.python_argv(), remote_runner, "--probe"],
-        timeout=timeout,
-        check=False,
-        killable=True,
-    )
-    if res.exit_code == 127 or ("not found" in res.stderr and not res.stdout.strip()):
-        raise RunnerError.of(
-            f"{target.name}: python {target.config.get('python')!r} not found on the device; "
-            f'install python3 there or set python = "/path/to/python3" in '
-            f"{target.config.where} ({SETUP_HINT})",
-            res,
-        )
-    try:
-        return last_json(res.stdout)["environment"]
-    except (ValueError, KeyError, TypeError):
-        how = f"exit {res.exit_code}"
-        if res.exit_code > 128:
-            try:
-                how += f", killed by {signal.Signals(res.exit_code - 128).name}"
-            except ValueError:
-                pass
-        raise RunnerError.of(
-            f"{target.name}: the runner's --probe did not answer with JSON "
-            f"({how}): {tail(res.stderr or res.stdout)}",
-            res,
-        ) from None
-
-
-def last_json(text: str, window: int = 1 << 18) -> dict[str, Any]:
-    """The JSON object that ends `text` (a chatty runtime may print before it); looked for
-    in the last `window` characters. ValueError if there is none."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    tail_text = text[-window:]
-    decoder = json.JSONDecoder()
-    i = len(tail_text)
-    while (i := tail_text.rfind("{", 0, i)) >= 0:
-        try:
-            doc, end = decoder.raw_decode(tail_text, i)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and not tail_text[end:].strip():
-            return doc
-    raise ValueError("no JSON document at the end")
-
-
-def environment_checks(health: Health, env: dict[str, Any]) -> None:
-    """The checks that read a device environment (shared by both runners' health checks)."""
-    add = health.add
-    add(
-        "architecture",
-        "ok",
-        f"{env.get('machine')} · {env.get('cpu_model') or 'cpu unknown'} · "
-        f"{env.get('cores') or '?'} cores",
-    )
-    add("os", "ok", f"{env.get('os')} · kernel {env.get('kernel')}")
-    if env.get("emulated"):
-        add(
-            "emulated",
-            "warn",
-            f"emulated CPU ({env.get('emulation_evidence')}); latency figures are not "
-            f"representative",
-        )
-    gov = env.get("cpu_governor")
-    if gov and gov != "performance":
-        add(
-            "cpu_governor",
-            "warn",
-            f"governor is {gov!r}; latency will vary",
-            "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
-        )
-    thr = env.get("throttling")
-    if thr and any(v for k, v in thr.items() if k != "raw"):
-        add(
-            "throttling",
-            "warn",
-            f"throttling flags {thr['raw']}",
-            "check the power supply and cooling",
-        )
+from .deviceenv import SETUP_HINT, environment_checks, probe
 
 
 def stack_checks(health: Health, env: dict[str, Any], python: str) -> None:
@@ -195,6 +106,22 @@ class PythonRunner(Runner):
         stack_checks(health, env, python)
         return health
 
+    def _profiler(self, job: Job) -> Path | None:
+        """The native binary for `op_profiling` (None when not asked for); UsageError when
+        it is asked for and none is configured."""
+        if not job.settings.op_profiling:
+            return None
+        from .benchmark_model import resolve_binary
+
+        found = resolve_binary(job.settings, self.tcfg)
+        if found is None:
+            raise UsageError(
+                f"{self.tcfg.name}: --op-profiling needs TFLite's native benchmark_model on "
+                f"the device (the LiteRT Python API has no op profiler); set benchmark_binary "
+                f"in {self.tcfg.where} or pass --benchmark-binary"
+            )
+        return found
+
     def argv(self, target: Target, remote_runner: str, remote_model: str, out: str,
              remote_data: str | None, job: Job) -> list[str]:  # fmt: skip
         """The device runner's command line for `job` (settings, shapes, agreement)."""
@@ -223,12 +150,18 @@ class PythonRunner(Runner):
 
     def measure(self, target: Target, job: Job, progress: Progress | None = None) -> Measurement:
         t0 = time.perf_counter()
+        profiler = self._profiler(job)  # before anything is sent: a usage error if missing
         with target:
             say(progress, f"connected to {target.name} ({target.describe()})")
             remote_runner = target.ensure_file(paths.runner_path(), ".py")
+            env = None
             if job.probe:
                 say(progress, f"checking the python on {target.name}")
-                require(target, min(120.0, self.settings.timeout))
+                env = require(target, min(120.0, self.settings.timeout))
+            if job.compat:
+                say(progress, f"checking the model's operators against {target.name}'s runtime")
+                env = env or probe(target, min(120.0, self.settings.timeout))
+                compat.check_on_python(target, remote_runner, env, job.artifact)
             sending = [job.artifact.name] + ([job.eval_npz.name] if job.eval_npz else [])
             say(progress, f"sending {', '.join(sending)} (unless already on the device)")
             remote_model = target.ensure_file(job.artifact, ".tflite")
@@ -250,6 +183,11 @@ class PythonRunner(Runner):
                     # never keep a file the runner could not load in the device cache
                     target.run(["rm", "-f", remote_model], timeout=30, check=False)
                 raise
+            if profiler is not None:
+                say(progress, f"per-operator profile on {target.name} with benchmark_model")
+                doc["op_profile"] = op_profile_alongside(
+                    target, profiler, remote_model, job.settings
+                )
             outputs, why = None, None
             if job.agreement:
                 outputs, why = pull_outputs(target, job, doc, f"{workdir}/agreement.npz")
@@ -258,6 +196,35 @@ class PythonRunner(Runner):
         got = Measurement.of(target, doc, run_s, t0, workdir)
         got.outputs, got.outputs_error = outputs, why
         return got
+
+
+def op_profile_alongside(
+    target: Target, binary: Path, remote_model: str, settings: Any
+) -> dict[str, Any] | None:
+    """The op profile of the model already on the device, from the native benchmark_model
+    pushed alongside (the LiteRT Python API has no op profiler)."""
+    import shlex
+
+    from edgeq_android.parser import parse_output
+
+    from ..targets import quote_argv
+    from . import benchmark_model as bm
+
+    remote_bin = target.ensure_file(binary, "-benchmark_model")
+    q = shlex.quote(remote_bin)
+    target.run(f"[ -x {q} ] || chmod 755 {q}", timeout=30)
+    cmd = bm.argv(settings.with_(op_profiling=True), remote_bin, remote_model)
+    res = target.run(quote_argv(cmd) + " 2>&1", timeout=settings.timeout, check=False)
+    if res.exit_code != 0:
+        raise RunnerError.of(
+            f"{target.name}: benchmark_model (for the op profile) failed (exit "
+            f"{res.exit_code}): {tail(res.stdout, 3) or 'no output'}",
+            res,
+        )
+    prof = parse_output(res.stdout).op_profile
+    if prof is not None:
+        prof["source"] = "benchmark_model alongside the Python runner (its own timed runs)"
+    return prof
 
 
 def pull_outputs(

@@ -341,6 +341,19 @@ def _pick_run(history: History, run_id: str | None) -> dict[str, Any]:
     return run
 
 
+def top_operators(result: dict[str, Any], top: int = 5) -> list[dict[str, Any]]:
+    """The `top` operators by device time of a result with an op profile (else [])."""
+    from ...profile import from_run
+
+    prof = from_run((result or {}).get("run") or {})
+    if prof is None:
+        return []
+    return [
+        {"label": r.label, "type": r.type, "avg_ms": r.avg_ms, "percent": r.percent}
+        for r in prof.rows[:top]
+    ]
+
+
 def build(
     history: History, run_id: str | None = None, trend_runs: int = 30, matrix_runs: int = 10
 ) -> dict[str, Any]:
@@ -364,7 +377,8 @@ def build(
     results = history.results(run_id=run_id, full=True)
     by_device: dict[str, list[dict[str, Any]]] = {}
     for r in results:
-        r.pop("result", None)  # the full deploy document: in the history, not the report
+        full = r.pop("result", None) or {}  # the deploy document: in the history only
+        r["top_ops"], r["op_changes"] = top_operators(full), full.get("op_changes") or {}
         r["model_key"], r["model_label"], r["anchor"] = model_key(r), model_label(r), anchor(r)
         if r["device"] not in by_device:
             by_device[r["device"]] = history.results(device=r["device"], full=False)
