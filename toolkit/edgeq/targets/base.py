@@ -27,6 +27,7 @@ from .. import interrupts
 from ..errors import CommandError, CommandTimeout, ConnectError, DeviceError, tail
 from ..fields import Field, TargetConfig, f
 from ..fsutil import sha256_file
+from . import pacing
 
 #: Keys every target has, whatever its transport (the transport's own come from its class,
 #: the runner's from `edgeq.runners`).
@@ -135,9 +136,15 @@ class Target(ABC):
 
     # ------------------------------------------------------------------ lifecycle
 
+    def pace_key(self) -> str | None:
+        """The address whose connection set-ups are paced together (see `pacing`); None:
+        not paced (this host, or a transport whose hop is paced itself)."""
+        return None
+
     def open(self) -> Target:
         if not self._open:
-            self._connect()
+            with pacing.CONNECTIONS.slot(self.pace_key()):
+                self._connect()
             self._open = True
         return self
 

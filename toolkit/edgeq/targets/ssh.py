@@ -118,6 +118,10 @@ class SshTarget(Target):
     def identity(self) -> str:
         return f"ssh://{self.describe()}"
 
+    def pace_key(self) -> str:
+        """Handshakes with one sshd (host and port) are paced together (`pacing`)."""
+        return f"ssh://{self.host}:{self.port}"
+
     def _host_label(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
