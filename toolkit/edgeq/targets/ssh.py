@@ -37,7 +37,7 @@ from ..errors import (
     tail,
 )
 from ..fields import Field, f
-from . import register
+from . import hostkeys, register
 from ._process import Capped
 from .base import CommandResult, Target
 
@@ -157,7 +157,7 @@ class SshTarget(Target):
             known.parent.mkdir(parents=True, exist_ok=True)
             known.touch(mode=0o600)
         if known.exists():
-            conn.client.load_host_keys(str(known))
+            hostkeys.load_into(conn.client, known)  # parsed once per process, not per connection
         conn.client.set_missing_host_key_policy(
             paramiko.AutoAddPolicy() if accept_new else paramiko.RejectPolicy()
         )
