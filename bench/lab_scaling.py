@@ -189,8 +189,9 @@ class ThreadProfile:
         threading.setprofile(None)
         self.profiles[0].disable()
 
-    def top(self, per: int, count: int = 12) -> list[str]:
-        """The `count` functions with the most own time, in ms per device-run (`per`)."""
+    def top(self, per: int, count: int = 12, dump: Path | None = None) -> list[str]:
+        """The `count` functions with the most own time, in ms per device-run (`per`);
+        `dump`: also save the merged statistics there (for `python -m pstats`)."""
         import pstats
 
         stats = None
@@ -205,6 +206,8 @@ class ThreadProfile:
                 stats.add(prof)
         if stats is None:
             return []
+        if dump is not None:
+            stats.dump_stats(dump)
         rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:count]
         out = []
         for (path, line, name), (_cc, calls, own, cum, _callers) in rows:
@@ -300,7 +303,7 @@ def fleet(args) -> int:
             file_devices = {
                 f"pi{i}": {**serving[i].target_values(python=pi_python), **keys} for i in range(n)
             }
-            for backend in ("file", "labgrid"):
+            for backend in args.backends.split(","):
                 lab_table = {
                     **common,
                     "db": str(root / f"h-{n}-{backend}.sqlite"),
@@ -337,8 +340,9 @@ def fleet(args) -> int:
                 if profiling:
                     with ThreadProfile() as prof:
                         run = run_lab(inv)
-                    profiles[key_] = prof.top(n)
-                    print(f"  profiled: N={n} {backend}", file=sys.stderr)
+                    dump = Path(args.profile_dir or root) / f"profile-{n}-{backend}.pstats"
+                    profiles[key_] = prof.top(n, dump=dump)
+                    print(f"  profiled: N={n} {backend} (stats: {dump})", file=sys.stderr)
                     continue
                 run = run_lab(inv)
                 wall = time.perf_counter() - t0
@@ -467,6 +471,7 @@ def fleet(args) -> int:
         + (f" --shared-sshd {shared}" if shared else "")
         + (f" --runs {args.runs}" if args.runs != LIGHT_RUN["runs"] else "")
         + (" --profile" if args.profile else "")
+        + (f" --backends {args.backends}" if args.backends != "file,labgrid" else "")
     )
     return 0
 
@@ -489,6 +494,10 @@ def main() -> int:
     )
     ap.add_argument(
         "--profile", action="store_true", help="fleet mode: one more run per N under cProfile"
+    )
+    ap.add_argument("--profile-dir", help="fleet mode: where the merged .pstats files go")
+    ap.add_argument(
+        "--backends", default="file,labgrid", help="fleet mode: file, labgrid or both (default)"
     )
     args = ap.parse_args()
     if args.fleet:

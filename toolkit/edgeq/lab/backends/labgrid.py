@@ -64,6 +64,9 @@ from .base import Backend, BackendUnavailable, DeviceBusy, Lease, OnWait
 from .file import FileBackend
 
 DEFAULT_PORT = 20408
+#: Requests of one session in flight at the coordinator at once: it serves them one by one
+#: under one lock, so more only queue there — where each would count against its timeout.
+IN_FLIGHT = 8
 INSTALL = "pip install 'edgeq[labgrid]'"
 SUPPORTED_MAJOR = "26"
 HEALTH_TAG = "edgeq-health"
@@ -107,6 +110,7 @@ class Coordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
         self._pb = None
+        self._slots: asyncio.Semaphore | None = None
         self._opening = threading.Lock()
         #: releases sent but not yet answered (`release_later`), awaited by `drain`
         self._pending: list[tuple[str, Any]] = []
@@ -161,6 +165,7 @@ class Coordinator:
         from labgrid.remote.client import ClientSession
         from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
 
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
         session = ClientSession(self.address, asyncio.get_running_loop())
         # The coordinator tells clients apart by their TCP peer, and gRPC shares one
         # connection between the channels of a process: give this session its own (with
@@ -207,16 +212,17 @@ class Coordinator:
         host = os.environ.get("LG_HOSTNAME", socket.gethostname())
         return f"{host}/{os.environ.get('LG_USERNAME', getpass.getuser())}"
 
-    def _call(self, coro, timeout: float | None = None):
-        """Run a coroutine on the session's loop; gRPC errors become edgeq's."""
+    def _call(self, coro, timeout: float | None = None, bounded: bool = True):
+        """Run a coroutine on the session's loop; gRPC errors become edgeq's. `bounded`:
+        the whole coroutine has `timeout` (else it bounds itself, as `_rpc` does)."""
         import grpc
 
         if self._loop is None:
             coro.close()
             raise self._unavailable("the session is closed")
-        fut = asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(coro, timeout or self.timeout_s), self._loop
-        )
+        if bounded:
+            coro = asyncio.wait_for(coro, timeout or self.timeout_s)
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return fut.result()
         except grpc.aio.AioRpcError as exc:
@@ -231,10 +237,18 @@ class Coordinator:
             raise
 
     async def _rpc(self, name: str, request):
-        """One request. No sync round trip after it: nothing here reads its own change back
+        """One request, once one of the IN_FLIGHT slots is free; `timeout_s` runs from when
+        it is sent (a wait for a slot is this run's own queue, not an unreachable
+        coordinator). No sync round trip after it: nothing here reads its own change back
         at once (the mirror of places catches up from the coordinator's stream), and the
         coordinator serializes acquisitions, so every round trip saved shortens the queue."""
-        return await getattr(self._live().stub, name)(request)
+        assert self._slots is not None
+        async with self._slots:
+            call = getattr(self._live().stub, name)(request)
+            return await asyncio.wait_for(call, self.timeout_s)
+
+    def _request(self, name: str, request):
+        return self._call(self._rpc(name, request), bounded=False)
 
     def _live(self):
         session = self._session
@@ -297,26 +311,26 @@ class Coordinator:
         request = pb.CreateReservationRequest(
             filters={"main": pb.Reservation.Filter(filter=filters)}, prio=0.0
         )
-        res = self._call(self._rpc("CreateReservation", request)).reservation
+        res = self._request("CreateReservation", request).reservation
         return res.token, _state(res)
 
     def poll(self, token: str) -> str:
-        res = self._call(
-            self._rpc("PollReservation", self._pb.PollReservationRequest(token=token))
+        res = self._request(
+            "PollReservation", self._pb.PollReservationRequest(token=token)
         ).reservation
         return _state(res)
 
     def cancel(self, token: str) -> None:
         request = self._pb.CancelReservationRequest(token=token)
-        self._call(self._rpc("CancelReservation", request))
+        self._request("CancelReservation", request)
 
     def acquire(self, place: str) -> None:
-        self._call(self._rpc("AcquirePlace", self._pb.AcquirePlaceRequest(placename=place)))
+        self._request("AcquirePlace", self._pb.AcquirePlaceRequest(placename=place))
 
     def release(self, place: str) -> None:
         """Release `place` only if we hold it (the coordinator checks `fromuser`)."""
         request = self._pb.ReleasePlaceRequest(placename=place, fromuser=self.me)
-        self._call(self._rpc("ReleasePlace", request))
+        self._request("ReleasePlace", request)
 
     def release_later(self, place: str, token: str | None, done: Any = None) -> None:
         """Release `place` (and cancel its reservation) without waiting for the answer:
@@ -327,17 +341,18 @@ class Coordinator:
         pb = self._pb
 
         async def release() -> None:
-            session = self._live()
             try:
-                await session.stub.ReleasePlace(
-                    pb.ReleasePlaceRequest(placename=place, fromuser=self.me)
-                )
+                request = pb.ReleasePlaceRequest(placename=place, fromuser=self.me)
+                await self._rpc("ReleasePlace", request)
                 if token:
-                    await session.stub.CancelReservation(pb.CancelReservationRequest(token=token))
+                    await self._rpc("CancelReservation", pb.CancelReservationRequest(token=token))
             except grpc.aio.AioRpcError as exc:
-                why = f"{exc.code().name}: {exc.details() or ''}"
                 if done:
-                    done(why)
+                    done(f"{exc.code().name}: {exc.details() or ''}")
+                return
+            except (TimeoutError, asyncio.TimeoutError, BackendUnavailable):
+                if done:
+                    done(f"no answer within {self.timeout_s:g} s")
                 return
             if done:
                 done(None)
@@ -346,9 +361,7 @@ class Coordinator:
             if done:
                 done("the session is closed")
             return
-        fut = asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(release(), self.timeout_s), self._loop
-        )
+        fut = asyncio.run_coroutine_threadsafe(release(), self._loop)
         with self._opening:
             self._pending.append((place, fut))
 
@@ -358,9 +371,11 @@ class Coordinator:
         with self._opening:
             pending, self._pending = self._pending, []
         lost = []
+        # each request has its own timeout; this only guards against a wedged loop
+        until = time.monotonic() + self.timeout_s * (2 * len(pending) / IN_FLIGHT + 2)
         for place, fut in pending:
             try:
-                fut.result(self.timeout_s + 1)
+                fut.result(max(until - time.monotonic(), 0.1))
             except Exception:
                 lost.append(place)
         return lost
@@ -368,7 +383,7 @@ class Coordinator:
     def set_tags(self, place: str, tags: dict[str, str]) -> None:
         """Set tags (an empty value deletes one)."""
         request = self._pb.SetPlaceTagsRequest(placename=place, tags=tags)
-        self._call(self._rpc("SetPlaceTags", request))
+        self._request("SetPlaceTags", request)
 
 
 class _RpcError(DeviceError):
