@@ -259,6 +259,12 @@ def fleet(args) -> int:
             servers.append(srv)
         #: device i is served by sshd i (or, shared, by sshd i mod K)
         serving = [servers[i % len(servers)] for i in range(biggest)]
+        # each "device" its own folder, as each Pi has its own /tmp: sharing one would make
+        # every device list (and judge) the run folders of all the others
+        workdirs = []
+        for i in range(biggest):
+            (root / f"wd{i}").mkdir()
+            workdirs.append(str(root / f"wd{i}"))
         known = root / "known_hosts"
         known.write_text("".join(s.known_hosts.read_text() for s in servers))
         # the coordinator and two exporter "hosts" holding half of the Pis each
@@ -301,7 +307,11 @@ def fleet(args) -> int:
                 "regression": {"metrics": []},
             }
             file_devices = {
-                f"pi{i}": {**serving[i].target_values(python=pi_python), **keys} for i in range(n)
+                f"pi{i}": {
+                    **serving[i].target_values(python=pi_python, workdir=workdirs[i]),
+                    **keys,
+                }
+                for i in range(n)
             }
             for backend in args.backends.split(","):
                 lab_table = {
@@ -318,7 +328,9 @@ def fleet(args) -> int:
                 path = write_inventory(
                     root / f"lab-{n}-{backend}.toml",
                     {"lab": lab_table, **sections, **extra},
-                    file_devices if backend == "file" else {},
+                    file_devices
+                    if backend == "file"
+                    else {f"pi{i}": {"workdir": workdirs[i]} for i in range(n)},
                 )
                 invs[(n, backend)] = path
         profiles: dict[tuple[int, str], list[str]] = {}

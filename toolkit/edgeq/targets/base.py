@@ -443,9 +443,17 @@ def _boot_id() -> str:
         return "?"
 
 
+_owner: tuple[int, str] | None = None
+
+
 def owner_line() -> str:
-    """Who makes a run folder: `edgeq <host> <boot id> <pid> <start time>`."""
-    return f"edgeq {socket.gethostname()} {_boot_id()} {os.getpid()} {_start_time()}"
+    """Who makes a run folder: `edgeq <host> <boot id> <pid> <start time>` (read once per
+    process: `orphaned` asks for every run folder a device lists)."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:  # a forked child is another process
+        _owner = (pid, f"edgeq {socket.gethostname()} {_boot_id()} {pid} {_start_time()}")
+    return _owner[1]
 
 
 def orphaned(owner: str) -> bool:

@@ -37,7 +37,7 @@ from ..errors import (
     tail,
 )
 from ..fields import Field, f
-from . import hostkeys, register
+from . import hostkeys, register, sshquiet
 from ._process import Capped
 from .base import CommandResult, Target
 
@@ -216,6 +216,7 @@ class SshTarget(Target):
                 f"{self.name}: cannot connect to {self._host_label()} ({reason}); is sshd "
                 f"running there and is port = {self.port} right?"
             ) from None
+        sshquiet.quiet(conn.transport)  # an idle connection wakes once a second, not ten times
         self._conn = conn
 
     def _password(self) -> tuple[str, str]:
