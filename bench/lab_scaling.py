@@ -239,7 +239,7 @@ def fleet(args) -> int:
     biggest = sizes[-1]
     light = {**LIGHT_RUN, "runs": args.runs}
     shared = args.shared_sshd or 0
-    print(f"preparing: device venv, model, {biggest} servers, labgrid", file=sys.stderr)
+    print(f"preparing: device venv, model, {shared or biggest} servers, labgrid", file=sys.stderr)
     pi_python = str(ensure_venv(PI_PACKAGES, "pi-venv"))
     model = args.model or quick_model(REPO / "tests" / "fixtures")
     root = Path(tempfile.mkdtemp(prefix="edgeq-lab-fleet-"))
@@ -310,6 +310,9 @@ def fleet(args) -> int:
                 f"pi{i}": {
                     **serving[i].target_values(python=pi_python, workdir=workdirs[i]),
                     **keys,
+                    # devices behind one shared sshd are distinct devices (phones of one
+                    # exporter host), not one device reached through several entries
+                    **({"lock_key": f"bench://pi{i}"} if shared else {}),
                 }
                 for i in range(n)
             }
