@@ -19,11 +19,19 @@ and exporters' CPU, the devices' CPU (every sshd and what ran under it, from the
 /proc/PID/stat), and the wall time divided by the device-side floor (device CPU ÷ cores);
 for labgrid also the time each device spent in reserve + acquire + release.
 
+`--shared-sshd K`: the N devices are served by K sshd processes (N/K each, with OpenSSH's
+default `MaxStartups 10:30:100`), as the phones on one exporter host share its sshd.
+`--runs R`: the light runner's timed runs (default 20; fewer if the device side cannot fit
+the machine — the table says which). `--profile`: after the measured repetitions, one more
+run per configuration under cProfile (every thread of the lab), and its top entries by own
+time per device-run (the profiled run is not in the table: cProfile slows what it watches).
+
 Run from the repository root (needs root for the test sshd, like the tests):
 
     .venv/bin/python bench/lab_scaling.py                 # 8 vs 1, 5 repetitions
     .venv/bin/python bench/lab_scaling.py --devices 8 --reps 5 --model path/to/model.tflite
     .venv/bin/python bench/lab_scaling.py --fleet 8,64 --reps 2   # file vs labgrid
+    .venv/bin/python bench/lab_scaling.py --fleet 128 --shared-sshd 8 --parallel 128 --reps 1
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ def own_cpu_s() -> float:
 
 def quick_model(data_dir: Path) -> Path:
     """The test model (1 epoch on the small fixture, int8), trained once and cached."""
-    from edgeq import deploy
+    from edgeq import prepare
 
     recipe = {
         "dataset": "mnist",
@@ -72,7 +80,7 @@ def quick_model(data_dir: Path) -> Path:
         "mode": "int8",
         "calibration_samples": 200,
     }
-    return deploy.prepare_artifact(recipe, data_dir, lambda m: print(f"  {m}", file=sys.stderr))
+    return prepare.prepare_artifact(recipe, data_dir, lambda m: print(f"  {m}", file=sys.stderr))
 
 
 def inventory(path: Path, devices: dict[str, dict], parallel: int, db: Path, locks: Path, model):
@@ -152,6 +160,65 @@ class LeaseClock:
         backend.lease = lease
 
 
+class ThreadProfile:
+    """cProfile (on each thread's CPU clock) in every thread started while it is on (the
+    lab's workers, the labgrid session's loop), merged: where the lab's own CPU goes."""
+
+    def __init__(self) -> None:
+        self.profiles: list = []
+
+    def __enter__(self) -> ThreadProfile:
+        import cProfile
+        import threading
+
+        def start(frame, event, arg):  # first event of a new thread: profile it from here
+            prof = cProfile.Profile(time.thread_time)  # CPU time, not time spent waiting
+            self.profiles.append(prof)
+            sys.setprofile(None)
+            prof.enable()
+
+        main = cProfile.Profile(time.thread_time)
+        self.profiles.append(main)
+        threading.setprofile(start)
+        main.enable()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import threading
+
+        threading.setprofile(None)
+        self.profiles[0].disable()
+
+    def top(self, per: int, count: int = 12, dump: Path | None = None) -> list[str]:
+        """The `count` functions with the most own time, in ms per device-run (`per`);
+        `dump`: also save the merged statistics there (for `python -m pstats`)."""
+        import pstats
+
+        stats = None
+        for prof in self.profiles:
+            try:
+                prof.create_stats()
+            except Exception:
+                continue
+            if stats is None:
+                stats = pstats.Stats(prof)
+            else:
+                stats.add(prof)
+        if stats is None:
+            return []
+        if dump is not None:
+            stats.dump_stats(dump)
+        rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:count]
+        out = []
+        for (path, line, name), (_cc, calls, own, cum, _callers) in rows:
+            where = f"{Path(path).name}:{line}" if line else path
+            out.append(
+                f"{own / per * 1000:8.2f} ms own {cum / per * 1000:9.2f} ms cum "
+                f"{calls / per:9.1f} calls  {name} ({where})"
+            )
+        return out
+
+
 def fleet(args) -> int:
     """file vs labgrid for each N of --fleet (see the module docstring)."""
     import getpass
@@ -170,7 +237,9 @@ def fleet(args) -> int:
     os.environ.setdefault("EDGEQ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "edgeq-bench"))
     sizes = sorted({int(n) for n in args.fleet.split(",")})
     biggest = sizes[-1]
-    print(f"preparing: device venv, model, {biggest} servers, labgrid", file=sys.stderr)
+    light = {**LIGHT_RUN, "runs": args.runs}
+    shared = args.shared_sshd or 0
+    print(f"preparing: device venv, model, {shared or biggest} servers, labgrid", file=sys.stderr)
     pi_python = str(ensure_venv(PI_PACKAGES, "pi-venv"))
     model = args.model or quick_model(REPO / "tests" / "fixtures")
     root = Path(tempfile.mkdtemp(prefix="edgeq-lab-fleet-"))
@@ -180,16 +249,28 @@ def fleet(args) -> int:
     samples: dict[tuple[int, str], list[dict]] = {}
     leases: dict[tuple[int, str], list[float]] = {}
     try:
-        for i in range(biggest):
-            srv = sshd.SshServer(root / f"sshd{i}", extra_config=PI_SSHD).start()
+        for i in range(shared or biggest):
+            srv = sshd.SshServer(
+                root / f"sshd{i}",
+                extra_config=PI_SSHD,
+                **({"max_startups": "10:30:100"} if shared else {}),  # OpenSSH's default
+            ).start()
             srv.authorized_keys.write_text((root / "lab_key.pub").read_text())
             servers.append(srv)
+        #: device i is served by sshd i (or, shared, by sshd i mod K)
+        serving = [servers[i % len(servers)] for i in range(biggest)]
+        # each "device" its own folder, as each Pi has its own /tmp: sharing one would make
+        # every device list (and judge) the run folders of all the others
+        workdirs = []
+        for i in range(biggest):
+            (root / f"wd{i}").mkdir()
+            workdirs.append(str(root / f"wd{i}"))
         known = root / "known_hosts"
         known.write_text("".join(s.known_hosts.read_text() for s in servers))
         # the coordinator and two exporter "hosts" holding half of the Pis each
         lab = lg.Lab(root / "coordinator")
         groups = {
-            f"pi{i}": ("host-a" if i % 2 == 0 else "host-b", srv) for i, srv in enumerate(servers)
+            f"pi{i}": ("host-a" if i % 2 == 0 else "host-b", srv) for i, srv in enumerate(serving)
         }
         lab.preload_places(
             {
@@ -215,20 +296,27 @@ def fleet(args) -> int:
             common = {
                 "models": [str(model)],
                 "accuracy": False,
-                "parallel": args.parallel or n,
+                "parallel": min(args.parallel or n, n),
                 "retries": 0,
                 "timeout_s": 600,
                 "lock_timeout_s": 60,
             }
             sections = {
-                "run": LIGHT_RUN,
+                "run": light,
                 "budget": GENEROUS,
                 "regression": {"metrics": []},
             }
             file_devices = {
-                f"pi{i}": {**servers[i].target_values(python=pi_python), **keys} for i in range(n)
+                f"pi{i}": {
+                    **serving[i].target_values(python=pi_python, workdir=workdirs[i]),
+                    **keys,
+                    # devices behind one shared sshd are distinct devices (phones of one
+                    # exporter host), not one device reached through several entries
+                    **({"lock_key": f"bench://pi{i}"} if shared else {}),
+                }
+                for i in range(n)
             }
-            for backend in ("file", "labgrid"):
+            for backend in args.backends.split(","):
                 lab_table = {
                     **common,
                     "db": str(root / f"h-{n}-{backend}.sqlite"),
@@ -243,35 +331,65 @@ def fleet(args) -> int:
                 path = write_inventory(
                     root / f"lab-{n}-{backend}.toml",
                     {"lab": lab_table, **sections, **extra},
-                    file_devices if backend == "file" else {},
+                    file_devices
+                    if backend == "file"
+                    else {f"pi{i}": {"workdir": workdirs[i]} for i in range(n)},
                 )
                 invs[(n, backend)] = path
-        for rep in range(args.reps + 1):  # rep 0 warms up: device caches, imports
+        profiles: dict[tuple[int, str], list[str]] = {}
+        incomplete: dict[tuple[int, str], list[str]] = {}
+        loads: list[float] = []
+        for rep in range(args.reps + 1 + bool(args.profile)):  # rep 0 warms up
+            profiling = args.profile and rep == args.reps + 1
             for key_ in invs:
                 n, backend = key_
-                pids = [s.proc.pid for s in servers[:n]]
+                pids = sorted({s.proc.pid for s in serving[:n]})
                 d0 = sum(proc_cpu_s(p) for p in pids)
                 i0 = sum(proc_cpu_s(p) for p in infra)
+                k0 = proc_cpu_s(lab.proc.pid)
                 c0, l0, t0 = system_cpu_s(), lab_cpu_s(), time.perf_counter()
+                loads.append(os.getloadavg()[0])
                 inv = load_inventory(invs[key_])  # labgrid: the places, from the coordinator
                 clock = LeaseClock()
                 clock.wrap(inv.backend)
+                if profiling:
+                    with ThreadProfile() as prof:
+                        run = run_lab(inv)
+                    dump = Path(args.profile_dir or root) / f"profile-{n}-{backend}.pstats"
+                    profiles[key_] = prof.top(n, dump=dump)
+                    print(f"  profiled: N={n} {backend} (stats: {dump})", file=sys.stderr)
+                    continue
                 run = run_lab(inv)
                 wall = time.perf_counter() - t0
                 lab_cpu = lab_cpu_s() - l0
                 machine = system_cpu_s() - c0
                 dev = sum(proc_cpu_s(p) for p in pids) - d0
                 inf = sum(proc_cpu_s(p) for p in infra) - i0
-                assert run.ok, [r.reason for r in run.results if not r.passed]
-                assert len(run.results) == n
+                coord = proc_cpu_s(lab.proc.pid) - k0
+                bad = [f"{r.device}: {r.status}: {r.reason}" for r in run.results if not r.passed]
+                done = sum(1 for r in run.results if r.passed)
+                deferred = sum(getattr(d, "deferred", 0) for d in run.devices)
                 print(
-                    f"  rep {rep}: N={n} {backend}: {wall:.2f} s, lab CPU {lab_cpu:.2f} s",
+                    f"  rep {rep}: N={n} {backend}: {wall:.2f} s, lab CPU {lab_cpu:.2f} s, "
+                    f"{done}/{n} measured, {deferred} set aside, load {loads[-1]:.1f}"
+                    + (f"; NOT measured: {bad[:3]}" if bad else ""),
                     file=sys.stderr,
                 )
+                if bad:
+                    incomplete.setdefault(key_, []).extend(bad)
                 if rep == 0:
                     continue
                 samples.setdefault(key_, []).append(
-                    {"wall": wall, "lab": lab_cpu, "dev": dev, "infra": inf, "machine": machine}
+                    {
+                        "wall": wall,
+                        "lab": lab_cpu,
+                        "dev": dev,
+                        "infra": inf,
+                        "coord": coord,
+                        "machine": machine,
+                        "done": done,
+                        "deferred": deferred,
+                    }
                 )
                 leases.setdefault(key_, []).extend(clock.samples)
     finally:
@@ -285,27 +403,46 @@ def fleet(args) -> int:
     print()
     print(
         f"edgeq lab run, file inventory vs labgrid — {cores} cores, {args.reps} repetitions "
-        f"(median), light runner, --parallel {args.parallel or 'N'}"
+        f"(median), light runner ({args.runs} timed runs), --parallel {args.parallel or 'N'}, "
+        + (f"{shared} sshd shared by the devices" if shared else "one sshd per device")
+        + f"; load average while measuring {min(loads):.1f}–{max(loads):.1f}"
     )
     head = (
-        f"{'N':>3} {'backend':<8} {'wall s':>7} {'lab CPU/dev-run ms':>19} "
-        f"{'coord+exp CPU s':>16} {'device CPU s':>13} {'floor s':>8} {'wall/floor':>11} "
+        f"{'N':>3} {'backend':<8} {'measured':>9} {'set aside':>9} {'wall s':>7} "
+        f"{'lab CPU/dev-run ms':>19} {'vs first N':>10} "
+        f"{'coord CPU s':>11} {'coord+exp CPU s':>16} {'device CPU s':>13} {'floor s':>8} "
+        f"{'wall/floor':>11} "
         f"{'other CPU s':>12} {'wall/all-CPU':>13} {'lease s (med/max)':>18}"
     )
     print(head)
     rows = {}
+    if not samples:  # --reps 0 --profile: the profiles only
+        for (n, backend), lines in profiles.items():
+            print(f"profile N={n} {backend} (cProfile, every lab thread; per device-run):")
+            for line in lines:
+                print("  " + line)
+        return 0
+    first_ms = {
+        b: med(r["lab"] for r in samples[(sizes[0], b)]) / sizes[0] * 1000
+        for b in ("file", "labgrid")
+        if (sizes[0], b) in samples
+    }
     for (n, backend), rs in samples.items():
         wall = med(r["wall"] for r in rs)
         lab_ms = med(r["lab"] for r in rs) / n * 1000
         inf = med(r["infra"] for r in rs)
+        coord = med(r["coord"] for r in rs)
         dev = med(r["dev"] for r in rs)
         floor = dev / cores
         other = med(r["machine"] - r["lab"] - r["dev"] - r["infra"] for r in rs)
         busy = med(r["wall"] / (r["machine"] / cores) for r in rs)
         ls = leases.get((n, backend)) or [0.0]
         rows[(n, backend)] = {"wall": wall, "lab_ms": lab_ms, "ratio": wall / floor}
+        done = f"{min(r['done'] for r in rs)}/{n}"
+        aside = max(r["deferred"] for r in rs)
         print(
-            f"{n:>3} {backend:<8} {wall:7.2f} {lab_ms:19.1f} {inf:16.2f} {dev:13.2f} "
+            f"{n:>3} {backend:<8} {done:>9} {aside:>9} {wall:7.2f} {lab_ms:19.1f} "
+            f"{lab_ms / first_ms[backend]:9.2f}× {coord:11.2f} {inf:16.2f} {dev:13.2f} "
             f"{floor:8.2f} {wall / floor:10.2f}× {other:12.2f} {busy:12.2f}× "
             f"{med(ls):8.3f}/{max(ls):.3f}"
         )
@@ -331,10 +468,25 @@ def fleet(args) -> int:
     print("device CPU: the sshds and everything under them (shells, device runners);")
     print(f"floor: device CPU / {cores} cores; other CPU: the rest of the machine (other users);")
     print(f"wall/all-CPU: wall / (machine CPU / {cores}) — 1.0× means the cores never idled.")
-    print("lease s: per device, reserve + acquire + release (file: the local flock).")
+    print("lease s: per device, reserve + acquire + release (file: the local flock);")
+    print("  labgrid releases are sent without waiting (the run awaits them all at its end).")
+    print("measured: results that passed, fewest over the repetitions; set aside: devices")
+    print("  failed by the lab's own load and run again after the others (most in one run).")
+    for key_, lines in incomplete.items():
+        print(f"NOT MEASURED at N={key_[0]} {key_[1]}: {len(lines)}, e.g. {lines[0]}")
+    for (n, backend), lines in profiles.items():
+        print()
+        print(f"profile N={n} {backend} (cProfile, every lab thread; per device-run):")
+        for line in lines:
+            print("  " + line)
     print(
         f"reproduce: .venv/bin/python bench/lab_scaling.py --fleet {args.fleet} "
-        f"--reps {args.reps}" + (f" --parallel {args.parallel}" if args.parallel else "")
+        f"--reps {args.reps}"
+        + (f" --parallel {args.parallel}" if args.parallel else "")
+        + (f" --shared-sshd {shared}" if shared else "")
+        + (f" --runs {args.runs}" if args.runs != LIGHT_RUN["runs"] else "")
+        + (" --profile" if args.profile else "")
+        + (f" --backends {args.backends}" if args.backends != "file,labgrid" else "")
     )
     return 0
 
@@ -349,6 +501,19 @@ def main() -> int:
     )
     ap.add_argument("--fleet", help="fleet mode: sizes such as 8,64, each through file and labgrid")
     ap.add_argument("--parallel", type=int, help="fleet mode: --parallel (default: N)")
+    ap.add_argument(
+        "--shared-sshd", type=int, help="fleet mode: K sshd serve the N devices (N/K each)"
+    )
+    ap.add_argument(
+        "--runs", type=int, default=LIGHT_RUN["runs"], help="fleet mode: the runner's timed runs"
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="fleet mode: one more run per N under cProfile"
+    )
+    ap.add_argument("--profile-dir", help="fleet mode: where the merged .pstats files go")
+    ap.add_argument(
+        "--backends", default="file,labgrid", help="fleet mode: file, labgrid or both (default)"
+    )
     args = ap.parse_args()
     if args.fleet:
         return fleet(args)

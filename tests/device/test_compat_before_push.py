@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_FLAGS, write_config
+from tests.support.config import FAST_FLAGS, write_config
 
 BM_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "benchmark_model"
 CUSTOM = "Landmarks2TransformMatrix"

@@ -52,6 +52,8 @@ class SshServer:
     sftp: bool = True
     #: True: password logins allowed (root's too), for the password_env tests
     password_auth: bool = False
+    #: sshd's MaxStartups (OpenSSH's default is 10:30:100; the tests' servers take more)
+    max_startups: str = "64:30:128"
     proc: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -80,7 +82,7 @@ PermitRootLogin {"yes" if self.password_auth else "prohibit-password"}
 UsePAM no
 StrictModes no
 {"Subsystem sftp internal-sftp" if self.sftp else "# no SFTP subsystem"}
-MaxStartups 64:30:128
+MaxStartups {self.max_startups}
 MaxSessions 64
 LogLevel ERROR
 # bash skips ~/.bashrc for this sshd's commands (as on a Pi, where it does nothing slow)

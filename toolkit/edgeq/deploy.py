@@ -175,9 +175,7 @@ def _run_request(
         else None
     )
     total = time.perf_counter() - req.clock_start
-    device_s = sum(v for v in run.get("phases_ms", {}).values() if v) / 1000
-    if run.get("accuracy"):
-        device_s += run["accuracy"].get("seconds") or 0.0
+    device_s = got.device_seconds()  # every repetition's, not only the reported one
     entry = manifest.manifest_entry(artifact)
     result = DeployResult(
         target={

@@ -619,6 +619,7 @@ def combine(
         files=all_ms[-1].files,
         runner_process_s=sum(m.runner_process_s for m in all_ms),
         total_s=sum(m.total_s for m in all_ms),
+        device_measure_s=sum(m.device_seconds() for m in all_ms),
         workdir=chosen[0].workdir,
         kept=chosen[0].kept,
         transfer_method=all_ms[-1].transfer_method,

@@ -44,6 +44,12 @@ class Device:
     def address(self) -> str:
         return make_target(self.target).describe()
 
+    @property
+    def pace_key(self) -> str | None:
+        """The address it shares with other devices (an sshd, an adb server): what the
+        lab's connection and health-check pacing is keyed by."""
+        return make_target(self.target).pace_key()
+
     def matches(self, selector: str | None) -> bool:
         """`--only` selects by device name, tag or feature."""
         return selector is None or selector in (self.name, *self.tags, *self.features)

@@ -29,6 +29,12 @@ def transiently_unreachable(rep: DoctorReport) -> bool:
     return bool(failed) and failed[0].error is not None and is_transient(failed[0].error)
 
 
+def failure_of(rep: DoctorReport) -> BaseException | None:
+    """The error a report's first failing check stands for (None: passed, or no error)."""
+    failed = rep.failures
+    return failed[0].error if failed else None
+
+
 def check(
     dev: Device,
     settings: RunSettings,
@@ -52,7 +58,7 @@ def check(
             diagnose,
             on_retry=on_retry,
             attempts=attempts,
-            retry_if=transiently_unreachable,
+            error_of=failure_of,
         )
         out.health = rep.to_dict()
         if rep.failures:

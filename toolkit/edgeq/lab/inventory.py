@@ -76,6 +76,23 @@ LAB_FIELDS: dict[str, Field] = {
     "timeout_s": Field(NUM, 900, "per-device budget for all its benchmarks, in seconds"),
     "retries": Field((int,), 2, "extra attempts after a transient transport error"),
     "backoff_s": Field(NUM, 5, "first retry delay; doubles on each further retry"),
+    "connect_per_host": Field(
+        (int,),
+        8,
+        "connection set-ups in flight per address (an sshd, an adb server), whatever "
+        "`parallel` is; below OpenSSH's MaxStartups (10)",
+        minimum=1,
+    ),
+    "health_per_host": Field(
+        (int,), 4, "health checks in flight per address (devices behind one host)", minimum=1
+    ),
+    "crowded_retries": Field(
+        (int,),
+        2,
+        "extra attempts for a connection error or a timed-out health check while the lab "
+        "itself crowds the host (more than 4 devices in flight per core of this host)",
+        minimum=0,
+    ),
 }
 
 #: The runner settings: the same keys, defaults and bounds as `edgeq deploy`'s options (the

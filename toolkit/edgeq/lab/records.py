@@ -199,6 +199,9 @@ class DeviceOutcome:
     health: dict[str, Any] | None = None
     results: list[ResultRecord] = field(default_factory=list)
     error: BaseException | None = field(default=None, repr=False, compare=False)
+    #: times the device was set aside (and run again after the others) because it failed
+    #: while the lab itself crowded its host (see `retry.RetryPolicy.crowded`)
+    deferred: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

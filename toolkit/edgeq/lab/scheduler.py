@@ -12,6 +12,15 @@ Outcomes per device × model come from `edgeq.status`: pass, fail (budget or reg
 error (device/transport error after the retries), quarantined (failed the health check),
 busy (held by somebody else for longer than lock_timeout_s). `LabRun.exit_code` is 0 when
 every selected device ran (or was busy) and every result passed, else 1.
+
+A lab of hundreds of devices must not fail devices with its own load. Connection set-ups
+are paced per address (`targets.pacing`, `connect_per_host`), and so are health checks
+(`health_per_host`), whatever `parallel` is. While more devices are leased or running than
+CROWDED_PER_CORE per core of this host, the lab is *crowded*: a connection error or a
+timed-out command gets `crowded_retries` more attempts (`retry.RetryPolicy`), and a device
+that still fails that way is neither quarantined nor recorded (nor tagged unhealthy on
+labgrid): it is set aside and run again, a few at a time, after the others. Only a failure
+in that calm pass is the device's own.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from ..changes import describe, what_changed
 from ..compat import UnsupportedOp
 from ..errors import CommandTimeout, EdgeqError, UsageError
 from ..settings import RunSettings
+from ..targets import pacing
 from .artifacts import resolve_models, stage_models
 from .backends import BackendUnavailable, DeviceBusy
 from .health import check as health_check
@@ -52,6 +62,18 @@ from .regress import Policy, annotate, evaluate
 from .retry import Attempts, RetryPolicy
 
 S = st.Status
+
+#: More devices in flight than this per core of the lab host: the lab is crowded.
+CROWDED_PER_CORE = 4
+
+
+class Deferred(Exception):
+    """A device failed while the lab crowded its host: set it aside, run it again later."""
+
+    def __init__(self, outcome: DeviceOutcome, error: BaseException | None) -> None:
+        super().__init__(outcome.name)
+        self.outcome = outcome
+        self.error = error
 
 
 def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> ResultRecord:
@@ -137,6 +159,16 @@ class Lab:
         #: results the history could not take (it stayed locked), kept to be saved aside
         self.unrecorded: list[ResultRecord] = []
         self.history_error: HistoryLocked | None = None
+        #: devices leased, in set-up or running now (see crowded())
+        self.active = 0
+        self.cores = os.cpu_count() or 1
+        #: the calm pass (devices set aside run again, few at a time): nothing is lab-made
+        self.calm = False
+        self.health_pacer = pacing.Pacer(int(inv.lab["health_per_host"]), "health checks")
+
+    def crowded(self) -> bool:
+        """Whether the lab crowds its hosts now (its own failures are then possible)."""
+        return not self.calm and self.active > CROWDED_PER_CORE * self.cores
 
     def event(self, device: str, phase: str, message: str = "", **kw: Any) -> None:
         if self._on_event:
@@ -153,7 +185,14 @@ class Lab:
         return RunSettings.from_dict(values).validate()
 
     def policy(self, dev: Device, deadline: float | None = None) -> RetryPolicy:
-        return RetryPolicy(dev.retries, float(self.inv.lab["backoff_s"]), deadline, self.stop)
+        return RetryPolicy(
+            dev.retries,
+            float(self.inv.lab["backoff_s"]),
+            deadline,
+            self.stop,
+            crowded=self.crowded,
+            crowded_retries=int(self.inv.lab["crowded_retries"]),
+        )
 
     def base_record(self, dev: Device, art: Artifact, status: str) -> ResultRecord:
         return ResultRecord(
@@ -219,7 +258,8 @@ class Lab:
     ) -> DeviceOutcome:
         """Record every model of the device as not measured (quarantined, busy, error)."""
         env = (outcome.health or {}).get("environment")
-        for art in self.models_for(dev):
+        done = {r.model for r in outcome.results}  # recorded before it was set aside
+        for art in [a for a in self.models_for(dev) if a.name not in done]:
             rec = self.base_record(dev, art, status)
             rec.reason = outcome.reason
             rec.environment = env
@@ -232,10 +272,27 @@ class Lab:
 
     # ------------------------------------------------------------------ one device
 
-    def device_job(self, dev: Device) -> DeviceOutcome:
-        """Lease → health check → each model; the lease is released whatever happens."""
-        outcome = DeviceOutcome(dev.name, dev.transport, dev.address, dev.identity, S.PASS)
-        arts = self.models_for(dev)
+    def device_job(self, dev: Device, prior: DeviceOutcome | None = None) -> DeviceOutcome:
+        """Lease → health check → each model; the lease is released whatever happens.
+
+        Returns a Deferred (not raised: `pool.map` goes on) for a device the lab's own load
+        failed; `prior` is that outcome when it runs again (its recorded models are kept)."""
+        with self._event_lock:
+            self.active += 1
+        try:
+            return self._device_job(dev, prior)
+        except Deferred as later:
+            return later  # type: ignore[return-value]
+        finally:
+            with self._event_lock:
+                self.active -= 1
+
+    def _device_job(self, dev: Device, prior: DeviceOutcome | None) -> DeviceOutcome:
+        outcome = prior or DeviceOutcome(dev.name, dev.transport, dev.address, dev.identity, S.PASS)
+        done = {r.model for r in outcome.results}
+        arts = [a for a in self.models_for(dev) if a.name not in done]
+        if prior is not None and not arts:
+            return self.conclude(outcome)
         if not arts:
             outcome.status = S.SKIPPED
             outcome.reason = f"no model of mode {', '.join(dev.modes)} in this run"
@@ -270,16 +327,20 @@ class Lab:
         self, dev: Device, outcome: DeviceOutcome, arts: list[Artifact]
     ) -> DeviceOutcome:
         self.event(dev.name, "health", "checking", total=len(arts))
-        checked = health_check(
-            dev,
-            self.settings_for(dev),
-            self.policy(dev),
-            on_retry=lambda e, n, w: self.event(
-                dev.name, "retry", f"unreachable; retry {n} in {w:g} s"
-            ),
-        )
+        policy = self.policy(dev)
+        with self.health_pacer.slot(dev.pace_key, self.stop):
+            checked = health_check(
+                dev,
+                self.settings_for(dev),
+                policy,
+                on_retry=lambda e, n, w: self.event(
+                    dev.name, "retry", f"{type(e).__name__}; retry {n} in {w:g} s"
+                ),
+            )
         outcome.health, outcome.health_s = checked.health, checked.health_s
         outcome.health_attempts = checked.health_attempts
+        if checked.status != S.PASS and policy.lab_made(checked.error):
+            self.defer(outcome, checked.reason, checked.error)
         self.backend.mark_health(dev, checked.status == S.PASS, checked.reason)
         if checked.status != S.PASS:
             outcome.reason, outcome.error = checked.reason, checked.error
@@ -291,12 +352,25 @@ class Lab:
                 break
             self.event(dev.name, "running", art.name, done=i, total=len(arts))
             rec = self.run_one(dev, art, deadline, outcome)
+            if rec.status == S.ERROR and self.policy(dev).lab_made(rec.error):
+                self.defer(outcome, rec.reason, rec.error)
             rec.metrics["lock_wait_s"] = outcome.lock_wait_s if i == 0 else 0.0
             outcome.results.append(self.write(rec))
             self.event(
                 dev.name, "running", f"{art.name}: {rec.status}", done=i + 1, total=len(arts)
             )
         return self.conclude(outcome)
+
+    def defer(self, outcome: DeviceOutcome, reason: str, error: BaseException | None) -> None:
+        """Set the device aside (nothing recorded, no health tag): raises Deferred."""
+        outcome.deferred += 1
+        self.event(
+            outcome.name,
+            "retry",
+            f"set aside until the others are done (failed while the lab crowded its host: "
+            f"{reason})",
+        )
+        raise Deferred(outcome, error)
 
     def conclude(self, outcome: DeviceOutcome) -> DeviceOutcome:
         statuses = {r.status for r in outcome.results}
@@ -445,6 +519,7 @@ def run_lab(
     }
     history.start_run(run_id, started, inv.source, inv.sha256, command, settings, provenance())
     lab = Lab(inv, history, run_id, artifacts, data_path, on_event)
+    pacing.CONNECTIONS.limit = int(inv.lab["connect_per_host"])
     for d in devices:
         lab.event(d.name, "queued", "", total=len(lab.models_for(d)))
     status = "interrupted"
@@ -452,6 +527,15 @@ def run_lab(
         pool = ThreadPoolExecutor(max_workers=min(workers, len(devices)))
         try:
             outcomes = list(pool.map(lab.device_job, devices))
+            later = [i for i, o in enumerate(outcomes) if isinstance(o, Deferred)]
+            if later:
+                # the calm pass: a few at a time; a failure now is the device's own
+                lab.calm = True
+                pool.shutdown()
+                pool = ThreadPoolExecutor(max_workers=min(lab.cores, len(later)))
+                again = pool.map(lambda i: lab.device_job(devices[i], outcomes[i].outcome), later)
+                for i, o in zip(later, again, strict=True):
+                    outcomes[i] = o
         except BaseException:
             # Ctrl-C: no new device starts; running ones stop at their next step, and
             # every lease is released by its own `finally`.

@@ -86,6 +86,14 @@ class Job:
         return replace(self, eval_npz=None, agreement=0, probe=False, compat=False)
 
 
+def run_device_seconds(run: dict[str, Any]) -> float:
+    """Seconds one run document says the device spent: its phases plus the accuracy pass."""
+    seconds = sum(v for v in (run.get("phases_ms") or {}).values() if v) / 1000
+    if run.get("accuracy"):
+        seconds += run["accuracy"].get("seconds") or 0.0
+    return seconds
+
+
 @dataclass
 class Measurement:
     """A runner's answer: the validated run document and the facts of getting it."""
@@ -104,6 +112,15 @@ class Measurement:
     outputs: Path | None = None
     outputs_error: str | None = None
     host_accuracy: str | None = None
+    #: seconds the device spent measuring, over every repetition (None: this run's phases)
+    device_measure_s: float | None = None
+
+    def device_seconds(self) -> float:
+        """Device time of the measurement: every repetition's phases (+ accuracy), so that
+        it and the orchestration add up to the total whatever `--repeat` was."""
+        if self.device_measure_s is not None:
+            return self.device_measure_s
+        return run_device_seconds(self.run)
 
     def facts(self) -> dict[str, Any]:
         d = asdict(self)

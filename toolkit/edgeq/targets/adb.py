@@ -129,6 +129,10 @@ class AdbTarget(Target):
         who = self.serial or "the only attached device"
         return f"{who} via adb server {self.server_address()}"
 
+    def pace_key(self) -> str:
+        """Connects through one adb server are paced together (`pacing`)."""
+        return f"adb://{self.server_address()}"
+
     def identity(self) -> str:
         server = f"{self.server_host or 'localhost'}:{self.config.get('adb_port') or 5037}"
         return f"adb://{server}/{self.config.get('serial') or '(only device)'}"

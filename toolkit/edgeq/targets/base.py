@@ -28,6 +28,7 @@ from .. import interrupts
 from ..errors import CommandError, CommandTimeout, ConnectError, DeviceError, tail
 from ..fields import Field, TargetConfig, f
 from ..fsutil import sha256_file
+from . import pacing
 
 #: The file that marks a `--keep` run folder: no later run's sweep removes it; `edgeq cache
 #: prune --kept` does.
@@ -152,9 +153,15 @@ class Target(ABC):
 
     # ------------------------------------------------------------------ lifecycle
 
+    def pace_key(self) -> str | None:
+        """The address whose connection set-ups are paced together (see `pacing`); None:
+        not paced (this host, or a transport whose hop is paced itself)."""
+        return None
+
     def open(self) -> Target:
         if not self._open:
-            self._connect()
+            with pacing.CONNECTIONS.slot(self.pace_key()):
+                self._connect()
             self._open = True
         return self
 
@@ -539,9 +546,17 @@ def _boot_id() -> str:
         return "?"
 
 
+_owner: tuple[int, str] | None = None
+
+
 def owner_line() -> str:
-    """Who makes a run folder: `edgeq <host> <boot id> <pid> <start time>`."""
-    return f"edgeq {socket.gethostname()} {_boot_id()} {os.getpid()} {_start_time()}"
+    """Who makes a run folder: `edgeq <host> <boot id> <pid> <start time>` (read once per
+    process: `orphaned` asks for every run folder a device lists)."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:  # a forked child is another process
+        _owner = (pid, f"edgeq {socket.gethostname()} {_boot_id()} {pid} {_start_time()}")
+    return _owner[1]
 
 
 def orphaned(owner: str) -> bool:

@@ -37,7 +37,7 @@ from ..errors import (
     tail,
 )
 from ..fields import Field, f
-from . import register
+from . import hostkeys, register, sshquiet
 from ._process import Capped
 from .base import CommandResult, Target
 
@@ -127,6 +127,10 @@ class SshTarget(Target):
     def identity(self) -> str:
         return f"ssh://{self.describe()}"
 
+    def pace_key(self) -> str:
+        """Handshakes with one sshd (host and port) are paced together (`pacing`)."""
+        return f"ssh://{self.host}:{self.port}"
+
     def _host_label(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
@@ -169,7 +173,7 @@ class SshTarget(Target):
             known.parent.mkdir(parents=True, exist_ok=True)
             known.touch(mode=0o600)
         if known.exists():
-            conn.client.load_host_keys(str(known))
+            hostkeys.load_into(conn.client, known)  # parsed once per process, not per connection
         conn.client.set_missing_host_key_policy(
             paramiko.AutoAddPolicy() if accept_new else paramiko.RejectPolicy()
         )
@@ -235,6 +239,7 @@ class SshTarget(Target):
         finally:
             if sock is not None and conn.transport is None:
                 sock.close()
+        sshquiet.quiet(conn.transport)  # an idle connection wakes once a second, not ten times
         self._conn = conn
         self._watchdog = Watchdog(sock, conn.transport, limit)
         self._watchdog.start()

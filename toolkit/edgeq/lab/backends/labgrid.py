@@ -16,9 +16,16 @@ A place becomes a device through its resources and tags:
   (labgrid 26 has no ADB driver).
 
 Holding a place: a local `flock` first (so two edgeq runs on this host queue cheaply and a
-crashed one can be told apart), then a reservation `name=PLACE` + the URL's tags, waited for
-up to `lock_timeout_s` (a place acquired by somebody else is never taken: the device is
-`busy`), then `acquire`; `release` + `cancel-reservation` in the scheduler's `finally`. A
+crashed one can be told apart); a place that is free (neither acquired nor reserved, and
+still carrying the URL's tags) is then acquired at once — one request; otherwise (or if
+somebody got there first) a reservation `name=PLACE` + the URL's tags is waited for up to
+`lock_timeout_s` (a place acquired by somebody else is never taken: the device is `busy`),
+then `acquire`. The scheduler's `finally` hands the place back without waiting: `release`
+(+ `cancel-reservation`) go out on the session's loop while the device's thread moves on,
+and the run waits for all of them together before it reports. The coordinator serializes
+every request under one lock, so a device costs it two requests instead of four or five.
+(labgrid 26's coordinator allocates one place per reservation and refuses a reservation
+with more than one filter group, so places cannot be reserved in one request.) A
 marker file next to the local lock records "acquired by this edgeq run"; a place still
 acquired by this host/user with a marker but no live holder was left by a crashed run and
 is reported with the command that releases it — never taken over.
@@ -50,13 +57,16 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from ...devicelock import DeviceLock
-from ...errors import ConfigError, ConnectError, DeviceError
+from ...errors import ConfigError, DeviceError
 from ...fields import Field, f
 from . import register
 from .base import Backend, BackendUnavailable, DeviceBusy, Lease, OnWait
 from .file import FileBackend
 
 DEFAULT_PORT = 20408
+#: Requests of one session in flight at the coordinator at once: it serves them one by one
+#: under one lock, so more only queue there — where each would count against its timeout.
+IN_FLIGHT = 8
 INSTALL = "pip install 'edgeq[labgrid]'"
 SUPPORTED_MAJOR = "26"
 HEALTH_TAG = "edgeq-health"
@@ -103,7 +113,10 @@ class Coordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
         self._pb = None
+        self._slots: asyncio.Semaphore | None = None
         self._opening = threading.Lock()
+        #: releases sent but not yet answered (`release_later`), awaited by `drain`
+        self._pending: list[tuple[str, Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,6 +168,7 @@ class Coordinator:
         from labgrid.remote.client import ClientSession
         from labgrid.remote.generated import labgrid_coordinator_pb2_grpc
 
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
         session = ClientSession(self.address, asyncio.get_running_loop())
         # The coordinator tells clients apart by their TCP peer, and gRPC shares one
         # connection between the channels of a process: give this session its own (with
@@ -176,6 +190,7 @@ class Coordinator:
         return session
 
     def close(self) -> None:
+        self.drain()
         loop, session = self._loop, self._session
         self._loop = self._session = None
         if loop is None:
@@ -200,16 +215,17 @@ class Coordinator:
         host = os.environ.get("LG_HOSTNAME", socket.gethostname())
         return f"{host}/{os.environ.get('LG_USERNAME', getpass.getuser())}"
 
-    def _call(self, coro, timeout: float | None = None):
-        """Run a coroutine on the session's loop; gRPC errors become edgeq's."""
+    def _call(self, coro, timeout: float | None = None, bounded: bool = True):
+        """Run a coroutine on the session's loop; gRPC errors become edgeq's. `bounded`:
+        the whole coroutine has `timeout` (else it bounds itself, as `_rpc` does)."""
         import grpc
 
         if self._loop is None:
             coro.close()
             raise self._unavailable("the session is closed")
-        fut = asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(coro, timeout or self.timeout_s), self._loop
-        )
+        if bounded:
+            coro = asyncio.wait_for(coro, timeout or self.timeout_s)
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return fut.result()
         except grpc.aio.AioRpcError as exc:
@@ -224,10 +240,18 @@ class Coordinator:
             raise
 
     async def _rpc(self, name: str, request):
-        """One request. No sync round trip after it: nothing here reads its own change back
+        """One request, once one of the IN_FLIGHT slots is free; `timeout_s` runs from when
+        it is sent (a wait for a slot is this run's own queue, not an unreachable
+        coordinator). No sync round trip after it: nothing here reads its own change back
         at once (the mirror of places catches up from the coordinator's stream), and the
         coordinator serializes acquisitions, so every round trip saved shortens the queue."""
-        return await getattr(self._live().stub, name)(request)
+        assert self._slots is not None
+        async with self._slots:
+            call = getattr(self._live().stub, name)(request)
+            return await asyncio.wait_for(call, self.timeout_s)
+
+    def _request(self, name: str, request):
+        return self._call(self._rpc(name, request), bounded=False)
 
     def _live(self):
         session = self._session
@@ -290,31 +314,79 @@ class Coordinator:
         request = pb.CreateReservationRequest(
             filters={"main": pb.Reservation.Filter(filter=filters)}, prio=0.0
         )
-        res = self._call(self._rpc("CreateReservation", request)).reservation
+        res = self._request("CreateReservation", request).reservation
         return res.token, _state(res)
 
     def poll(self, token: str) -> str:
-        res = self._call(
-            self._rpc("PollReservation", self._pb.PollReservationRequest(token=token))
+        res = self._request(
+            "PollReservation", self._pb.PollReservationRequest(token=token)
         ).reservation
         return _state(res)
 
     def cancel(self, token: str) -> None:
         request = self._pb.CancelReservationRequest(token=token)
-        self._call(self._rpc("CancelReservation", request))
+        self._request("CancelReservation", request)
 
     def acquire(self, place: str) -> None:
-        self._call(self._rpc("AcquirePlace", self._pb.AcquirePlaceRequest(placename=place)))
+        self._request("AcquirePlace", self._pb.AcquirePlaceRequest(placename=place))
 
     def release(self, place: str) -> None:
         """Release `place` only if we hold it (the coordinator checks `fromuser`)."""
         request = self._pb.ReleasePlaceRequest(placename=place, fromuser=self.me)
-        self._call(self._rpc("ReleasePlace", request))
+        self._request("ReleasePlace", request)
+
+    def release_later(self, place: str, token: str | None, done: Any = None) -> None:
+        """Release `place` (and cancel its reservation) without waiting for the answer:
+        the releases of a run travel together while its devices go on; `drain()` (at the
+        latest `close()`) waits for them. `done(error_message_or_None)` runs when answered."""
+        import grpc
+
+        pb = self._pb
+
+        async def release() -> None:
+            try:
+                request = pb.ReleasePlaceRequest(placename=place, fromuser=self.me)
+                await self._rpc("ReleasePlace", request)
+                if token:
+                    await self._rpc("CancelReservation", pb.CancelReservationRequest(token=token))
+            except grpc.aio.AioRpcError as exc:
+                if done:
+                    done(f"{exc.code().name}: {exc.details() or ''}")
+                return
+            except (TimeoutError, asyncio.TimeoutError, BackendUnavailable):
+                if done:
+                    done(f"no answer within {self.timeout_s:g} s")
+                return
+            if done:
+                done(None)
+
+        if self._loop is None:
+            if done:
+                done("the session is closed")
+            return
+        fut = asyncio.run_coroutine_threadsafe(release(), self._loop)
+        with self._opening:
+            self._pending.append((place, fut))
+
+    def drain(self) -> list[str]:
+        """Wait for every release sent by `release_later`; the places whose release got no
+        answer (the coordinator went away, or it timed out)."""
+        with self._opening:
+            pending, self._pending = self._pending, []
+        lost = []
+        # each request has its own timeout; this only guards against a wedged loop
+        until = time.monotonic() + self.timeout_s * (2 * len(pending) / IN_FLIGHT + 2)
+        for place, fut in pending:
+            try:
+                fut.result(max(until - time.monotonic(), 0.1))
+            except Exception:
+                lost.append(place)
+        return lost
 
     def set_tags(self, place: str, tags: dict[str, str]) -> None:
         """Set tags (an empty value deletes one)."""
         request = self._pb.SetPlaceTagsRequest(placename=place, tags=tags)
-        self._call(self._rpc("SetPlaceTags", request))
+        self._request("SetPlaceTags", request)
 
 
 class _RpcError(DeviceError):
@@ -478,6 +550,11 @@ class LabgridBackend(Backend):
                 self._notices.append(line)
 
     def notices(self) -> list[str]:
+        """What to tell the user; first waits for the releases still on their way."""
+        if self.coordinator._loop is not None:
+            for place in self.coordinator.drain():
+                cmd = client_command(self.address, "-p", place, "release")
+                self.notice(f"could not release place {place} (no answer in time); run: {cmd}")
         with self._lock:
             return list(self._notices)
 
@@ -559,6 +636,14 @@ class PlaceLease(Lease):
             raise DeviceBusy(line, holder={"acquired": info["acquired"], **stale})
         if stale is not None:
             self.marker.unlink(missing_ok=True)  # released since (by hand): nothing to report
+        if self._free(info):
+            try:  # free now: one request, no reservation to make, poll and cancel
+                co.acquire(self.place)
+            except _RpcError:
+                pass  # somebody got there first: queue for it with a reservation below
+            else:
+                self._mark(co, None)
+                return
         token, state = co.reserve({"name": self.place, **self.backend.tags})
         try:
             told = False
@@ -598,6 +683,19 @@ class PlaceLease(Lease):
             except Exception:
                 pass
             raise
+        self._mark(co, token)
+
+    def _free(self, info: dict[str, Any]) -> bool:
+        """Neither acquired nor reserved by anybody, and still carrying the URL's tags."""
+        tags = info.get("tags") or {}
+        return (
+            not info.get("acquired")
+            and not info.get("reservation")
+            and all(tags.get(k) == v for k, v in self.backend.tags.items())
+        )
+
+    def _mark(self, co: Coordinator, token: str | None) -> None:
+        """Held: remember the reservation, and write the marker of this run's acquisition."""
         self.token = token
         self.marker.write_text(
             json.dumps(
@@ -614,22 +712,26 @@ class PlaceLease(Lease):
         )
 
     def release(self) -> None:
+        """Hand the place back without waiting for the coordinator's answer (the run's
+        releases travel together; `close()` waits for them); the marker goes when the
+        release is confirmed, so a crash in between is still told apart."""
         if not self._held:
             return
         self._held = False
         with self.backend._lock:
             self.backend._leases.discard(self)
-        co = self.backend.coordinator
+        marker, place, command = self.marker, self.place, self._command("release")
+
+        def done(error: str | None) -> None:
+            if error is None:
+                marker.unlink(missing_ok=True)
+            else:
+                self.backend.notice(
+                    f"could not release place {place} ({error}); release it: {command}"
+                )
+
         try:
-            co.release(self.place)
-            self.marker.unlink(missing_ok=True)
-            if self.token:
-                co.cancel(self.token)
-        except (DeviceError, ConnectError) as exc:
-            self.backend.notice(
-                f"could not release place {self.place} ({exc.message}); release it: "
-                f"{self._command('release')}"
-            )
+            self.backend.coordinator.release_later(place, self.token, done)
         finally:
             self.token = None
             self.local.release()

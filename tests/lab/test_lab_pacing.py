@@ -1,0 +1,124 @@
+"""Connection set-up that survives the lab's own storm: handshakes are paced per sshd (a
+real sshd that drops everything beyond 6 unauthenticated connections serves 12 devices
+opened at once), and a device that failed while the lab crowded its host is set aside and
+run again after the others — never quarantined, never recorded as a failure."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from edgeq.config import validate_target
+from edgeq.lab import load_inventory, run_lab
+from edgeq.lab import scheduler as scheduler_mod
+from edgeq.lab.history import History
+from edgeq.targets import make_target, pacing
+from tests.support import sshd
+from tests.support.lab import PI_SSHD, write_inventory
+
+
+@pytest.fixture()
+def strict_sshd(tmp_path):
+    """A real sshd that drops every connection beyond 6 still in their handshake."""
+    if sshd.available():
+        pytest.skip(sshd.available())
+    server = sshd.SshServer(tmp_path / "strict", extra_config=PI_SSHD, max_startups="6")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_handshakes_to_one_sshd_are_paced(strict_sshd, monkeypatch):
+    pacer = pacing.Pacer(3)
+    monkeypatch.setattr(pacing, "CONNECTIONS", pacer)
+    config = validate_target("pi", strict_sshd.target_values(), "test")
+    start = threading.Barrier(12)
+
+    def one(_):
+        target = make_target(config)
+        start.wait()  # all twelve at the same moment
+        with target:
+            return target.run("echo ok").stdout.strip()
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(one, range(12)))
+    assert answers == ["ok"] * 12  # none dropped by MaxStartups
+    assert pacer.peak == 3  # never more than 3 handshakes in flight to that sshd
+    assert pacer.waits >= 9  # the others waited their turn
+    assert pacer.in_flight() == 0
+
+
+def test_pacer_bounds_each_key_alone():
+    pacer = pacing.Pacer(2)
+    inside = {"a": 0, "b": 0}
+    most = {"a": 0, "b": 0}
+    lock = threading.Lock()
+    go = threading.Barrier(8)
+
+    def hold(key):
+        go.wait()
+        with pacer.slot(key):
+            with lock:
+                inside[key] += 1
+                most[key] = max(most[key], inside[key])
+            threading.Event().wait(0.05)
+            with lock:
+                inside[key] -= 1
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(hold, ["a", "b"] * 4))
+    assert most == {"a": 2, "b": 2}  # each address its own bound, both used at once
+    with pacer.slot(None):  # not paced (e.g. the local target)
+        assert pacer.in_flight() == 0
+
+
+def test_a_device_failing_while_the_lab_is_crowded_is_set_aside_not_quarantined(
+    tmp_path, pi_python, artifacts, lab_sections, monkeypatch
+):
+    """retries = 0 and no crowded retries: the first failure is final unless the lab itself
+    was crowded (here: any device in flight), then the device runs again after the others."""
+    folder, _ = artifacts
+    monkeypatch.setattr(scheduler_mod, "CROWDED_PER_CORE", 0)
+    late = sshd.SshServer(tmp_path / "late", extra_config=PI_SSHD)  # not up at first
+    wrong_key = sshd.keygen(tmp_path / "wrong_key")
+    locked_out = sshd.SshServer(tmp_path / "locked", extra_config=PI_SSHD).start()
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    lab_sections["lab"].update(
+        models=[str(folder / "model_int8.tflite")], retries=0, crowded_retries=0, backoff_s=0.2
+    )
+    inv = load_inventory(
+        write_inventory(
+            tmp_path / "lab.toml",
+            lab_sections,
+            {
+                "late": late.target_values(python=pi_python, workdir=str(wd)),
+                "locked-out": locked_out.target_values(key_file=str(wrong_key)),
+            },
+        )
+    )
+    set_aside = threading.Event()
+
+    def on_event(ev):  # the device comes up once the lab has set it aside
+        if ev.device == "late" and "set aside" in ev.message and not set_aside.is_set():
+            set_aside.set()
+            late.start()
+
+    try:
+        run = run_lab(inv, on_event=on_event)
+    finally:
+        late.stop()
+        locked_out.stop()
+    assert set_aside.is_set()
+    dev = {d.name: d for d in run.devices}
+    assert dev["late"].status == "pass" and dev["late"].deferred == 1
+    # an authentication failure is the device's own, crowded or not: quarantined at once
+    assert dev["locked-out"].status == "quarantined" and dev["locked-out"].deferred == 0
+    history = History(inv.db_path)
+    try:
+        rows = history.results(device="late")
+    finally:
+        history.close()
+    assert [r["status"] for r in rows] == ["pass"]  # the set-aside attempt left no record

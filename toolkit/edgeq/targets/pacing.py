@@ -1,0 +1,91 @@
+"""Connection pacing: at most a few connection set-ups in flight per address.
+
+One host often serves many devices (the phones on an exporter host share its sshd; a
+board farm's serial servers; the test "Pis" behind one sshd). OpenSSH drops new
+connections at random once more than `MaxStartups` (default `10:30:100`: from 10
+unauthenticated connections on) are being set up at once, and a busy adb server answers
+late: a lab that opens every connection at the same moment makes its own failures. So
+every `Target.open()` waits for a slot of its address (`Target.pace_key()`; None: not
+paced) — `PER_HOST` (8, below MaxStartups' 10) at a time — whatever `--parallel` is.
+
+`Pacer` is also what the lab uses to pace its health checks per address (its own
+instance: a health check opens a connection inside its slot, so the two must not share
+one). `peak` and `waits` are kept for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: Connection set-ups in flight per address (below OpenSSH's MaxStartups start of 10).
+PER_HOST = 8
+
+
+class Pacer:
+    """A bounded number of holders per key; `slot(key)` waits for one (a None key: no wait).
+
+    `limit` may be changed while in use (it applies to the next waiter)."""
+
+    def __init__(self, limit: int = PER_HOST, name: str = "connection set-ups") -> None:
+        if limit < 1:
+            raise ValueError("a pacer's limit must be >= 1")
+        self.limit = limit
+        self.name = name
+        self._cond = threading.Condition()
+        self._in_flight: dict[str, int] = {}
+        #: the most holders one key ever had at once
+        self.peak = 0
+        #: slots that had to wait, and the seconds they waited in all
+        self.waits = 0
+        self.waited_s = 0.0
+
+    def in_flight(self, key: str | None = None) -> int:
+        """Holders of `key` now (None: of every key)."""
+        with self._cond:
+            if key is None:
+                return sum(self._in_flight.values())
+            return self._in_flight.get(key, 0)
+
+    @contextmanager
+    def slot(self, key: str | None, stop: threading.Event | None = None) -> Iterator[None]:
+        """Hold one of `key`'s slots for the `with` block. `stop` (set: Ctrl-C) ends the
+        wait early; the block then runs anyway and finds the stop request itself."""
+        if key is None:
+            yield
+            return
+        t0 = time.monotonic()
+        waited = False
+        with self._cond:
+            while self._in_flight.get(key, 0) >= self.limit:
+                if stop is not None and stop.is_set():
+                    break
+                waited = True
+                self._cond.wait(0.5)
+            n = self._in_flight.get(key, 0) + 1
+            self._in_flight[key] = n
+            self.peak = max(self.peak, n)
+            if waited:
+                self.waits += 1
+                self.waited_s += time.monotonic() - t0
+        try:
+            yield
+        finally:
+            with self._cond:
+                left = self._in_flight[key] - 1
+                if left:
+                    self._in_flight[key] = left
+                else:
+                    del self._in_flight[key]
+                self._cond.notify_all()
+
+    def reset_stats(self) -> None:
+        with self._cond:
+            self.peak = max(self._in_flight.values(), default=0)
+            self.waits, self.waited_s = 0, 0.0
+
+
+#: The process-wide pacer of `Target.open()`.
+CONNECTIONS = Pacer(PER_HOST)
