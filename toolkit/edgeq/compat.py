@@ -76,7 +76,7 @@ def model_ops(model: Path | bytes) -> list[OpCode]:
     buf = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
     where = str(model) if isinstance(model, (str, Path)) else "the model"
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ModelError(f"{where} is not a TFLite flatbuffer (no TFL3 identifier)")
+        raise ModelError(f"{where} is not a TFLite model (no TFL3 flatbuffer identifier)")
     schema = _schema()
     names = _builtin_names()
     try:
