@@ -22,6 +22,7 @@ def test_local_lab_through_the_cli(cli, tmp_path, artifacts, lab_sections):
     assert doc["ok"] is True and doc["counts"] == {
         "pass": 2,
         "fail": 0,
+        "suspect": 0,
         "error": 0,
         "quarantined": 0,
         "busy": 0,

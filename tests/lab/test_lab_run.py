@@ -178,7 +178,9 @@ def test_lab_survives_a_killed_and_a_locked_out_device(lab, cli, tmp_path):
 
     report = json.loads(outs["json"])
     assert report["schema"] == "edgeq.lab-report/2"
-    assert report["counts"] == {"pass": n - 4, "fail": 0, "error": 2, "quarantined": 2, "busy": 0}
+    assert report["counts"] == {
+        "pass": n - 4, "fail": 0, "suspect": 0, "error": 2, "quarantined": 2, "busy": 0
+    }  # fmt: skip
     assert {d["device"]: d["status"] for d in report["devices"]} == devices
     env = {d["device"]: d["environment_summary"] for d in report["devices"]}
     assert env["pi-a"]["runtime"].startswith("tflite-runtime")

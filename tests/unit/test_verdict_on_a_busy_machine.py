@@ -325,6 +325,9 @@ def test_the_shell_sample_reads_cpu_times_for_a_native_runner():
         after = measure.sample(target, "after")
     cores = len(os.sched_getaffinity(0))
     assert len(before["cpu"]["cores"]) >= cores and after["cpu"]["mono_s"] > before["cpu"]["mono_s"]
-    block = measure.contention_block({}, 1, [before, after])
+    steady = {"phases_ms": {"steady_state": 400.0}}
+    block = measure.contention_block(steady, 1, [before, after])
     assert "estimated" in block["method"] and block["self_cores"] == 1.0
     assert block["others_cores"] is not None and block["contended"] in (True, False)
+    short = measure.contention_block({"phases_ms": {"steady_state": 50.0}}, 1, [before, after])
+    assert short["contended"] is None and short["note"].startswith("not judged: steady state")

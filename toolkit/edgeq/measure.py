@@ -142,6 +142,10 @@ def contention_block(
             return None
         block = _shell_contention(cpus[0], cpus[-1], threads or 1)
     own, others, wall = block.get("self_cores"), block.get("others_cores"), block.get("wall_s")
+    if not isinstance(got, dict):
+        # around the whole run: judged only when its steady state alone is long enough
+        steady = (run.get("phases_ms") or {}).get("steady_state")
+        wall = min(wall or 0.0, (steady or 0.0) / 1000)
     block["contended"] = None
     if others is None or not wall or wall < CONTENTION_MIN_WALL_S:
         block["note"] = (
