@@ -90,3 +90,29 @@ def test_eval_accepts_unlabelled_data(cli, models):
     assert res.exit_code == 0, res.stderr
     (row,) = _json(res)["artifacts"]
     assert row["accuracy_note"].startswith("not applicable")
+
+
+def test_the_stateful_model_really_keeps_state_and_a_fresh_interpreter_resets_it(models):
+    import numpy as np
+
+    from edgeq.devapi import open_model, run_samples, runner
+
+    model = models["stateful"][0]
+
+    def fresh():
+        it = open_model(model)
+        it.allocate_tensors()
+        return it
+
+    x = [np.ones((1, 8), np.float32)]
+    it = fresh()
+    assert runner.stateful_ops(it) == [
+        "ASSIGN_VARIABLE",
+        "CALL_ONCE",
+        "READ_VARIABLE",
+        "VAR_HANDLE",
+    ]
+    (kept,) = run_samples(it, [x, x])
+    assert not np.allclose(kept[0], kept[1])  # the second call saw the first one's state
+    (reset,) = run_samples(fresh(), [x, x], fresh)
+    np.testing.assert_array_equal(reset[0], reset[1])
