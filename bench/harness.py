@@ -75,24 +75,49 @@ def native_p50(binary: Path, model: Path, runs: int, warm: int, threads: int) ->
     return log.inference.percentiles["p50"] / 1000
 
 
+def interleaved(rounds: int, first, second) -> tuple[list[float], list[float], dict]:
+    """`first()` and `second()` once per round, back to back, alternating which goes first;
+    their values, and the median and quartiles of the per-round ratios first/second (robust
+    to load that drifts between rounds: this machine is shared)."""
+    a, b = [], []
+    for i in range(rounds):
+        pair = [lambda: a.append(first()), lambda: b.append(second())]
+        for step in pair if i % 2 == 0 else pair[::-1]:
+            step()
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    stats = {
+        "ratio": statistics.median(ratios),
+        "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+    }
+    return a, b, stats
+
+
+def ratio_table(rows, shown: tuple[tuple[str, str], ...], what: str, target: str) -> None:
+    """The table of an `interleaved` measurement per model: both p50s, the ratio of the
+    rounds' medians against its target, and the rounds' quartiles."""
+    print(f"{'measure':<52}{'value':>12}{'target':>10}")
+    print("-" * 74)
+    for label, _path, r in rows:
+        for name, key in shown:
+            print(f"{label + f': {name} p50 (ms)':<52}{r[key]:>12.4f}")
+        print(f"{label + f': {what} (median of rounds)':<52}{r['ratio']:>12.3f}{target:>10}")
+        q1, q3 = r["ratio_quartiles"]
+        print(f"{label + ': ... quartiles of the rounds':<52}{f'{q1:.3f}-{q3:.3f}':>12}")
+
+
 def python_vs_native(
     binary: Path, model: Path, rounds: int, runs: int, warm: int, threads: int
 ) -> dict:
     """Python runner vs benchmark_model, one process each per round, alternating order."""
-    py, nat = [], []
-    for i in range(rounds):
-        pair = [
-            lambda: py.append(python_runner_p50(model, runs, warm, threads)),
-            lambda: nat.append(native_p50(binary, model, runs, warm, threads)),
-        ]
-        for step in pair if i % 2 == 0 else pair[::-1]:
-            step()
-    ratios = [p / n for p, n in zip(py, nat, strict=True)]
+    py, nat, stats = interleaved(
+        rounds,
+        lambda: python_runner_p50(model, runs, warm, threads),
+        lambda: native_p50(binary, model, runs, warm, threads),
+    )
     return {
         "python": statistics.median(py),
         "native": statistics.median(nat),
-        "ratio": statistics.median(ratios),
-        "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+        **stats,
         "rounds": rounds,
         "runs": runs,
     }
@@ -105,15 +130,8 @@ def print_native(rows: list, binary: Path, threads: int) -> None:
             f"  {label}: {path} ({path.stat().st_size:,} B), {nv['rounds']} alternating "
             f"rounds of {nv['runs']} runs, one process per measurement"
         )
-    print(f"{'measure':<52}{'value':>12}{'target':>10}")
-    print("-" * 74)
-    for label, _path, nv in rows:
-        print(f"{label + ': Python runner p50 (ms)':<52}{nv['python']:>12.4f}")
-        print(f"{label + ': benchmark_model p50 (ms)':<52}{nv['native']:>12.4f}")
-        name = label + ": Python / native (median of rounds)"
-        print(f"{name:<52}{nv['ratio']:>12.3f}{'<= 1.05':>10}")
-        q1, q3 = nv["ratio_quartiles"]
-        print(f"{label + ': ... quartiles of the rounds':<52}{f'{q1:.3f}-{q3:.3f}':>12}")
+    shown = (("Python runner", "python"), ("benchmark_model", "native"))
+    ratio_table(rows, shown, "Python / native", "<= 1.05")
 
 
 def bare_p50(interp, sample, runs: int) -> float:
@@ -145,23 +163,15 @@ def overhead(model: Path, rounds: int, runs: int, threads: int, warm: int) -> di
     def sampling(phase: str) -> None:  # the device runner's own sampling, on
         taken.append(devapi.runner.sample_device(phase))
 
-    for i in range(rounds):  # a pair per round, alternating which goes first
-        pair = [
-            lambda: bare.append(bare_p50(interp, sample, runs)),
-            lambda: harness.append(
-                devapi.benchmark(interp, sample, ns, None, sampling)["latency_ms"]["invoke"]["p50"]
-            ),
-        ]
-        for step in pair if i % 2 == 0 else pair[::-1]:
-            step()
-    # each pair ran back to back, under the same machine load: the median of the pairs'
-    # ratios is robust to load that drifts between rounds (this machine is shared)
-    ratios = [h / b for h, b in zip(harness, bare, strict=True)]
+    harness, bare, stats = interleaved(
+        rounds,
+        lambda: devapi.benchmark(interp, sample, ns, None, sampling)["latency_ms"]["invoke"]["p50"],
+        lambda: bare_p50(interp, sample, runs),
+    )
     return {
         "bare": statistics.median(bare),
         "harness": statistics.median(harness),
-        "ratio": statistics.median(ratios),
-        "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+        **stats,
         "runs": runs,
         "rounds": rounds,
     }
@@ -248,15 +258,8 @@ def main() -> None:
             f"  {label}: {path} ({path.stat().st_size:,} B), {ov['rounds']} interleaved "
             f"rounds of {ov['runs']} runs"
         )
-    print(f"{'measure':<52}{'value':>12}{'target':>10}")
-    print("-" * 74)
-    for label, _path, ov in rows:
-        print(f"{label + ': bare invoke() loop p50 (ms)':<52}{ov['bare']:>12.4f}")
-        print(f"{label + ': runner benchmark() p50 (ms)':<52}{ov['harness']:>12.4f}")
-        name = label + ": runner / bare (median of rounds)"
-        print(f"{name:<52}{ov['ratio']:>12.3f}{'<= 1.03':>10}")
-        q1, q3 = ov["ratio_quartiles"]
-        print(f"{label + ': ... quartiles of the rounds':<52}{f'{q1:.3f}-{q3:.3f}':>12}")
+    shown = (("bare invoke() loop", "bare"), ("runner benchmark()", "harness"))
+    ratio_table(rows, shown, "runner / bare", "<= 1.03")
     print(f"{'book CNN: runner program p50 over runs (ms)':<52}")
     print(f"{'':<4}{' '.join(f'{p:.4f}' for p in p50s)}")
     print(f"{'book CNN: run-to-run CV of p50':<52}{cv:>12.2%}{'<= 3 %':>10}")

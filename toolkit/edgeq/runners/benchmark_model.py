@@ -119,6 +119,18 @@ MEMORY_DEFINITIONS = {
 # --------------------------------------------------------------------------- the binary
 
 
+def require_binary(settings: RunSettings | None, config: TargetConfig, why: str) -> Path:
+    """`resolve_binary`, or a UsageError (exit 2, before anything is sent): `why` says what
+    needs the binary, and the message says where to configure one."""
+    found = resolve_binary(settings, config)
+    if found is None:
+        raise UsageError(
+            f"{config.name}: {why}; set benchmark_binary in {config.where} or pass "
+            f"--benchmark-binary"
+        )
+    return found
+
+
 def resolve_binary(settings: RunSettings | None, config: TargetConfig) -> Path | None:
     """The host's benchmark_model: --benchmark-binary, else (Android targets)
     $EDGEQ_BENCHMARK_MODEL, else the target's `benchmark_binary`; None when none."""
@@ -633,13 +645,12 @@ class BenchmarkModelRunner(Runner):
         return s
 
     def binary(self) -> Path:
-        found = resolve_binary(self.settings, self.tcfg)
-        if found is None:
-            raise UsageError(
-                f'{self.tcfg.name}: runner = "benchmark_model" but no binary is configured; '
-                f"set benchmark_binary in {self.tcfg.where} or pass --benchmark-binary "
-                f"(builds: {NIGHTLY_URL.format(flavour='android_aarch64')})"
-            )
+        found = require_binary(
+            self.settings,
+            self.tcfg,
+            f'runner = "benchmark_model" but no binary is configured (builds: '
+            f"{NIGHTLY_URL.format(flavour='android_aarch64')})",
+        )
         return found
 
     def check(self, target: Target) -> Health:

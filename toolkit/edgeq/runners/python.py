@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import compat, paths
 from .. import settings as settings_mod
-from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, UsageError, tail
+from ..errors import CommandError, DeviceError, EdgeqError, RunnerError, tail
 from ..progress import Progress, say
 from ..results import parse_run
 from ..targets import Target
@@ -111,15 +111,14 @@ class PythonRunner(Runner):
         it is asked for and none is configured."""
         if not job.settings.op_profiling:
             return None
-        from .benchmark_model import resolve_binary
+        from .benchmark_model import require_binary
 
-        found = resolve_binary(job.settings, self.tcfg)
-        if found is None:
-            raise UsageError(
-                f"{self.tcfg.name}: --op-profiling needs TFLite's native benchmark_model on "
-                f"the device (the LiteRT Python API has no op profiler); set benchmark_binary "
-                f"in {self.tcfg.where} or pass --benchmark-binary"
-            )
+        found = require_binary(
+            job.settings,
+            self.tcfg,
+            "--op-profiling needs TFLite's native benchmark_model on the device (the LiteRT "
+            "Python API has no op profiler)",
+        )
         return found
 
     def argv(self, target: Target, remote_runner: str, remote_model: str, out: str,

@@ -302,23 +302,26 @@ class Target(ABC):
             self.ensure_private()
             # a --keep folder is marked so that no later run's sweep removes it
             keep_mark = f': > "$d/{KEPT_MARKER}" && ' if self.keep else ""
-            res = self.run(
+            res, lines = self._short(
                 f"umask 077; d=$(mktemp -d {shlex.quote(base + '/run.XXXXXX')}) && "
                 f"printf '%s\\n' {shlex.quote(owner_line())} > \"$d/.owner\" && "
                 f'{keep_mark}echo "$d" '
                 f"|| exit 1; for f in {q}/run.*/.owner; do "
                 f'[ -f "$f" ] && [ ! -f "${{f%/.owner}}/{KEPT_MARKER}" ] && '
-                f'echo "$f $(cat "$f")"; done; exit 0',
-                timeout=30,
-                check=False,
+                f'echo "$f $(cat "$f")"; done; exit 0'
             )
-            lines = res.stdout.strip().splitlines()
             path = lines[0].strip() if res.ok and lines else ""
             if not path.startswith(base + "/run."):
                 raise self._base_error(base, res)
             self._workdir = path
             self._sweep(base, lines[1:])
         return self._workdir
+
+    def _short(self, cmd: str) -> tuple[CommandResult, list[str]]:
+        """A short shell command of edgeq's own on the device (30 s, no raise): its result
+        and its output's lines."""
+        res = self.run(cmd, timeout=30, check=False)
+        return res, res.stdout.strip().splitlines()
 
     def ensure_private(self, sweep_parts: bool = True) -> None:
         """Create the workdir base and the cache on the device (0700 when new) and refuse
@@ -338,16 +341,13 @@ class Target(ABC):
         base = self.workdir_base.rstrip("/") or "/"
         cache = self.cache_dir
         probe = shlex.quote(base + "/.me.XXXXXX")
-        res = self.run(
+        res, lines = self._short(
             f"umask 077; mkdir -p {shlex.quote(base)} {shlex.quote(cache)} || exit 1; "
             # who am I: `id -u`, else the owner of a folder just made (no `id` on the device)
             f'id -u 2>/dev/null || {{ d=$(mktemp -d {probe}) && set -- $(ls -ldn "$d") && '
             f'rm -rf "$d" && echo "$3"; }}; '
-            f"ls -ldn {shlex.quote(base + '/.')}; ls -ldn {shlex.quote(cache)}",
-            timeout=30,
-            check=False,
+            f"ls -ldn {shlex.quote(base + '/.')}; ls -ldn {shlex.quote(cache)}"
         )
-        lines = res.stdout.strip().splitlines()
         if res.failed or len(lines) < 3 or not lines[0].strip().isdigit():
             raise self._base_error(base, res)
         me = int(lines[0])
