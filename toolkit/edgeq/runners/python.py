@@ -29,6 +29,15 @@ from .base import Health, Job, Measurement, Runner
 SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + ai-edge-litert)"
 
 
+#: The last environment each device's python reported in this process (by identity and
+#: python): the compatibility check's runtime key when a health check just probed (the lab).
+_SEEN: dict[str, dict[str, Any]] = {}
+
+
+def _seen_key(target: Target) -> str:
+    return f"{target.identity()}|{' '.join(target.python_argv())}"
+
+
 def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
     """What the device's python has: runs the device runner with --probe (stdlib only).
     Killable: a python that hangs is stopped with everything it started."""
@@ -47,7 +56,9 @@ def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
             res,
         )
     try:
-        return last_json(res.stdout)["environment"]
+        env = last_json(res.stdout)["environment"]
+        _SEEN[_seen_key(target)] = env
+        return env
     except (ValueError, KeyError, TypeError):
         how = f"exit {res.exit_code}"
         if res.exit_code > 128:
@@ -249,6 +260,7 @@ class PythonRunner(Runner):
                 env = require(target, min(120.0, self.settings.timeout))
             if job.compat:
                 say(progress, f"checking the model's operators against {target.name}'s runtime")
+                env = env or _SEEN.get(_seen_key(target))
                 env = env or probe(target, min(120.0, self.settings.timeout))
                 compat.check_on_python(target, remote_runner, env, job.artifact)
             sending = [job.artifact.name] + ([job.eval_npz.name] if job.eval_npz else [])
