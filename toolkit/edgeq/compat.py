@@ -222,7 +222,7 @@ def check_ops(
             what = op.describe() if op.custom else f"operator {op.describe()}"
             said = _short(err.split(". ")[0], 110)
             raise UnsupportedOp(
-                f"{prefix}{Path(model).name} needs {what}, which {runtime} does not have "
+                f"{prefix}{model} needs {what}, which {runtime} does not have "
                 f"(checked {when}: {said}); {fix_for(op, runtime)}"
             )
     return ops
@@ -235,12 +235,9 @@ def _short(text: str, limit: int = 160) -> str:
 
 # --------------------------------------------------------------------------- the runtimes
 
-#: Starts the probe's answer line: whatever a noisy device prints before it is skipped.
-PROBE_MARK = "@@edgeq-compat@@ "
 #: Runs on the device's python: load each probe model with the interpreter edgeq's
-#: runner picks (argv[1] is the runner), print one marked JSON line.
+#: runner picks (argv[1] is the runner), print one JSON line.
 _PY_PROBE = (
-    f"MARK={PROBE_MARK!r}\n"
     "import base64,json,sys,importlib.util as u\n"
     "s=u.spec_from_file_location('edgeq_runner_compat',sys.argv[1])\n"
     "m=u.module_from_spec(s);s.loader.exec_module(m)\n"
@@ -251,7 +248,7 @@ _PY_PROBE = (
     "        i=cls(model_content=base64.b64decode(b));i.allocate_tensors();out.append(None)\n"
     "    except Exception as e:\n"
     "        out.append(m._one_line(e) or type(e).__name__)\n"
-    "print('\\n'+MARK+json.dumps({'runtime':name,'version':ver,'results':out}))\n"
+    "print(json.dumps({'runtime':name,'version':ver,'results':out},separators=(',',':')))\n"
 )
 
 
@@ -263,9 +260,9 @@ def python_loader(target: Any, remote_runner: str) -> Callable[[list[bytes]], li
         argv = [*target.python_argv(), "-c", _PY_PROBE, remote_runner]
         argv += [base64.b64encode(m).decode() for m in models]
         res = target.run(argv, timeout=120, check=False, killable=True)
-        try:
-            answer = res.stdout.rsplit(PROBE_MARK, 1)[1]
-            doc = json.loads(answer.splitlines()[0])
+        try:  # the last answer in the output (a noisy login may print before it)
+            start = res.stdout.rindex('{"runtime"')
+            doc, _ = json.JSONDecoder().raw_decode(res.stdout, start)
             return list(doc["results"])
         except (ValueError, KeyError, IndexError, TypeError):
             raise RunnerError.of(

@@ -15,6 +15,20 @@ from .base import Health
 SETUP_HINT = "device_scripts/setup_device.sh sets up a device's python (numpy + ai-edge-litert)"
 
 
+#: The last environment each device's python reported in this process (by identity and
+#: python): the compatibility check's runtime key when a health check just probed (the lab).
+_SEEN: dict[str, dict[str, Any]] = {}
+
+
+def _seen_key(target: Target) -> str:
+    return f"{target.identity()}|{' '.join(target.python_argv())}"
+
+
+def seen(target: Target) -> dict[str, Any] | None:
+    """The environment `probe` last got from this device's python in this process."""
+    return _SEEN.get(_seen_key(target))
+
+
 def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
     """What the device's python has: runs the device runner with --probe (stdlib only).
     Killable: a python that hangs is stopped with everything it started."""
@@ -33,7 +47,9 @@ def probe(target: Target, timeout: float = 120.0) -> dict[str, Any]:
             res,
         )
     try:
-        return last_json(res.stdout)["environment"]
+        env = last_json(res.stdout)["environment"]
+        _SEEN[_seen_key(target)] = env
+        return env
     except (ValueError, KeyError, TypeError):
         how = f"exit {res.exit_code}"
         if res.exit_code > 128:

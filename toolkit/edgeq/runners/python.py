@@ -25,7 +25,7 @@ from ..results import parse_run
 from ..targets import Target
 from . import register
 from .base import Health, Job, Measurement, Runner
-from .deviceenv import SETUP_HINT, environment_checks, probe
+from .deviceenv import SETUP_HINT, environment_checks, probe, seen
 
 
 def stack_checks(health: Health, env: dict[str, Any], python: str) -> None:
@@ -159,6 +159,7 @@ class PythonRunner(Runner):
                 env = require(target, min(120.0, self.settings.timeout))
             if job.compat:
                 say(progress, f"checking the model's operators against {target.name}'s runtime")
+                env = env or seen(target)
                 env = env or probe(target, min(120.0, self.settings.timeout))
                 compat.check_on_python(target, remote_runner, env, job.artifact)
             sending = [job.artifact.name] + ([job.eval_npz.name] if job.eval_npz else [])
