@@ -325,7 +325,10 @@ def fleet(args) -> int:
                 extra = {}
                 if backend == "labgrid":
                     lab_table["inventory"] = f"{lab.url}?n{n}=yes"
-                    extra = {"labgrid": keys}
+                    # the coordinator and exporters share the 2 cores with N emulated
+                    # devices (load ~140 at N = 256): one AcquirePlace went unanswered for
+                    # 10 s (the default) there; a real coordinator has its own CPU
+                    extra = {"labgrid": {**keys, "timeout_s": args.coordinator_timeout}}
                 from tests.support.lab import write_inventory
 
                 path = write_inventory(
@@ -359,7 +362,13 @@ def fleet(args) -> int:
                     profiles[key_] = prof.top(n, dump=dump)
                     print(f"  profiled: N={n} {backend} (stats: {dump})", file=sys.stderr)
                     continue
-                run = run_lab(inv)
+                try:
+                    run = run_lab(inv)
+                except Exception as exc:  # the run stopped (e.g. coordinator unreachable)
+                    why = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                    print(f"  rep {rep}: N={n} {backend}: RUN STOPPED: {why}", file=sys.stderr)
+                    incomplete.setdefault(key_, []).append(f"run stopped: {why}")
+                    continue
                 wall = time.perf_counter() - t0
                 lab_cpu = lab_cpu_s() - l0
                 machine = system_cpu_s() - c0
@@ -511,6 +520,12 @@ def main() -> int:
         "--profile", action="store_true", help="fleet mode: one more run per N under cProfile"
     )
     ap.add_argument("--profile-dir", help="fleet mode: where the merged .pstats files go")
+    ap.add_argument(
+        "--coordinator-timeout",
+        type=float,
+        default=60.0,
+        help="fleet mode: [labgrid] timeout_s, seconds per coordinator request (default 60)",
+    )
     ap.add_argument(
         "--backends", default="file,labgrid", help="fleet mode: file, labgrid or both (default)"
     )
