@@ -92,9 +92,14 @@ def interleaved(rounds: int, first, second) -> tuple[list[float], list[float], d
     return a, b, stats
 
 
-def ratio_table(rows, shown: tuple[tuple[str, str], ...], what: str, target: str) -> None:
-    """The table of an `interleaved` measurement per model: both p50s, the ratio of the
-    rounds' medians against its target, and the rounds' quartiles."""
+def ratio_table(rows, shown: tuple[tuple[str, str], ...], what: str, target: str, how: str) -> None:
+    """The table of an `interleaved` measurement per model (`how` says how, with {runs}):
+    both p50s, the ratio of the rounds' medians against its target, the rounds' quartiles."""
+    for label, path, r in rows:
+        print(
+            f"  {label}: {path} ({path.stat().st_size:,} B), {r['rounds']} "
+            + how.format(runs=r["runs"])
+        )
     print(f"{'measure':<52}{'value':>12}{'target':>10}")
     print("-" * 74)
     for label, _path, r in rows:
@@ -125,13 +130,9 @@ def python_vs_native(
 
 def print_native(rows: list, binary: Path, threads: int) -> None:
     print(f"{devapi.runtime()} (Python runner) vs {binary} (XNNPACK on), {threads} thread(s)")
-    for label, path, nv in rows:
-        print(
-            f"  {label}: {path} ({path.stat().st_size:,} B), {nv['rounds']} alternating "
-            f"rounds of {nv['runs']} runs, one process per measurement"
-        )
     shown = (("Python runner", "python"), ("benchmark_model", "native"))
-    ratio_table(rows, shown, "Python / native", "<= 1.05")
+    how = "alternating rounds of {runs} runs, one process per measurement"
+    ratio_table(rows, shown, "Python / native", "<= 1.05", how)
 
 
 def bare_p50(interp, sample, runs: int) -> float:
@@ -253,13 +254,8 @@ def main() -> None:
     width = (p50["ci_high"] - p50["ci_low"]) / 2 / p50["median"]
 
     print(f"{devapi.runtime()}, {args.threads} thread(s)")
-    for label, path, ov in rows:
-        print(
-            f"  {label}: {path} ({path.stat().st_size:,} B), {ov['rounds']} interleaved "
-            f"rounds of {ov['runs']} runs"
-        )
     shown = (("bare invoke() loop", "bare"), ("runner benchmark()", "harness"))
-    ratio_table(rows, shown, "runner / bare", "<= 1.03")
+    ratio_table(rows, shown, "runner / bare", "<= 1.03", "interleaved rounds of {runs} runs")
     print(f"{'book CNN: runner program p50 over runs (ms)':<52}")
     print(f"{'':<4}{' '.join(f'{p:.4f}' for p in p50s)}")
     print(f"{'book CNN: run-to-run CV of p50':<52}{cv:>12.2%}{'<= 3 %':>10}")
