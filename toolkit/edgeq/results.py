@@ -180,6 +180,7 @@ RUN_KEYS = frozenset(
         "latency_ms",
         "latency_samples_ms",
         "sampling",
+        "contention",
         "accuracy",
         "accuracy_note",
         "accuracy_source",
