@@ -4,6 +4,7 @@ EDGEQ_DATA_DIR or ../shared/data. Never the network."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -56,6 +57,18 @@ def data_dir() -> Path:
 def _no_ambient_data_dir(monkeypatch):
     """Tests choose their data explicitly; a developer's EDGEQ_DATA_DIR must not leak in."""
     monkeypatch.delenv("EDGEQ_DATA_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _debug_does_not_leak():
+    """`edgeq --debug` run in-process sets EDGEQ_TF_VERBOSE for the rest of the process (a
+    real command is its own process): it must not make later tests' TensorFlow verbose."""
+    before = os.environ.get("EDGEQ_TF_VERBOSE")
+    yield
+    if before is None:
+        os.environ.pop("EDGEQ_TF_VERBOSE", None)
+    else:
+        os.environ["EDGEQ_TF_VERBOSE"] = before
 
 
 @pytest.fixture(autouse=True)
