@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.benchmark_model import binary as real_binary
 from tests.support.config import FAST_FLAGS, write_config
 
-BM_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "benchmark_model"
 CUSTOM = "Landmarks2TransformMatrix"
 
 
@@ -107,9 +107,7 @@ def test_eval_and_native_runner_say_the_same(models, cli, tmp_path, cache_dir):
     res = cli("eval", models["custom"], "--json")
     assert res.exit_code == 2, res.output
     assert f"custom op {CUSTOM}" in res.output and "ai-edge-litert" in res.output
-    binary = BM_DIR / "x86_64" / "benchmark_model"
-    if not binary.is_file():
-        pytest.skip(f"the real benchmark_model is not at {binary}")
+    binary = real_binary("x86_64")  # fails (never skips) without the real build
     workdir = tmp_path / "native-wd"
     cfg = write_config(
         tmp_path / "edgeq.toml",

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
+from tests.support.benchmark_model import binary as real_binary
 from tests.support.lab import write_inventory
-
-BM = Path(__file__).resolve().parents[2].parent / "shared" / "tools" / "benchmark_model"
 
 
 def cnn(path: Path, conv2_filters: int) -> Path:
@@ -38,9 +35,7 @@ def cnn(path: Path, conv2_filters: int) -> Path:
 def test_latency_regression_names_the_operator(tmp_path, lab_sections):
     from edgeq.lab import load_inventory, run_lab
 
-    binary = BM / "x86_64" / "benchmark_model"
-    if not binary.is_file():
-        pytest.skip(f"the real benchmark_model is not at {binary}")
+    binary = real_binary("x86_64")  # fails (never skips) without the real build
     narrow = cnn(tmp_path / "night1" / "cnn.tflite", 8)
     wide = cnn(tmp_path / "night2" / "cnn.tflite", 192)
     lab_sections["lab"].update(accuracy=False, data="", parallel=1)
