@@ -201,16 +201,7 @@ def test_sigterm_ends_a_deploy_stuck_on_a_silent_link(
              artifacts[0] / "model_int8.tflite", "--data", data_dir, "--timeout", "600", *FAST],
             tmp_path,
         )  # fmt: skip
-        try:
-            assert proxy.silent.wait(120), "the deploy never reached the push"
-            time.sleep(1.0)
-            assert proc.poll() is None  # stuck on the silent link
-            t0 = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=60)
-            took = time.monotonic() - t0
-        finally:
-            proc.kill()
+        err, took = _sigterm_once_stuck(proc, proxy, "deploy")
     finally:
         proxy.close()
     assert proc.returncode == 143, err
@@ -269,16 +260,7 @@ def test_sigterm_ends_a_lab_stuck_on_a_silent_link(
     )
     try:
         proc = edgeq_proc(["lab", "run", "--inventory", inv], tmp_path)
-        try:
-            assert proxy.silent.wait(120), "the lab never reached the push"
-            time.sleep(1.0)
-            assert proc.poll() is None  # stuck on the silent link
-            t0 = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=60)
-            took = time.monotonic() - t0
-        finally:
-            proc.kill()
+        err, took = _sigterm_once_stuck(proc, proxy, "lab")
     finally:
         proxy.close()
     assert proc.returncode == 143, err
@@ -287,3 +269,18 @@ def test_sigterm_ends_a_lab_stuck_on_a_silent_link(
     with History(tmp_path / "history.sqlite") as h:
         (run,) = h.runs()
     assert run["status"] == "interrupted"
+
+
+def _sigterm_once_stuck(proc, proxy, what: str) -> tuple[str, float]:
+    """Wait until `proc` is stuck on the silent link, send one SIGTERM: (stderr, seconds
+    it took to end). The process is killed whatever happens."""
+    try:
+        assert proxy.silent.wait(120), f"the {what} never reached the push"
+        time.sleep(1.0)
+        assert proc.poll() is None  # stuck on the silent link
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        return err, time.monotonic() - t0
+    finally:
+        proc.kill()
