@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .agreement import Reference, agreement, host_accuracy, reference_for
+from .devapi import model_io
 from .errors import EdgeqError
 from .progress import Progress, say
 from .runners import Job, Measurement
@@ -59,6 +62,16 @@ def accuracy_on_host(got: Measurement, job: Job, progress: Progress | None = Non
 
     reason = got.host_accuracy
     if reason is None or job.eval_npz is None:
+        return
+    # as on the device: a non-classifier or unlabelled data has no accuracy, only agreement
+    note = model_io(job.artifact).accuracy_note
+    if note is None:
+        with np.load(job.eval_npz) as arrays:
+            if "y" not in arrays.files:
+                note = "not measured: the data has no labels y (outputs are compared)"
+    if note is not None:
+        got.run["accuracy"] = None
+        got.run["accuracy_note"] = note
         return
     say(progress, f"evaluating accuracy of the same artifact on this host ({reason})")
     s = job.settings
