@@ -25,10 +25,11 @@ from tests.support.benchmark_model import QEMU_ENV, binary
 from tests.support.config import write_config
 from tests.support.lab import write_inventory
 
-#: What a phone's /system/bin offers (toybox applets), linked to this host's tools.
+#: What a phone's /system/bin offers (its mksh `sh` and toybox applets), linked to this
+#: host's tools.
 TOOLS = [
     "cat", "chmod", "cut", "echo", "grep", "kill", "ls", "mkdir", "mktemp", "mv", "rm",
-    "sed", "setsid", "sha256sum", "sleep", "tr", "true", "uname", "wc",
+    "sed", "setsid", "sh", "sha256sum", "sleep", "tr", "true", "uname", "wc", "getconf",
 ]  # fmt: skip
 
 

@@ -60,6 +60,7 @@ def test_a_run_under_a_load_the_test_starts_is_suspect_and_the_lab_sets_it_aside
         stderr=subprocess.DEVNULL,
     )
     try:
+        _wait_for_workers(load.pid, 2 * cores)
         doc = _runner_doc(
             zero_model, tmp_path, "--threads", "1", "--runs", "50", "--min-s", "0.5",
             "--warmup-runs", "2", "--warmup-min-s", "0",
@@ -120,3 +121,63 @@ def test_an_all_zero_output_model_is_not_informative(zero_model):
     )
     assert check.passed is None and check.note.startswith("not informative")
     assert np.isclose(report.outputs[0].max_abs_diff, 0.0)
+
+
+def test_the_native_runner_measures_its_own_cpu_beside_benchmark_model(cli, tmp_path, zero_model):
+    """The REAL benchmark_model under the same load: the shell around it reads /proc/stat
+    and the tool's own CPU time (`times`), so the run is judged contended from measured
+    figures, not from an estimate of its use; nothing of the sampler leaks into its log."""
+    from tests.support.benchmark_model import binary
+    from tests.support.config import write_config
+
+    tool = binary("x86_64")  # fails (never skips) without the real build
+    native = {"transport": "local", "runner": "benchmark_model", "benchmark_binary": str(tool)}
+    cfg = write_config(tmp_path / "edgeq.toml", {"native": native})
+    cores = len(os.sched_getaffinity(0))
+    load = subprocess.Popen(
+        [shutil.which("stress-ng") or "stress-ng", "--cpu", str(2 * cores), "--timeout", "120s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_workers(load.pid, 2 * cores)
+        res = cli(
+            "bench", zero_model, "--target", "native", "--config", cfg, "--json",
+            "--threads", "1", "--runs", "200", "--min-s", "1", "--warmup-runs", "2",
+        )  # fmt: skip
+    finally:
+        load.terminate()
+        load.wait(timeout=30)
+    assert res.exit_code in (0, 1), res.output
+    import json
+
+    run = json.loads(res.stdout)["run"]
+    con = run["contention"]
+    assert "times" in con["method"] and con["window"] == "run"
+    assert 0 < con["self_cores"] <= cores and con["others_cores"] > 0.25
+    assert con["wall_s"] >= 1.0 and con["load1_after"] is not None
+    v = run["validity"]
+    assert v["verdict"] == "suspect" and any(r.startswith("contended:") for r in v["reasons"]), v
+    assert "estimated" not in str(v["contention"].get("method"))
+    assert "@edgeq-cpu" not in run["benchmark_model"]["log"]
+    assert run["latency_ms"]["invoke"]["count"] >= 200
+
+
+def _wait_for_workers(parent: int, n: int, within_s: float = 10.0) -> None:
+    """Until stress-ng has started its `n` workers (children of `parent`)."""
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        kids = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                kids += int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent
+            except (OSError, IndexError, ValueError):
+                continue
+        if kids >= n:
+            time.sleep(0.2)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"stress-ng started fewer than {n} workers in {within_s:g} s")

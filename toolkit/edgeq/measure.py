@@ -129,9 +129,10 @@ def contention_block(
     run: dict[str, Any], threads: int | None = None, samples: list[dict[str, Any]] | None = None
 ) -> dict[str, Any] | None:
     """The competition for the CPU during the steady state, with `contended` and the share
-    of the run's cores the others used: from the runner's own reading (`contention`, the
-    Python runner ≥ 1.3), else from the shell samples before and after the run with the
-    runner's own use estimated as `threads` busy cores (a native runner: benchmark_model)."""
+    of the run's cores the others used: from the runner's own reading (`contention`: the
+    Python runner ≥ 1.3 around its steady state; the native runner's shell around
+    benchmark_model, `window: run`), else from the shell samples before and after the run
+    with the runner's own use estimated as `threads` busy cores."""
     got = run.get("contention")
     if isinstance(got, dict):
         block = dict(got)
@@ -142,7 +143,7 @@ def contention_block(
             return None
         block = _shell_contention(cpus[0], cpus[-1], threads or 1)
     own, others, wall = block.get("self_cores"), block.get("others_cores"), block.get("wall_s")
-    if not isinstance(got, dict):
+    if not isinstance(got, dict) or block.get("window") == "run":
         # around the whole run: judged only when its steady state alone is long enough
         steady = (run.get("phases_ms") or {}).get("steady_state")
         wall = min(wall or 0.0, (steady or 0.0) / 1000)

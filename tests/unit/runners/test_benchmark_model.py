@@ -157,3 +157,37 @@ def test_emulation_evidence():
         False,
         "EDGEQ_EMULATED=0",
     )
+
+
+def test_the_shell_samples_around_the_tool_are_split_from_its_log():
+    from edgeq.runners.benchmark_model import split_sampled
+
+    n = "a1b2c3"
+    out = "\n".join([
+        f"@edgeq-cpu-{n} before", "cpu0 100 0 50 1000 0 0 0 3 0 0", "cpu1 10 0 5 1000 0 0 0 0 0 0",
+        "uptime 500.00", "loadavg 1.5",
+        "INFO: count=100 first=10 curr=9 min=8 max=12 avg=9.5 std=1",
+        "@edgeq-cpu-000000 after",  # a line the tool printed: another nonce, not a marker
+        f"@edgeq-cpu-{n} after", "cpu0 250 0 100 1100 0 0 0 5 0 0", "cpu1 60 0 5 1100 0 0 0 0 0 0",
+        "uptime 502.00", "loadavg 2.0", "hz 100",
+        f"@edgeq-cpu-{n} times", "0m0.01s 0m0.00s", "1m0.50s 0m0.40s",
+    ])  # fmt: skip
+    tool, con = split_sampled(out, n)
+    assert tool.splitlines() == [
+        "INFO: count=100 first=10 curr=9 min=8 max=12 avg=9.5 std=1",
+        "@edgeq-cpu-000000 after",
+    ]
+    # the children (the tool) used 1m0.50s user + 0.40s system: more than the busy ticks
+    assert con["wall_s"] == 2.0 and con["cores_available"] == 2
+    assert con["self_cores"] == round(60.9 / 2.0, 3)
+    assert con["others_cores"] == 0.0 and con["steal_cores"] == 0.01
+    assert con["load1_before"] == 1.5 and con["load1_after"] == 2.0 and con["window"] == "run"
+
+
+def test_no_samples_leave_the_log_untouched_and_no_contention_block():
+    from edgeq.runners.benchmark_model import split_sampled
+
+    out = "INFO: count=5 first=1 curr=1 min=1 max=1 avg=1 std=0\n"
+    assert split_sampled(out, "x") == (out, None)
+    cut = "@edgeq-cpu-x before\ncpu0 1 0 1 1 0 0 0 0\nuptime 1\nINFO: killed"  # no 'after'
+    assert split_sampled(cut, "x") == (cut, None)

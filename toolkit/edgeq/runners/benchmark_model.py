@@ -501,6 +501,92 @@ def argv(settings: RunSettings, binary: str, model: str) -> list[str]:
     return [*prefix, binary, f"--graph={model}", *native_flags(settings)]
 
 
+#: The shell around benchmark_model: /proc/stat and the clock just before and just after the
+#: tool, and the shell's `times` (the CPU its children used: the tool's own user + system
+#: time, every thread), each block behind a marker carrying a per-run nonce ($1) so that
+#: nothing the tool prints can pass for it. The tool's argv follows the nonce.
+_SAMPLER = (
+    'n="$1"; shift; '
+    '_cpu() { echo "@edgeq-cpu-$n $1"; grep "^cpu[0-9]" /proc/stat 2>/dev/null; '
+    'echo "uptime $(cut -d" " -f1 /proc/uptime 2>/dev/null)"; '
+    'echo "loadavg $(cut -d" " -f1 /proc/loadavg 2>/dev/null)"; }; '
+    '_cpu before; "$@" 2>&1; rc=$?; _cpu after; '
+    'echo "hz $(getconf CLK_TCK 2>/dev/null)"; echo "@edgeq-cpu-$n times"; times; exit $rc'
+)
+_CLOCK = re.compile(r"(\d+)m([\d.]+)s")
+
+
+def sampled_command(cmd: list[str], nonce: str) -> str:
+    """`cmd` run by a shell that samples the CPU around it (see `_SAMPLER`)."""
+    return quote_argv(["sh", "-c", _SAMPLER, "edgeq-native", nonce, *cmd])
+
+
+def split_sampled(output: str, nonce: str) -> tuple[str, dict[str, Any] | None]:
+    """The tool's own output, and the `contention` block the shell's samples give (None when
+    the shell printed no usable sample: an old or odd shell, a /proc without CPU lines)."""
+    marks = {f"@edgeq-cpu-{nonce} {k}": k for k in ("before", "after", "times")}
+    lines = output.splitlines()
+    at = {marks[line.strip()]: i for i, line in enumerate(lines) if line.strip() in marks}
+    if "before" not in at or "after" not in at or at["before"] > at["after"]:
+        return output, None
+    start = at["before"] + 1
+    while start < len(lines) and re.match(r"(cpu\d+|uptime|loadavg) ", lines[start]):
+        start += 1
+    tool = "\n".join(lines[start : at["after"]])
+    end = at.get("times", len(lines))
+    before = _cpu_sample(lines[at["before"] + 1 : start])
+    after = _cpu_sample(lines[at["after"] + 1 : end])
+    times = [_CLOCK.findall(line) for line in lines[end + 1 : end + 3]] if "times" in at else []
+    children = None
+    if len(times) == 2 and len(times[1]) == 2:
+        children = sum(int(m) * 60 + float(sec) for m, sec in times[1])
+    return tool, _native_contention(before, after, children)
+
+
+def _cpu_sample(lines: list[str]) -> dict[str, Any]:
+    cores: dict[str, dict[str, int]] = {}
+    out: dict[str, Any] = {"cores": cores}
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 9 and re.fullmatch(r"cpu\d+", parts[0]) and parts[1].isdigit():
+            v = [int(x) for x in parts[1:9]]
+            cores[parts[0]] = {"busy": v[0] + v[1] + v[2] + v[5] + v[6], "steal": v[7]}
+        elif len(parts) == 2 and parts[0] in ("uptime", "loadavg", "hz"):
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def _native_contention(
+    before: dict[str, Any], after: dict[str, Any], own_cpu_s: float | None
+) -> dict[str, Any] | None:
+    """Who used the CPU while benchmark_model ran: the tool's own CPU time (the shell's
+    `times` of its children) and everyone else's (/proc/stat busy ticks minus the tool's)."""
+    hz = after.get("hz") or 100.0
+    cores = sorted(set(before["cores"]) & set(after["cores"]))
+    if not cores or "uptime" not in before or "uptime" not in after or own_cpu_s is None:
+        return None
+    wall = after["uptime"] - before["uptime"]
+    if wall <= 0:
+        return None
+    busy = sum(after["cores"][c]["busy"] - before["cores"][c]["busy"] for c in cores) / hz
+    steal = sum(after["cores"][c]["steal"] - before["cores"][c]["steal"] for c in cores) / hz
+    return {
+        "wall_s": round(wall, 4),
+        "cores_available": len(cores),
+        "self_cores": round(own_cpu_s / wall, 3),
+        "others_cores": round(max(0.0, (busy - own_cpu_s) / wall), 3),
+        "steal_cores": round(steal / wall, 3),
+        "load1_before": before.get("loadavg"),
+        "load1_after": after.get("loadavg"),
+        "window": "run",
+        "method": "/proc/stat just before and after benchmark_model, its own CPU time from "
+        "the shell's `times` (whole run: start-up, warm-up and timed runs)",
+    }
+
+
 def to_run_document(
     log: BenchmarkLog,
     *,
@@ -719,11 +805,13 @@ class BenchmarkModelRunner(Runner):
             cmd = argv(settings, remote_bin, remote_model)
             say(progress, f"running benchmark_model on {target.name}")
             t_run = time.perf_counter()
+            nonce = os.urandom(6).hex()
             res = target.run(
-                quote_argv(cmd) + " 2>&1", timeout=settings.timeout, check=False, killable=True
+                sampled_command(cmd, nonce), timeout=settings.timeout, check=False, killable=True
             )
             run_s = time.perf_counter() - t_run
-            log_text = res.stdout + (("\n" + res.stderr) if res.stderr.strip() else "")
+            tool_out, contention = split_sampled(res.stdout, nonce)
+            log_text = tool_out + (("\n" + res.stderr) if res.stderr.strip() else "")
             if res.exit_code != 0:
                 raise RunnerError.of(
                     _failure(target, res, log_text, settings, facts),
@@ -749,6 +837,8 @@ class BenchmarkModelRunner(Runner):
             started_utc=started,
             origin=target.name,
         )
+        if contention is not None:
+            doc["contention"] = contention
         validate_run(doc, target.name)
         got = Measurement.of(target, doc, run_s, t0, workdir)
         got.host_accuracy = on_host
