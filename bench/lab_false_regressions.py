@@ -58,39 +58,55 @@ def old_fails(series: list[dict[str, float]], start: int) -> list[bool]:
     return out
 
 
-def new_statuses(docs: list[dict], start: int, keep_validity: bool) -> list[str]:
+def _record(i: int, doc: dict, keep_validity: bool):
     from edgeq import measure
+    from edgeq.lab.records import ResultRecord
+
+    run = dict(doc)
+    if keep_validity:
+        run["validity"] = measure.validity([], doc, 1)
+    else:
+        run.pop("validity", None)
+    lat = run["latency_ms"]["invoke"]
+    run_id, started = f"run-{i:04d}", f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"
+    return ResultRecord(
+        run_id=run_id, device="local", transport="local", address="", identity="local",
+        model="model.tflite", status="pass", started_utc=started, finished_utc=started,
+        metrics={"latency_p50": lat["p50"], "latency_p90": lat["p90"]},
+        checks=[{"name": "run", "kind": "run", "passed": True, "message": "ran"}],
+        result={"run": run, "edgeq_version": "bench"},
+    )  # fmt: skip
+
+
+def new_statuses(
+    docs: list[dict],
+    start: int,
+    keep_validity: bool,
+    confirm: int = 0,
+    pools: list[list[dict]] | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """Each doc a lab night through the lab's own judge. With `confirm` R, a night that
+    would regress on a band metric is re-measured R times as the lab does; the re-runs are
+    other recorded processes of the same setup (`pools[i]`: the runs night i may draw from),
+    drawn without replacement, seeded."""
     from edgeq.lab import regress
     from edgeq.lab.history import History
-    from edgeq.lab.records import ResultRecord
-    from edgeq.lab.scheduler import judge_and_record
+    from edgeq.lab.scheduler import judge_and_record, to_confirm, with_confirmation
 
+    rng = random.Random(seed)
+    policy = regress.Policy(metrics=METRICS, confirm=confirm)
     out = []
     with tempfile.TemporaryDirectory() as tmp, History(Path(tmp) / "h.sqlite") as h:
         for i, doc in enumerate(docs):
-            run = dict(doc)
-            if keep_validity:
-                run["validity"] = measure.validity([], doc, 1)
-            else:
-                run.pop("validity", None)
-            lat = run["latency_ms"]["invoke"]
-            run_id, started = f"run-{i:04d}", f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z"
-            h.start_run(run_id, started)
-            rec = ResultRecord(
-                run_id=run_id,
-                device="local",
-                transport="local",
-                address="",
-                identity="local",
-                model="model.tflite",
-                status="pass",
-                started_utc=started,
-                finished_utc=started,
-                metrics={"latency_p50": lat["p50"], "latency_p90": lat["p90"]},
-                checks=[{"name": "run", "kind": "run", "passed": True, "message": "ran"}],
-                result={"run": run, "edgeq_version": "bench"},
-            )
-            rec = judge_and_record(h, rec, regress.Policy(metrics=METRICS))
+            rec = _record(i, doc, keep_validity)
+            h.start_run(rec.run_id, rec.started_utc)
+            names = to_confirm(h, rec, policy) if confirm and pools else []
+            if names:
+                others = [d for d in pools[i] if d is not doc]
+                draws = rng.sample(others, min(confirm, len(others)))
+                with_confirmation(rec, [_record(i, d, keep_validity) for d in draws], names)
+            rec = judge_and_record(h, rec, policy)
             if i >= start:
                 out.append(rec.status)
     return out
@@ -124,6 +140,9 @@ def main() -> None:
     ap.add_argument("--baseline", type=int, default=10, help="A runs before the B runs")
     ap.add_argument("--seed", type=int, default=0, help="of the shuffled order")
     ap.add_argument("--repeat", type=int, default=1, help="processes per lab run (--repeat)")
+    ap.add_argument("--confirm", type=int, default=2,
+                    help="[regression] confirm: re-runs drawn from the same setup's recorded "
+                    "runs (0: leave the row out)")  # fmt: skip
     args = ap.parse_args()
     runs = json.loads(args.load.read_text())
     a, b = group(runs["A"], args.repeat), group(runs["B"], args.repeat)
@@ -144,13 +163,23 @@ def main() -> None:
         ma = [metrics[i] for i in idx]
         ident_old = old_fails(ma, 0)
         slow_old = old_fails(ma[:w] + metrics[len(a) :], w)
-        rows.append((order, "before (main: band alone)", sum(ident_old), sum(slow_old), "-"))
-        for label, keep in (("after", True), ("after, validity off", False)):
-            ident = new_statuses(aa, 0, keep)
-            slow = new_statuses(aa[:w] + b, w, keep)
+        first_old = next((k for k, x in enumerate(slow_old) if x), None)
+        rows.append(
+            (order, "before (main: band alone)", sum(ident_old), sum(slow_old), "-",
+             "-" if first_old is None else str(first_old + 1))
+        )  # fmt: skip
+        judges = [("after", True, 0), ("after, validity off", False, 0)]
+        if args.confirm:
+            judges.append((f"after, confirm = {args.confirm} re-runs", True, args.confirm))
+        for label, keep, confirm in judges:
+            ident = new_statuses(aa, 0, keep, confirm, [aa] * len(aa), args.seed)
+            slow_pools = [aa] * w + [b] * len(b)
+            slow = new_statuses(aa[:w] + b, w, keep, confirm, slow_pools, args.seed)
+            first = next((k for k, x in enumerate(slow) if x == "fail"), None)
             rows.append(
                 (order, label, ident.count("fail"), slow.count("fail"),
-                 f"{ident.count('suspect')} / {slow.count('suspect')}")
+                 f"{ident.count('suspect')} / {slow.count('suspect')}",
+                 "-" if first is None else str(first + 1))
             )  # fmt: skip
     loads = [d.get("contention", {}).get("load1_after") for d in a + b]
     loads = [x for x in loads if x is not None]
@@ -162,13 +191,14 @@ def main() -> None:
           f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f} on 2 cores, other "
           f"processes {statistics.median(others or [0]):.2f} cores (median)")  # fmt: skip
     print("| order of A | judge | identical runs flagged FAIL | B runs caught (FAIL) | "
-          "suspect (ident / B) |")  # fmt: skip
-    print("|---|---|---|---|---|")
-    for order, label, fi, fs, sus in rows:
-        print(f"| {order} | {label} | {fi}/{len(a)} | {fs}/{len(b)} | {sus} |")
+          "first B run caught | suspect (ident / B) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for order, label, fi, fs, sus, first in rows:
+        print(f"| {order} | {label} | {fi}/{len(a)} | {fs}/{len(b)} | {first} | {sus} |")
     print("Reproduce:\n  .venv/bin/python bench/compare_fpr.py --pairs 20 --repeat 3 --min-s 0.3"
           f"\n  .venv/bin/python bench/lab_false_regressions.py --load {args.load} "
-          f"--baseline {w} --seed {args.seed} --repeat {args.repeat}")  # fmt: skip
+          f"--baseline {w} --seed {args.seed} --repeat {args.repeat} "
+          f"--confirm {args.confirm}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -121,6 +121,12 @@ REGRESSION_FIELDS: dict[str, Field] = {
     "accuracy_tolerance_pp": Field(NUM, 0.1, "accuracy drop vs the median allowed, in pp"),
     "size_tolerance_bytes": Field((int,), 0, "model growth vs the median allowed, in bytes"),
     "level": Field(NUM, 0.95, "confidence a latency regression needs vs the run-to-run spread"),
+    "confirm": Field(
+        (int,),
+        2,
+        "fresh re-runs that must bear out a latency/memory regression before it is one: the "
+        "result is judged on the median of the first run and these (0: the first run alone)",
+    ),
     "series": Field(
         (str,),
         "content",
@@ -243,6 +249,8 @@ def _check_regression(where: str, regression: dict[str, Any]) -> None:
     for key in ("window", "min_history"):
         if key in regression and regression[key] < 1:
             raise ConfigError(f"{where}: key {key!r} must be >= 1")
+    if "confirm" in regression and not 0 <= regression["confirm"] <= 10:
+        raise ConfigError(f"{where}: key 'confirm' must be in [0, 10] (re-runs), e.g. 2")
     if "level" in regression and not 0.5 <= regression["level"] < 1:
         raise ConfigError(f"{where}: key 'level' must be in [0.5, 1), e.g. 0.95")
 

@@ -24,6 +24,12 @@ is not `valid`: contended, dispersed, frequency or temperature moved) is not jud
 band metrics at all: it is recorded as `suspect`, never as a regression nor as a baseline
 (the baseline is passing runs only).
 
+A valid run that would regress on a band metric is first measured again: `confirm` (2)
+fresh runs on the same device, as LNT's `--rerun` does, and judged on the best of the
+three (`confirmed`): one process can land in a slow mode of its own that nothing in its
+own figures tells from a regression, so a regression stands only when every run bears it
+out (the lab scheduler does the re-runs; see `scheduler.to_confirm`).
+
 Because only passing runs form the baseline, a regression stays flagged night after night
 — "failing since <date> (last pass <run id>)" — until the figure is back in the band, which
 is reported as a recovery.
@@ -84,6 +90,8 @@ class Policy:
     #: series) or "name" (its name/label: a model that changes under one name is judged
     #: against its own past, e.g. a nightly retrain)
     series: str = "content"
+    #: fresh re-runs that must bear out a band regression (see `confirmed`)
+    confirm: int = 2
     metrics: tuple[str, ...] = (
         "latency_p50",
         "latency_p90",
@@ -238,6 +246,41 @@ def evaluate(
                 check["message"] += f"; where: {where['text']}"
         checks.append(check)
     return checks
+
+
+def band_failures(checks: list[dict[str, Any]]) -> list[str]:
+    """The band metrics (latencies, memory) that regressed in `checks`."""
+    out = []
+    for c in checks:
+        name = str(c.get("name", "")).partition(":")[2]
+        if c.get("passed") is False and name in METRICS and METRICS[name].kind == "band":
+            out.append(name)
+    return out
+
+
+def confirmed(first: dict[str, float], reruns: list[dict[str, float]], names: list[str]):
+    """A band regression borne out (or not) by fresh re-runs, as LNT's `--rerun`: a process
+    started again on the same device. One process can land in a slow mode of its own
+    (memory layout, a migration, a neighbour's burst) that no statistics of that run can tell
+    from a regression, and noise only ever adds time: the result is judged on the BEST of
+    the first run and the re-runs, so a regression stands only when every fresh run is
+    beyond the band. Returns (the metrics to judge and record, the `confirmation` block
+    kept with the result)."""
+    metrics = dict(first)
+    block: dict[str, Any] = {"reruns": len(reruns), "metrics": {}}
+    for name in names:
+        values = [first[name], *(r[name] for r in reruns if r.get(name) is not None)]
+        best = min(values) if METRICS[name].worse == "higher" else max(values)
+        metrics[name] = best
+        block["metrics"][name] = {"values": values, "best": best}
+    block["text"] = "; ".join(
+        f"{n} {_fmt(first[n], METRICS[n])} beyond the band, re-measured {len(reruns)} more "
+        f"time{'s' if len(reruns) != 1 else ''} "
+        f"({', '.join(_fmt(v, METRICS[n]) for v in block['metrics'][n]['values'][1:]) or '-'}):"
+        f" judged on the best, {_fmt(metrics[n], METRICS[n])}"
+        for n in names
+    )
+    return metrics, block
 
 
 def run_to_run(measured: list[tuple[str, float]]) -> list[float]:

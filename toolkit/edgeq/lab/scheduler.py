@@ -58,7 +58,7 @@ from .records import (
     new_run_id,
     with_deploy,
 )
-from .regress import Policy, annotate, evaluate
+from .regress import Policy, annotate, band_failures, confirmed, evaluate
 from .retry import Attempts, RetryPolicy
 
 S = st.Status
@@ -76,20 +76,68 @@ class Deferred(Exception):
         self.error = error
 
 
+def series_key(rec: ResultRecord, policy: Policy) -> str:
+    return rec.model if policy.series == "name" else (rec.artifact_sha256 or rec.model)
+
+
+def _suspect(rec: ResultRecord) -> str:
+    validity = ((rec.result or {}).get("run") or {}).get("validity") or {}
+    if validity.get("verdict") in ("suspect", "invalid"):
+        return "; ".join(validity.get("reasons") or []) or str(validity["verdict"])
+    return ""
+
+
+def to_confirm(history: History, rec: ResultRecord, policy: Policy) -> list[str]:
+    """The band metrics a measured, valid result would regress on (judged without writing):
+    what re-runs must bear out before it is a regression (`policy.confirm` of them)."""
+    if policy.confirm <= 0 or rec.status not in (S.PASS, S.FAIL) or _suspect(rec):
+        return []
+    checks = evaluate(history, rec.device, series_key(rec, policy), rec.metrics, policy)
+    return band_failures(checks)
+
+
+def with_confirmation(rec: ResultRecord, reruns: list[ResultRecord], names: list[str]) -> None:
+    """Judge `rec` on the best of itself and its re-runs for `names` (`regress.confirmed`);
+    a re-run that was suspect makes the result suspect (never a regression), one that gave
+    no figure is noted."""
+    measured = [r for r in reruns if r.status in (S.PASS, S.FAIL)]
+    rec.metrics, block = confirmed(rec.metrics, [r.metrics for r in measured], names)
+    lost = [r.reason for r in reruns if r.status not in (S.PASS, S.FAIL)]
+    if lost:
+        block["text"] += f"; {len(lost)} re-run(s) gave no figure: {lost[0]}"
+    suspect = next((_suspect(r) for r in measured if _suspect(r)), "")
+    run = (rec.result or {}).get("run")
+    if suspect and isinstance(run, dict):
+        validity = dict(run.get("validity") or {})
+        validity["verdict"] = "suspect"
+        validity["reasons"] = [*(validity.get("reasons") or []), f"a re-run: {suspect}"]
+        run["validity"] = validity
+    if rec.result is not None:
+        rec.result["confirmation"] = block
+    rec.checks.append(
+        {"name": "confirmation", "kind": "confirmation", "passed": True, "message": block["text"]}
+    )
+
+
 def judge_and_record(history: History, rec: ResultRecord, policy: Policy) -> ResultRecord:
     """Add the regression checks (vs the history of the same device × model content) to a
     measured result, settle its status, find its streaks and recoveries, then write it in
     one transaction."""
-    key = rec.model if policy.series == "name" else (rec.artifact_sha256 or rec.model)
+    key = series_key(rec, policy)
     if rec.status in (S.PASS, S.FAIL):
         run = (rec.result or {}).get("run") or {}
-        validity = run.get("validity") or {}
-        suspect = ""
-        if validity.get("verdict") in ("suspect", "invalid"):
-            suspect = "; ".join(validity.get("reasons") or []) or validity["verdict"]
+        suspect = _suspect(rec)
         rec.checks += evaluate(
             history, rec.device, key, rec.metrics, policy, suspect, run.get("op_profile")
         )
+        confirmation = (rec.result or {}).get("confirmation") or {}
+        for c in rec.checks:
+            values = (confirmation.get("metrics") or {}).get(c["name"].partition(":")[2])
+            if c.get("kind") == "regression" and values and c.get("passed") is not None:
+                c["message"] += (
+                    f" (the best of {len(values['values'])} runs: "
+                    f"{'confirmed' if c['passed'] is False else 'not borne out'} by re-runs)"
+                )
         changed = {c["name"]: c.pop("operators") for c in rec.checks if c.get("operators")}
         if changed and rec.result is not None:
             rec.result["op_changes"] = changed  # kept with the result for the reports
@@ -354,12 +402,40 @@ class Lab:
             rec = self.run_one(dev, art, deadline, outcome)
             if rec.status == S.ERROR and self.policy(dev).lab_made(rec.error):
                 self.defer(outcome, rec.reason, rec.error)
+            self.confirm(dev, art, deadline, outcome, rec)
             rec.metrics["lock_wait_s"] = outcome.lock_wait_s if i == 0 else 0.0
             outcome.results.append(self.write(rec))
             self.event(
                 dev.name, "running", f"{art.name}: {rec.status}", done=i + 1, total=len(arts)
             )
         return self.conclude(outcome)
+
+    def confirm(
+        self, dev: Device, art: Artifact, deadline: float, outcome: DeviceOutcome, rec: ResultRecord
+    ) -> None:
+        """A result that would regress on a latency or memory figure is measured again
+        (`[regression] confirm` fresh runs) and judged on the best (`with_confirmation`)."""
+        policy = Policy.from_dict(self.inv.regression_for(dev))
+        try:
+            names = to_confirm(self.history, rec, policy)
+        except HistoryLocked:
+            return  # judged on the one run; the write reports the locked history
+        if not names:
+            return
+        reruns = []
+        for i in range(policy.confirm):
+            if self.stop.is_set():
+                break
+            self.event(
+                dev.name,
+                "running",
+                f"{art.name}: {', '.join(names)} beyond the band: re-run {i + 1} of "
+                f"{policy.confirm} to confirm",
+            )
+            reruns.append(self.run_one(dev, art, deadline, outcome))
+        with_confirmation(rec, reruns, names)
+        if reruns:
+            rec.bench_end = reruns[-1].bench_end
 
     def defer(self, outcome: DeviceOutcome, reason: str, error: BaseException | None) -> None:
         """Set the device aside (nothing recorded, no health tag): raises Deferred."""
