@@ -73,8 +73,9 @@ OPTIONS: tuple[Spec, ...] = (
          "--use-xnnpack/--no-xnnpack", optional=True),
     Spec("use_gpu", bool, False, "benchmark_model: the GPU delegate.", "--use-gpu"),
     Spec("use_nnapi", bool, False, "benchmark_model: the NNAPI delegate.", "--use-nnapi"),
-    Spec("op_profiling", bool, False, "benchmark_model: per-operator profile.",
-         "--op-profiling"),
+    Spec("op_profiling", bool, False, "benchmark_model: per-operator profile (each node's "
+         "time; lab [run] key op_profiling or op_profile).", "--op-profiling",
+         aliases=("op_profile",)),
     Spec("taskset", str, "", "benchmark_model: CPU mask to pin it to, e.g. f0 (big cores).",
          "--taskset", check=_check_taskset),
     Spec("benchmark_binary", str, "", "Run this native benchmark_model (else "
