@@ -403,7 +403,8 @@ def auto_keep_float(
         if progress:
             progress(len(keep), total, what)
         blob = plain_int8(model, calibration) if not keep else dbg.quantized(keep)
-        base.append(len(blob))
+        if not base:  # full int8 is measured first
+            base.append(len(blob))
         acc = accuracy(blob, validation.x, validation.y)
         ms = None
         if max_latency_ms is not None and latency is not None:
