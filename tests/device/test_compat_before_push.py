@@ -147,3 +147,43 @@ def test_lab_records_a_model_error_and_keeps_the_device(
     (dev,) = run.devices
     assert dev.status != "quarantined"
     assert _sent(Path(pi["workdir"]), models["fc12"]) == []
+
+
+def test_native_runner_checks_the_python_that_measures_accuracy(
+    models, cli, pi_python, tmp_path, cache_dir
+):
+    """A native-runner device whose binary runs FULLY_CONNECTED v12 but whose python (the
+    "Pi"'s tflite-runtime 2.14) measures accuracy: exit 2 naming that runtime before the
+    model is sent; with use_python_runner = false the host measures accuracy instead."""
+    import numpy as np
+
+    binary = real_binary("x86_64")  # fails (never skips) without the real build
+    rng = np.random.RandomState(0)
+    data = tmp_path / "dense.npz"
+    np.savez(data, x=rng.rand(64, 64).astype(np.float32), y=rng.randint(0, 4, 64))
+    native = {"transport": "local", "runner": "benchmark_model", "benchmark_binary": str(binary)}
+    targets = {
+        name: {**native, "python": pi_python, "use_python_runner": use, "workdir": str(wd)}
+        for name, use, wd in (
+            ("auto", "auto", tmp_path / "wd-auto"),
+            ("yes", True, tmp_path / "wd-yes"),
+            ("host", False, tmp_path / "wd-host"),
+        )
+    }
+    cfg = write_config(tmp_path / "edgeq.toml", targets)
+    model = models["fc12"]
+    for name in ("auto", "yes"):
+        res = cli("bench", model, "--data", data, "--target", name, "--config", cfg, *FAST_FLAGS)
+        assert res.exit_code == 2, (name, res.output)
+        line = res.stderr.strip().splitlines()[-1]
+        assert "FULLY_CONNECTED v12" in line and "tflite-runtime 2.14.0" in line, line
+        assert "the python that measures accuracy" in line and "use_python_runner" in line
+        assert "checked before sending the model" in line
+        assert _sent(Path(targets[name]["workdir"]), model) == [], "the model was sent"
+    res = cli(
+        "bench", model, "--data", data, "--target", "host", "--config", cfg, "--json", *FAST_FLAGS
+    )
+    assert res.exit_code == 0, res.output
+    run = json.loads(res.stdout)["run"]
+    assert run["accuracy"]["source"] != "device" and run["accuracy"]["samples"] == 64
+    assert run["latency_ms"]["invoke"]["p50"] > 0

@@ -109,3 +109,19 @@ def test_bench_op_profiling_on_a_python_runner_target(
     assert run["runner"]["name"] == "edgeq_runner" and run["accuracy"] is not None
     prof = run["op_profile"]
     assert prof["source"].startswith("benchmark_model alongside") and prof["run_order"]
+
+
+def test_op_profile_is_an_alias_of_op_profiling(cli, foreign, binary, tmp_path):
+    """The issue's spelling, `--op-profile`, on bench and deploy (help shows both)."""
+    target = {"transport": "local", "runner": "benchmark_model", "benchmark_binary": str(binary)}
+    cfg = write_config(tmp_path / "edgeq.toml", {"native": target})
+    model = foreign["float_rgb"].path
+    common = ("--target", "native", "--config", cfg, "--no-data", "--json", *LIGHT)
+    for flag, profiled in (("--op-profile", True), ("--op-profiling", True), (None, False)):
+        res = cli("bench", model, *common, *([flag] if flag else []))
+        assert res.exit_code == 0, res.output
+        prof = json.loads(res.stdout)["run"].get("op_profile")
+        assert bool(prof and prof["run_order"]) is profiled, flag
+    for command in ("bench", "deploy"):
+        text = " ".join(cli(command, "--help", env={"COLUMNS": "200"}).stdout.split())
+        assert "--op-profiling, --op-profile" in text, command

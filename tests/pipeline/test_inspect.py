@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edgeq import convert, data, inspect, tfenv, train
+from tests.support.config import write_config
 
 SCALE = 1000.0
 
@@ -300,3 +301,68 @@ def test_your_own_samples_calibrate_a_foreign_model(cli, tmp_path):
     assert entry["calibration"]["source"].startswith("own.npz")
     assert entry["dataset"] is None  # not MNIST: deploy must be given the data again
     assert entry["input"]["scale"] == pytest.approx(1 / 255, rel=0.02)
+
+
+def _latency_search(cli, model, data_dir, tmp_path, limit: str, *extra: str):
+    """`convert --keep-float-auto --max-latency-ms LIMIT --target local`: each step's model
+    measured by the real Python runner on the local target (budget percentile p50)."""
+    cfg = write_config(tmp_path / "edgeq.toml", {}, {"latency_percentile": "p50"})
+    return cli(
+        "convert", model, "--mode", "int8", "--keep-float-auto", "--max-latency-ms", limit,
+        "--target", "local", "--config", cfg, "--validation-samples", "500",
+        "--calibration-samples", "200", "--data", data_dir, "--out", tmp_path / "m", *extra,
+    )  # fmt: skip
+
+
+def test_keep_float_auto_measures_each_step_on_the_device(cli, outlier_model, data_dir, tmp_path):
+    res = _latency_search(cli, outlier_model, data_dir, tmp_path, "1000", "--max-drop-pp", "5")
+    assert res.exit_code == 0, res.stderr
+    assert "device ms" in res.stdout and "accepted" in res.stdout
+    entry = json.loads((tmp_path / "m" / "manifest.json").read_text())["artifacts"][0]
+    auto = entry["keep_float_auto"]
+    steps = auto["steps"]
+    assert auto["max_latency_ms"] == 1000 and auto["within_latency"] and auto["reached"]
+    assert auto["device"]["target"] == "local" and auto["device"]["runner"] == "python"
+    assert auto["device"]["metric"].startswith("p50 invoke")  # the budget's percentile
+    assert len(steps) >= 2  # full int8 of the outlier model is far over 5 pp
+    for s in steps:  # every step's model was measured, and fit the generous limit
+        assert s["accepted"] and 0 < s["latency_ms"] < 1000 and "<= 1000 ms" in s["why"]
+    assert [s["added"] for s in steps[1:]] == auto["order"][: len(steps) - 1]
+    assert auto["final_step"] == len(steps) - 1
+    assert [k["name"] for k in entry["keep_float"]] == steps[-1]["kept"]
+    assert steps[-1]["bytes"] == (tmp_path / "m" / "model_int8.tflite").stat().st_size
+
+
+def test_keep_float_auto_never_exceeds_the_latency_limit(cli, outlier_model, data_dir, tmp_path):
+    """A limit no model can meet: full int8 is measured, found over it, and nothing is
+    kept in float (said, and the written model is full int8 with no float op)."""
+    res = _latency_search(cli, outlier_model, data_dir, tmp_path, "0.0001", "--max-drop-pp", "5")
+    assert res.exit_code == 0, res.stderr
+    entry = json.loads((tmp_path / "m" / "manifest.json").read_text())["artifacts"][0]
+    auto = entry["keep_float_auto"]
+    assert entry["keep_float"] == [] and auto["within_latency"] is False
+    assert not auto["reached"]  # the drop does not fit either: stated, not hidden
+    [step] = auto["steps"]
+    assert step["kept"] == [] and not step["accepted"] and step["latency_ms"] > 0.0001
+    assert "rejected" in res.stdout and "no layer kept in float" in res.stdout
+    ops = _ops(tmp_path / "m" / "model_int8.tflite")
+    assert "DEQUANTIZE" not in [o["op"] for o in ops]
+    assert all(set(o["inputs"]) <= {"int8", "int32"} for o in ops)
+
+
+def test_max_latency_ms_needs_keep_float_auto_and_a_target(cli, trained, data_dir, tmp_path):
+    out = tmp_path / "o"
+    base = ("convert", trained.model_path, "--mode", "int8", "--data", data_dir, "--out", out)
+    for extra, says in (
+        (("--keep-float-auto", "--max-latency-ms", "5"), "--max-latency-ms needs --target"),
+        (("--max-latency-ms", "5", "--target", "local"), "add --keep-float-auto"),
+        (("--keep-float-auto", "--target", "local"), "--target on convert is the device"),
+        (
+            ("--keep-float-auto", "--max-latency-ms", "0", "--target", "local"),
+            "--max-latency-ms must be > 0",
+        ),
+    ):
+        res = cli(*base, *extra)
+        assert res.exit_code == 2, (extra, res.stdout)
+        assert len(res.stderr.strip().splitlines()) == 1 and says in res.stderr, res.stderr
+    assert not (out / "model_int8.tflite").exists()

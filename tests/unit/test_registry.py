@@ -75,7 +75,11 @@ def test_every_family_module_is_registered():
 
 
 def test_int8_takes_the_keep_float_options_and_others_do_not():
-    assert set(quantmodes.get("int8").options) == {"keep_float", "keep_float_auto"}
+    assert set(quantmodes.get("int8").options) == {
+        "keep_float",
+        "keep_float_auto",
+        "max_latency_ms",
+    }
     assert all(not quantmodes.get(m).options for m in quantmodes.MODES if m != "int8")
     with pytest.raises(UsageError, match="--keep-float applies to mode int8"):
         convert._split_options(["float32", "float16"], {"keep_float": ["conv1"]})
@@ -100,7 +104,7 @@ def test_convert_takes_each_declared_mode_option_and_combines_its_values():
 
     help_text = CliRunner().invoke(app, ["convert", "--help"], env={"COLUMNS": "200"}).output
     declared = quantmodes.options()
-    assert set(declared) == {"keep_float", "keep_float_auto"}
+    assert set(declared) == {"keep_float", "keep_float_auto", "max_latency_ms"}
     for option in declared.values():
         for param in option.cli:
             assert param.flag in help_text
@@ -111,6 +115,13 @@ def test_convert_takes_each_declared_mode_option_and_combines_its_values():
     assert auto.validation and not keep.validation
     with pytest.raises(UsageError, match="use --keep-float or --keep-float-auto, not both"):
         convert._split_options(["int8"], {"keep_float": ["conv1"], "keep_float_auto": 0.1})
+    # --max-latency-ms refines --keep-float-auto: alone it is refused, before any work
+    latency = declared["max_latency_ms"]
+    assert latency.requires == ("keep_float_auto",) and latency.from_cli({"max_latency_ms": 2.5})
+    with pytest.raises(UsageError, match="--max-latency-ms is an option of --keep-float-auto"):
+        convert._split_options(["int8"], {"max_latency_ms": 2.5})
+    split = convert._split_options(["int8"], {"keep_float_auto": 0.1, "max_latency_ms": 2.5})
+    assert split == {"int8": {"keep_float_auto": 0.1, "max_latency_ms": 2.5}}
 
 
 # --------------------------------------------------------------------------- Registry

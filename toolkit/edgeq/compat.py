@@ -197,11 +197,13 @@ def check_ops(
     load: Callable[[list[bytes]], list[str | None]],
     where: str = "",
     when: str = "before sending the model",
+    also: str = "",
 ) -> list[OpCode]:
     """Check every operator `model` needs against a runtime; ModelError (exit 2) naming the
     first missing op, its version, the runtime and the fix. `load(probe models)` asks the
     runtime to load each probe model and answers None (loaded) or the error text; only
-    the (op, version) pairs not yet cached for `runtime_key` are asked. Returns the ops."""
+    the (op, version) pairs not yet cached for `runtime_key` are asked; `also`: another
+    fix, said after the usual ones. Returns the ops."""
     ops = model_ops(model)
     answers = _load_cache(runtime_key)
     missing = [op for op in ops if op.key not in answers]
@@ -224,6 +226,7 @@ def check_ops(
             raise UnsupportedOp(
                 f"{prefix}{model} needs {what}, which {runtime} does not have "
                 f"(checked {when}: {said}); {fix_for(op, runtime)}"
+                + (f"; or {also}" if also else "")
             )
     return ops
 
@@ -307,12 +310,26 @@ def binary_loader(target: Any, remote_binary: str) -> Callable[[list[bytes]], li
     return load
 
 
-def check_on_python(target: Any, remote_runner: str, env: dict[str, Any], model: Path) -> None:
-    """Check `model` against the device python's interpreter (`env`: its probe)."""
+def check_on_python(
+    target: Any,
+    remote_runner: str,
+    env: dict[str, Any],
+    model: Path,
+    role: str = "",
+    also: str = "",
+) -> None:
+    """Check `model` against the device python's interpreter (`env`: its probe); `role`:
+    what that python is for, when it is not the runner (said after the runtime); `also`:
+    another fix."""
     runtime = f"{env.get('runtime')} {env.get('runtime_version') or ''}".strip()
     key = f"py-{env.get('runtime')}-{env.get('runtime_version')}-{env.get('machine')}"
     check_ops(
-        model, f"{target.name}'s {runtime}", key, python_loader(target, remote_runner), target.name
+        model,
+        f"{target.name}'s {runtime}{role}",
+        key,
+        python_loader(target, remote_runner),
+        target.name,
+        also=also,
     )
 
 

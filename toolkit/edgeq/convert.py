@@ -201,12 +201,20 @@ def _convert_one(
     plan: Any,
     validation: ValidationSet | None,
     progress: Any,
+    device: Any = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """One mode with its options: (flatbuffer, what the options did, for the manifest)."""
     spec = quantmodes.get(mode)
     if spec.convert is not None:
+        extra = {"device": device} if device is not None else {}
         done = spec.convert(
-            model, calibration, options, plan=plan, validation=validation, progress=progress
+            model,
+            calibration,
+            options,
+            plan=plan,
+            validation=validation,
+            progress=progress,
+            **extra,
         )
         if done is not None:
             return done[0], {**spec.manifest_defaults, **done[1]}
@@ -226,6 +234,10 @@ def _split_options(modes: list[str], options: dict[str, Any]) -> dict[str, dict[
             if other in options:
                 flags = declared[other].main_flag, declared[key].main_flag
                 raise UsageError(f"use {flags[0]} or {flags[1]}, not both")
+        for needed in declared[key].requires if key in declared else ():
+            if needed not in options:
+                flags = declared[key].main_flag, declared[needed].main_flag
+                raise UsageError(f"{flags[0]} is an option of {flags[1]}; add {flags[1]}")
     per_mode: dict[str, dict[str, Any]] = {m: {} for m in modes}
     for key, value in options.items():
         takers = [m for m in modes if key in quantmodes.get(m).options]
@@ -259,17 +271,22 @@ def convert(
     options: dict[str, Any] | None = None,
     validation_samples: int = VALIDATION_SAMPLES,
     step_progress: Any = None,
+    device: Any = None,
 ) -> dict[str, Any]:
     """Convert `model_path` to every mode; write artifacts and `manifest.json` atomically.
 
     `options` are mode options by name (`keep_float=[...]`, `keep_float_auto=X` for int8);
     each goes to the chosen modes that declare it (`QuantMode.options`).
-    `step_progress(done, total, what)` follows the auto search. Returns the manifest.
+    `step_progress(done, total, what)` follows the auto search. `device(flatbuffer, what)`
+    measures a model's latency on a device ({"ms": …}; `--max-latency-ms` needs it).
+    Returns the manifest.
     Modes and options are validated, the model loaded, the calibration set built and the
     output folder checked before anything is written.
     """
     modes = parse_modes(modes)
     per_mode = _split_options(modes, options or {})
+    if device is None and any("max_latency_ms" in o for o in per_mode.values()):
+        raise UsageError("--max-latency-ms needs --target T: the device each step is measured on")
     model_path = Path(model_path)
     model = load_model(model_path)
     out = fsutil.ensure_writable_dir(out_dir)
@@ -303,6 +320,7 @@ def convert(
             plans[mode],
             validation,
             step_progress,
+            device if "max_latency_ms" in per_mode[mode] else None,
         )
         seconds = time.perf_counter() - t0
         path = out / artifact_name(mode)

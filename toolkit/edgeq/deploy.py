@@ -21,7 +21,7 @@ from typing import Any
 
 from . import __version__, fsutil, hostjudge, manifest
 from . import measure as measure_mod
-from .budget import judge
+from .budget import Budget, check_judgeable, judge, judged_latency
 from .devicelock import DeviceLock, default_lock_dir
 from .errors import EdgeqError, ModelError, RunnerError, UsageError
 from .fields import TargetConfig
@@ -39,6 +39,7 @@ __all__ = [
     "RunSettings",
     "deploy",
     "device_lock",
+    "latency_meter",
     "run_on_device",
     "run_request",
     "save",
@@ -119,6 +120,71 @@ def deploy(
     partial record."""
     request = prepare(target_cfg, artifact, *args, progress=progress, **kwargs)
     return run_request(request, progress)
+
+
+#: What `latency_meter` measures with: a latency-only run, light but still timed for half a
+#: second after a short warm-up (no accuracy, no agreement inputs).
+LATENCY_ONLY = {"runs": 50, "min_s": 0.5, "warmup_runs": 5, "warmup_min_s": 0.2, "agreement": 0}
+
+
+def latency_meter(
+    target_cfg: TargetConfig,
+    budget: Budget | None = None,
+    progress: Progress | None = None,
+    wait: bool = True,
+) -> Any:
+    """A function `meter(flatbuffer, what)` that measures a model's latency on the target
+    (the deploy machinery: prepare → device lock → run_request, with the target's runner
+    and LATENCY_ONLY settings; no data, nothing saved) and returns {"ms": the budget's
+    latency figure, "metric", "runner", "target", "settings", ...}. The runner is checked
+    against the budget's percentile now, before anything is measured."""
+    budget = budget or Budget()
+    settings = RunSettings(**LATENCY_ONLY).validate()
+    runner = choose(target_cfg, settings)
+    check_judgeable(
+        budget,
+        runner.name,
+        runner.latency_reports.get(budget.latency_kind, ()),
+        target_cfg.name,
+    )
+    lock = device_lock(target_cfg, wait=wait)
+    probed: list[bool] = []
+
+    def meter(blob: bytes, what: str = "") -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="edgeq-step-") as tmp:
+            path = Path(tmp) / "model.tflite"
+            path.write_bytes(blob)
+            request = prepare(
+                target_cfg,
+                path,
+                settings=settings,
+                results_dir=None,
+                with_data=False,
+                probe=not probed,
+            )
+            say(progress, f"measuring on {target_cfg.name}: {what}".rstrip(": "))
+            with lock.acquire(lambda msg: say(progress, f"{target_cfg.name}: {msg}")):
+                result = run_request(request, None)
+        probed.append(True)
+        ms, how, at = judged_latency(result.run, budget)
+        if ms is None:
+            raise RunnerError(
+                f"{target_cfg.name}: the {runner.name} runner reported no "
+                f"{budget.latency_percentile} ({budget.latency_kind}) latency"
+            )
+        env = result.run.get("environment") or {}
+        return {
+            "ms": float(ms),
+            "metric": f"{at} {budget.latency_kind}" + (f" ({how})" if how else ""),
+            "target": target_cfg.name,
+            "address": result.target.get("address"),
+            "runner": runner.name,
+            "runtime": f"{env.get('runtime') or ''} {env.get('runtime_version') or ''}".strip(),
+            "machine": env.get("machine"),
+            "settings": dict(LATENCY_ONLY),
+        }
+
+    return meter
 
 
 def run_request(request: DeployRequest, progress: Progress | None = None) -> DeployResult:

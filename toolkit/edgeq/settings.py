@@ -43,6 +43,14 @@ class Spec:
     many: bool = False
     #: a further check of a (non-None) value: raises UsageError naming the option
     check: Callable[[Any], None] | None = None
+    #: other names of the setting (e.g. "op_profile"): a CLI option `--op-profile` beside
+    #: `cli`, and a key of the lab's [run] table beside `name`
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def cli_aliases(self) -> tuple[str, ...]:
+        """The aliases as CLI options (`--op-profile`), when the setting has an option."""
+        return tuple("--" + a.replace("_", "-") for a in self.aliases) if self.cli else ()
 
     @property
     def field(self) -> Field:
@@ -230,6 +238,21 @@ def parse_many(value: Any, opt: str) -> int | tuple[int, ...]:
 
 #: Agreement samples when there is no labelled data and --agreement is not given.
 DEFAULT_AGREEMENT = 32
+
+
+def resolve_aliases(where: str, table: dict[str, Any]) -> dict[str, Any]:
+    """A [run] table with each alias key (e.g. `op_profile`) renamed to its setting's name;
+    UsageError when a table gives both."""
+    out = dict(table)
+    for spec in all_specs():
+        for alias in spec.aliases:
+            if alias in out:
+                if spec.name in out:
+                    raise UsageError(
+                        f"{where}: keys {spec.name!r} and {alias!r} are the same setting; give one"
+                    )
+                out[spec.name] = out.pop(alias)
+    return out
 
 
 def lab_fields() -> dict[str, Field]:

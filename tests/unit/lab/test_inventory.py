@@ -144,3 +144,18 @@ def test_cli_only_must_select_something(cli, tmp_path):
     inv = write_inventory(tmp_path / "lab.toml", {}, {"pi": PI})
     res = cli("lab", "run", "--inventory", inv, "--only", "android")
     assert res.exit_code == 2 and "--only 'android' selects no enabled device" in res.stderr
+
+
+def test_run_key_op_profile_is_an_alias_of_op_profiling(tmp_path):
+    inv = load(
+        tmp_path,
+        {"pi": {**PI, "run": {"op_profile": True}}, "box": {"transport": "local"}},
+        run={"op_profile": False, "runs": 10},
+    )
+    assert inv.run_for(inv.devices["pi"])["op_profiling"] is True
+    assert inv.run_for(inv.devices["box"])["op_profiling"] is False
+    assert "op_profile" not in inv.run_for(inv.devices["pi"])
+    msg = error(tmp_path, {"pi": PI}, run={"op_profile": True, "op_profiling": True})
+    assert "'op_profiling' and 'op_profile' are the same setting" in msg
+    msg = error(tmp_path, {"pi": {**PI, "run": {"op_profile": "yes"}}})
+    assert "op_profiling" in msg and "bool" in msg

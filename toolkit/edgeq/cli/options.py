@@ -31,7 +31,7 @@ def _annotation(spec) -> Any:
     kind: Any = str if spec.many else spec.type  # "1,2,4", parsed by RunSettings
     if spec.optional:
         kind = kind | None
-    return Annotated[kind, typer.Option(spec.cli, help=spec.help)]
+    return Annotated[kind, typer.Option(spec.cli, *spec.cli_aliases, help=spec.help)]
 
 
 def run_settings_options(

@@ -15,9 +15,10 @@ from .. import devapi, quantmodes, textsafe
 from .. import evaluate as evaluate_mod
 from .. import models as models_mod
 from .. import train as train_mod
-from .common import JsonOpt, emit_json, err, out, use_json
+from ..errors import UsageError
+from .common import ConfigOpt, JsonOpt, NoWaitOpt, emit_json, err, out, use_json
 from .options import quant_mode_options
-from .progress import steps_bar, steps_bars, training_bar
+from .progress import progress_printer, steps_bar, steps_bars, training_bar
 
 DataOpt = Annotated[
     Path | None,
@@ -150,12 +151,24 @@ def convert(
         int,
         typer.Option(help="With --keep-float-auto: training images held out for the drop."),
     ] = convert_mod.VALIDATION_SAMPLES,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Target name from edgeq.toml: with --max-latency-ms, the device each "
+            "keep-float step is measured on.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Convert a Keras model to TFLite in one or more modes and write manifest.json."""
     use_json(json_out)
     modes = convert_mod.parse_modes(mode or [])
     options = mode_options or {}
+    device = _latency_meter(target, options.get("max_latency_ms"), config, no_wait)
     label = next(
         (o.progress for k, o in quantmodes.options().items() if o.progress and options.get(k)),
         None,
@@ -172,6 +185,7 @@ def convert(
             options=options,
             validation_samples=validation_samples,
             step_progress=search if label else None,
+            device=device,
         )
     done = [a for a in manifest["artifacts"] if a["mode"] in modes]
     if json_out:
@@ -206,28 +220,84 @@ def convert(
             _print_auto(a["keep_float_auto"])
 
 
+def _latency_meter(target: str | None, limit: float | None, config, no_wait: bool):
+    """The device meter of `--max-latency-ms` (checked before any work: the target, its
+    runner, the budget's latency percentile), or None; each flag without the other is exit 2."""
+    if target is None:
+        if limit is not None:
+            raise UsageError(
+                "--max-latency-ms needs --target T: the device each step is measured on"
+            )
+        return None
+    if limit is None:
+        raise UsageError(
+            "--target on convert is the device --max-latency-ms measures on; add "
+            "--keep-float-auto --max-latency-ms X (or leave --target out)"
+        )
+    from .. import config as config_mod
+    from .. import deploy as deploy_mod
+    from ..budget import Budget
+
+    cfg = config_mod.load(config)
+    return deploy_mod.latency_meter(
+        cfg.target(target), Budget.load(None, cfg.budget), progress_printer(), wait=not no_wait
+    )
+
+
 def _print_auto(auto: dict) -> None:
-    table = Table(
-        title=f"keep-float search: drop vs float on {auto['validation']} "
+    limit = auto.get("max_latency_ms")
+    device = auto.get("device") or {}
+    title = (
+        f"keep-float search: drop vs float on {auto['validation']} "
         f"(float {auto['float_validation_accuracy']:.2%}), target <= {auto['max_drop_pp']:g} pp"
     )
-    for col in ("step", "kept in float", "KB", "size cost KB", "val accuracy", "drop (pp)"):
-        table.add_column(col, justify="left" if col == "kept in float" else "right")
+    if limit is not None:
+        title += (
+            f"; latency on {device.get('target', '?')} ({device.get('runner', '?')} runner, "
+            f"{device.get('metric', '?')}) <= {limit:g} ms"
+        )
+    table = Table(title=escape(title))
+    cols = ["step", "kept in float", "KB", "size cost KB", "val accuracy", "drop (pp)"]
+    if limit is not None:
+        cols += ["device ms", "verdict", "why"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("kept in float", "why") else "right")
+    final = auto.get("final_step", len(auto["steps"]) - 1)
     for i, s in enumerate(auto["steps"]):
-        table.add_row(
-            str(i),
+        row = [
+            str(i) + (" *" if i == final and s.get("accepted", True) else ""),
             escape(", ".join(s["kept"]) or "(none: full int8)"),
             f"{s['bytes'] / 1024:.2f}",
             f"{s['size_cost_bytes'] / 1024:+.2f}",
             f"{s['validation_accuracy']:.2%}",
             f"{s['drop_pp']:+.2f}",
-        )
+        ]
+        if limit is not None:
+            ms = s.get("latency_ms")
+            row += [
+                "-" if ms is None else f"{ms:.3f}",
+                "accepted" if s.get("accepted", True) else "rejected",
+                escape(s.get("why") or ""),
+            ]
+        table.add_row(*row)
     out.print(table)
-    if not auto["reached"]:
+    if limit is not None and not auto.get("within_latency", True):
         out.print(
-            f"[bold yellow]not reached:[/] even with every layer in float the drop is "
-            f"{auto['steps'][-1]['drop_pp']:+.2f} pp"
+            escape(
+                f"over the latency limit: full int8 already measures "
+                f"{auto['steps'][0]['latency_ms']:.3f} ms > {limit:g} ms on "
+                f"{device.get('target', '?')}: no layer kept in float (the model written is "
+                f"full int8)"
+            )
         )
+    elif not auto["reached"]:
+        last = auto["steps"][final]
+        why = (
+            "with every layer the latency allows in float"
+            if limit is not None and any(not s.get("accepted", True) for s in auto["steps"])
+            else "even with every layer in float"
+        )
+        out.print(f"[bold yellow]not reached:[/] {why} the drop is {last['drop_pp']:+.2f} pp")
 
 
 def evaluate(

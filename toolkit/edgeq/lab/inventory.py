@@ -232,6 +232,16 @@ def _strings(where: str, key: str, value: list[Any], choices: tuple[str, ...] | 
     return tuple(value)
 
 
+def _run_keys(where: str, run: Any) -> Any:
+    """A [run] table with the settings' alias keys (`op_profile`) under their names."""
+    if not isinstance(run, dict):
+        return run  # the validator says what is wrong with it
+    try:
+        return settings_mod.resolve_aliases(where, run)
+    except UsageError as exc:
+        raise ConfigError(exc.message) from None
+
+
 def _check_run(where: str, run: dict[str, Any]) -> dict[str, Any]:
     """A [run] table's values through the settings' own validator (the message names the
     table as well as the key)."""
@@ -289,7 +299,9 @@ def _device(name: str, raw: Any, src: str, lab: dict[str, Any]) -> Device:
     _strings(where, "tags", target.values["tags"])
     sub = f"{src}, device {name!r} [devices.{name}"
     budget = _partial(f"{sub}.budget]", extra["budget"], BUDGET_FIELDS)
-    run = _check_run(f"{sub}.run]", _partial(f"{sub}.run]", extra["run"], RUN_FIELDS))
+    run = _check_run(
+        f"{sub}.run]", _partial(f"{sub}.run]", _run_keys(f"{sub}.run]", extra["run"]), RUN_FIELDS)
+    )
     regression = _partial(f"{sub}.regression]", extra["regression"], REGRESSION_FIELDS)
     _check_regression(f"{sub}.regression]", regression)
     timeout = extra["timeout_s"] if extra["timeout_s"] is not None else lab["timeout_s"]
@@ -340,7 +352,8 @@ def parse_inventory(
     if lab["timeout_s"] <= 0:
         raise ConfigError(f"{where}: key 'timeout_s' must be > 0")
     run = _check_run(
-        f"{src} [run]", validate_section(f"{src} [run]", raw.get("run", {}), RUN_FIELDS)
+        f"{src} [run]",
+        validate_section(f"{src} [run]", _run_keys(f"{src} [run]", raw.get("run", {})), RUN_FIELDS),
     )
     budget = validate_section(f"{src} [budget]", raw.get("budget", {}), BUDGET_FIELDS)
     regression = validate_section(

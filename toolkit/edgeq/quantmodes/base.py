@@ -56,7 +56,8 @@ class Option:
     command-line parameters it is given with (`cli`) and how their values make the
     option's value (`value(**params)`, None when not given).
 
-    `conflicts`: options that cannot be given with this one. `validation`: the option
+    `conflicts`: options that cannot be given with this one; `requires`: options it is
+    given with (it refines them). `validation`: the option
     needs the validation split (training images held out from calibration). `progress`:
     the label of the step bar the option's work reports to.
     """
@@ -66,6 +67,7 @@ class Option:
     cli: tuple[CliParam, ...] = ()
     value: Callable[..., Any] | None = None
     conflicts: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
     validation: bool = False
     progress: str | None = None
 
@@ -88,7 +90,8 @@ class QuantMode:
     `prepare(model, calibration, options)`, when given, checks the options against the
     model before anything is converted or written (e.g. that named layers exist) and
     returns a plan for `convert`.
-    `convert(model, calibration, options, plan=, validation=, progress=)`, when given, is
+    `convert(model, calibration, options, plan=, validation=, progress=)` (and `device=`,
+    the latency meter of `edgeq convert --target`, when one is given), when given, is
     asked first: it returns (flatbuffer, what it applied, for the manifest) when the
     options need another path than `converter.convert()` (int8 with layers kept in
     float), or None for the plain path.

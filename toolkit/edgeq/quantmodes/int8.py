@@ -1,7 +1,9 @@
 """`int8`: full integer (int8 weights, activations, input and output), calibrated on the
 training split. Options: keep named layers in float (`--keep-float`), or let edgeq pick
-them until the accuracy drop fits (`--keep-float-auto --max-drop-pp X`); both go through
-TF's QuantizationDebugger (`edgeq.quantmodes.selective`).
+them until the accuracy drop fits (`--keep-float-auto --max-drop-pp X`), optionally only
+while the mixed model's latency measured on a device stays within a limit
+(`--max-latency-ms X --target T`); both go through TF's QuantizationDebugger
+(`edgeq.quantmodes.selective`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def prepare(model: Any, calibration: Calibration, options: dict[str, Any]) -> An
         return None
     if options.get("keep_float_auto") is not None and float(options["keep_float_auto"]) < 0:
         raise UsageError(f"--max-drop-pp must be >= 0, got {options['keep_float_auto']}")
+    limit = options.get("max_latency_ms")
+    if limit is not None and not float(limit) > 0:
+        raise UsageError(f"--max-latency-ms must be > 0, got {limit:g}")
     debugger = selective.Debugger(model, calibration)
     keep = debugger.resolve(options.get("keep_float") or [])
     return {"debugger": debugger, "keep": keep}
@@ -39,13 +44,21 @@ def convert(
     plan: Any = None,
     validation: Any = None,
     progress: Any = None,
+    device: Any = None,
 ) -> tuple[bytes, dict[str, Any]] | None:
-    """Selective int8 when an option asks for it; None = the plain converter path."""
+    """Selective int8 when an option asks for it; None = the plain converter path.
+    `device(flatbuffer, what)`: measures a step's latency (`--max-latency-ms`)."""
     if plan is None:
         return None
     if options.get("keep_float_auto") is not None:
+        limit = options.get("max_latency_ms")
         return selective.auto_keep_float(
-            plan["debugger"], validation, float(options["keep_float_auto"]), progress
+            plan["debugger"],
+            validation,
+            float(options["keep_float_auto"]),
+            progress,
+            max_latency_ms=float(limit) if limit is not None else None,
+            latency=device,
         )
     return selective.selective_int8(plan["debugger"], plan["keep"])
 
@@ -105,6 +118,23 @@ MODE = register(
                 conflicts=("keep_float",),
                 validation=True,
                 progress="keep-float search",
+            ),
+            "max_latency_ms": Option(
+                "--max-latency-ms X --target T",
+                "with --keep-float-auto: keep a layer in float only while the mixed model's "
+                "latency measured on the target stays <= X ms",
+                cli=(
+                    CliParam(
+                        "max_latency_ms",
+                        float | None,
+                        None,
+                        "--max-latency-ms",
+                        "With --keep-float-auto and --target: measure each step's model on "
+                        "the device and keep a layer in float only while its latency (the "
+                        "budget's percentile) stays <= X ms.",
+                    ),
+                ),
+                requires=("keep_float_auto",),
             ),
         },
         prepare=prepare,

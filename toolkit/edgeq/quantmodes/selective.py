@@ -36,11 +36,13 @@ __all__ = [
     "DEBUG_SAMPLES",
     "AutoStep",
     "Debugger",
+    "Measure",
     "Node",
     "accuracy",
     "auto_keep_float",
     "float_model",
     "plain_int8",
+    "search",
     "selective_int8",
 ]
 
@@ -296,20 +298,93 @@ class AutoStep:
     size_cost_bytes: int
     validation_accuracy: float
     drop_pp: float
+    #: the mixed model's latency on the device (with --max-latency-ms), the figure judged
+    latency_ms: float | None = None
+    #: within the latency limit (always, without one): the search went on from this step
+    accepted: bool = True
+    why: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+#: measure(keep, added) -> (flatbuffer, its step) for one set of float layers
+Measure = Callable[[list[Node], Node | None], tuple[bytes, AutoStep]]
+
+
+def search(
+    order: Sequence[Node],
+    measure: Measure,
+    max_drop_pp: float,
+    max_latency_ms: float | None = None,
+) -> tuple[bytes, list[Node], list[AutoStep]]:
+    """The keep-float search: from full int8, add the next layer of `order` (worst error
+    first) to the float set while the drop is over `max_drop_pp`. With `max_latency_ms` a
+    step whose measured latency is over the limit is rejected (that layer stays int8 and
+    the next one is tried on top of the last accepted set); the latency is never exceeded,
+    so when full int8 is already over it nothing is kept in float. Returns the accepted
+    model, its float layers and every step (accepted or not), each with why."""
+    limit = max_latency_ms
+
+    def over(step: AutoStep) -> bool:
+        return limit is not None and (step.latency_ms is None or step.latency_ms > limit)
+
+    def ms(step: AutoStep) -> str:
+        return f"{step.latency_ms:.3f} ms" if step.latency_ms is not None else "no latency"
+
+    def accepted(step: AutoStep) -> str:
+        fits = "<=" if step.drop_pp <= max_drop_pp else ">"
+        return f"drop {step.drop_pp:+.2f} pp {fits} {max_drop_pp:g} pp" + (
+            f", {ms(step)} <= {limit:g} ms" if limit is not None else ""
+        )
+
+    blob, best = measure([], None)
+    steps = [best]
+    keep: list[Node] = []
+    if over(best):
+        best.accepted = False
+        best.why = (
+            f"full int8 is already over the limit ({ms(best)} > {limit:g} ms): "
+            f"no layer can be kept in float"
+        )
+        return blob, keep, steps
+    best.why = accepted(best)
+    for node in order:
+        if best.drop_pp <= max_drop_pp:
+            break
+        candidate = [*keep, node]
+        cand_blob, step = measure(candidate, node)
+        steps.append(step)
+        if over(step):
+            step.accepted = False
+            step.why = f"{ms(step)} > {limit:g} ms: {node.name} stays int8"
+            continue
+        blob, best, keep = cand_blob, step, candidate
+        step.why = accepted(step)
+    return blob, keep, steps
+
+
 def auto_keep_float(
-    dbg: Debugger, validation: Any, max_drop_pp: float, progress: Any = None
+    dbg: Debugger,
+    validation: Any,
+    max_drop_pp: float,
+    progress: Any = None,
+    *,
+    max_latency_ms: float | None = None,
+    latency: Callable[[bytes, str], dict[str, Any]] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Keep the worst layers (by the debugger's rmse/scale) in float, one at a time, until
-    the drop vs float on `validation` (training-split images) is ≤ `max_drop_pp`."""
+    the drop vs float on `validation` (training-split images) is ≤ `max_drop_pp`.
+
+    With `max_latency_ms`, `latency(flatbuffer, what)` measures each step's model on the
+    device ({"ms": the figure judged, ...}) and a layer is kept in float only while that
+    stays within the limit (see `search`)."""
     if validation is None:
         raise UsageError("--keep-float-auto needs a validation split (training images)")
     if max_drop_pp < 0:
         raise UsageError(f"--max-drop-pp must be >= 0, got {max_drop_pp}")
+    if max_latency_ms is not None and latency is None:
+        raise UsageError("--max-latency-ms needs a device to measure on (--target T)")
     model, calibration = dbg.model, dbg.calibration
     float_blob = float_model(model)
     rows, _ = dbg.statistics(float_blob, validation.images[:DEBUG_SAMPLES])
@@ -320,44 +395,47 @@ def auto_keep_float(
     order = sorted(dbg.nodes, key=lambda n: -error.get(n.tensor, 0.0))
     f_acc = accuracy(float_blob, validation.x, validation.y)
     total = len(order) + 1
+    base: list[int] = []  # full int8's size, what each step's size cost is against
+    device: dict[str, Any] = {}  # where the latency was measured (from `latency`)
 
-    def measure(keep: list[Node], added: Node | None, base: int | None) -> tuple[bytes, AutoStep]:
+    def measure(keep: list[Node], added: Node | None) -> tuple[bytes, AutoStep]:
+        what = f"keeping {added.name} in float" if added else "int8, nothing kept in float"
+        if progress:
+            progress(len(keep), total, what)
         blob = plain_int8(model, calibration) if not keep else dbg.quantized(keep)
+        if not base:  # full int8 is measured first
+            base.append(len(blob))
         acc = accuracy(blob, validation.x, validation.y)
+        ms = None
+        if max_latency_ms is not None and latency is not None:
+            got = latency(blob, what)
+            ms = got["ms"]
+            device.update({k: v for k, v in got.items() if k != "ms"})
         return blob, AutoStep(
             kept=[n.name for n in keep],
             added=added.name if added else None,
             bytes=len(blob),
-            size_cost_bytes=len(blob) - (base if base is not None else len(blob)),
+            size_cost_bytes=len(blob) - base[0],
             validation_accuracy=acc,
             drop_pp=(f_acc - acc) * 100,
+            latency_ms=ms,
         )
 
-    if progress:
-        progress(0, total, "int8, nothing kept in float")
-    blob, step = measure([], None, None)
-    base = step.bytes
-    steps = [step]
-    keep: list[Node] = []
-    for node in order:
-        if steps[-1].drop_pp <= max_drop_pp:
-            break
-        keep.append(node)
-        if progress:
-            progress(len(keep), total, f"keeping {node.name} in float")
-        blob, step = measure(keep, node, base)
-        steps.append(step)
+    blob, keep, steps = search(order, measure, max_drop_pp, max_latency_ms)
     if progress:
         progress(total, total, "")
-    reached = steps[-1].drop_pp <= max_drop_pp
-    return blob, {
-        "keep_float": [_node_doc(n) for n in keep],
-        "keep_float_auto": {
-            "max_drop_pp": max_drop_pp,
-            "reached": reached,
-            "validation": validation.source,
-            "float_validation_accuracy": f_acc,
-            "order": [n.name for n in order],
-            "steps": [s.to_dict() for s in steps],
-        },
+    final = max(i for i, s in enumerate(steps) if s.accepted) if steps[0].accepted else 0
+    doc: dict[str, Any] = {
+        "max_drop_pp": max_drop_pp,
+        "reached": steps[final].drop_pp <= max_drop_pp,
+        "validation": validation.source,
+        "float_validation_accuracy": f_acc,
+        "order": [n.name for n in order],
+        "steps": [s.to_dict() for s in steps],
+        "final_step": final,
     }
+    if max_latency_ms is not None:
+        doc["max_latency_ms"] = max_latency_ms
+        doc["within_latency"] = steps[0].accepted
+        doc["device"] = device
+    return blob, {"keep_float": [_node_doc(n) for n in keep], "keep_float_auto": doc}

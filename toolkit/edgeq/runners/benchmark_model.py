@@ -49,7 +49,7 @@ from ..settings import RunSettings, Spec
 from ..targets import Target, quote_argv, transport_class
 from . import register
 from .base import Health, Job, Measurement, Runner
-from .deviceenv import environment_checks, probe
+from .deviceenv import environment_checks, probe, seen
 
 BINARY_ENV = "EDGEQ_BENCHMARK_MODEL"
 _TASKSET = re.compile(r"(0[xX])?[0-9a-fA-F]+")
@@ -73,8 +73,9 @@ OPTIONS: tuple[Spec, ...] = (
          "--use-xnnpack/--no-xnnpack", optional=True),
     Spec("use_gpu", bool, False, "benchmark_model: the GPU delegate.", "--use-gpu"),
     Spec("use_nnapi", bool, False, "benchmark_model: the NNAPI delegate.", "--use-nnapi"),
-    Spec("op_profiling", bool, False, "benchmark_model: per-operator profile.",
-         "--op-profiling"),
+    Spec("op_profiling", bool, False, "benchmark_model: per-operator profile (each node's "
+         "time; lab [run] key op_profiling or op_profile).", "--op-profiling",
+         aliases=("op_profile",)),
     Spec("taskset", str, "", "benchmark_model: CPU mask to pin it to, e.g. f0 (big cores).",
          "--taskset", check=_check_taskset),
     Spec("benchmark_binary", str, "", "Run this native benchmark_model (else "
@@ -419,26 +420,57 @@ def accuracy_on_device(target: Target, remote_model: str, job: Job) -> dict[str,
     return acc
 
 
+def accuracy_python(target: Target) -> tuple[bool, str]:
+    """Will the device's python measure accuracy (per `use_python_runner`)? (True, its
+    runtime) or (False, why not); RunnerError when `use_python_runner = true` and that
+    python cannot run the edgeq runner. Probes the device (cached for `seen`)."""
+    choice = target.config.get("use_python_runner", "auto")
+    if choice is False:
+        return False, "use_python_runner = false"
+    usable, why = python_status(target)
+    if usable:
+        return True, why
+    if choice is True:
+        raise RunnerError(
+            f"{target.name}: use_python_runner = true but the device's python cannot run "
+            f"the edgeq runner ({why}); install numpy and ai-edge-litert for it, or set "
+            f'use_python_runner = "auto" to evaluate on the host'
+        )
+    return False, f"no usable python on the device ({why})"
+
+
+def check_accuracy_python(target: Target, model: Path) -> None:
+    """The operators `model` needs against the runtime of the device's python that will
+    measure its accuracy (the binary's own check does not cover it): ModelError (exit 2)
+    naming op, version and runtime, before the model is sent."""
+    env = seen(target) or probe(target)
+    remote_runner = target.ensure_file(paths.runner_path(), ".py")
+    compat.check_on_python(
+        target,
+        remote_runner,
+        env,
+        model,
+        role=" (the python that measures accuracy)",
+        also=f"set use_python_runner = false in {target.config.where} to measure accuracy on "
+        f"this host",
+    )
+
+
 def device_accuracy(
-    target: Target, remote_model: str, job: Job, progress: Progress | None = None
+    target: Target,
+    remote_model: str,
+    job: Job,
+    progress: Progress | None = None,
+    plan: tuple[bool, str] | None = None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Accuracy on the device per `use_python_runner`: (the accuracy, None), or (None, why
-    it is to be evaluated on the host instead — `hostjudge.accuracy_on_host` does that)."""
-    choice = target.config.get("use_python_runner", "auto")
-    reason = "use_python_runner = false"
-    if choice is True or choice == "auto":
-        usable, why = python_status(target)
-        if usable:
-            say(progress, f"measuring accuracy on {target.name} with its python ({why})")
-            return accuracy_on_device(target, remote_model, job), None
-        if choice is True:
-            raise RunnerError(
-                f"{target.name}: use_python_runner = true but the device's python cannot run "
-                f"the edgeq runner ({why}); install numpy and ai-edge-litert for it, or set "
-                f'use_python_runner = "auto" to evaluate on the host'
-            )
-        reason = f"no usable python on the device ({why})"
-    return None, reason
+    it is to be evaluated on the host instead — `hostjudge.accuracy_on_host` does that).
+    `plan`: what `accuracy_python` answered (asked here when None)."""
+    on_device, why = plan or accuracy_python(target)
+    if on_device:
+        say(progress, f"measuring accuracy on {target.name} with its python ({why})")
+        return accuracy_on_device(target, remote_model, job), None
+    return None, why
 
 
 # --------------------------------------------------------------------------- the run
@@ -799,6 +831,10 @@ class BenchmarkModelRunner(Runner):
             if job.compat:
                 say(progress, f"checking the model's operators against {target.name}'s binary")
                 compat.check_on_binary(target, remote_bin, sha256_file(binary), job.artifact)
+            plan = accuracy_python(target) if job.eval_npz is not None else None
+            if job.compat and plan is not None and plan[0]:
+                say(progress, f"checking the model's operators against {target.name}'s python")
+                check_accuracy_python(target, job.artifact)
             remote_model = target.ensure_file(job.artifact, ".tflite")
             say(progress, f"sent {target.bytes_sent:,} bytes")
             workdir = target.workdir
@@ -822,7 +858,7 @@ class BenchmarkModelRunner(Runner):
             model_doc = _model_on_device(target, job.artifact, remote_model, log)
             accuracy, on_host = None, None
             if job.eval_npz is not None:
-                accuracy, on_host = device_accuracy(target, remote_model, job, progress)
+                accuracy, on_host = device_accuracy(target, remote_model, job, progress, plan)
             if target.keep:
                 say(progress, f"kept the workdir {workdir} on {target.name}")
         build = identify(binary, self.tcfg)
