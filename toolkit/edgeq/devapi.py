@@ -35,7 +35,6 @@ from edgeq_device.edgeq_runner import (
     dequantize_output,
     display_name,
     evaluate_accuracy,
-    find_interpreter,
     input_spec,
     load_eval_data,
     make_interpreter,
@@ -49,6 +48,7 @@ from edgeq_device.edgeq_runner import (
     to_input,
 )
 
+from . import tfenv
 from .errors import ModelError, UsageError
 
 __all__ = [
@@ -172,6 +172,35 @@ class ModelIO:
             "classes": self.classes,
             "accuracy_note": self.accuracy_note,
         }
+
+
+_QUIET: dict[type, type] = {}
+
+
+def find_interpreter() -> tuple[type, str, str | None]:
+    """The device runner's find_interpreter for this host, with LiteRT's one-time INFO line
+    about its XNNPACK delegate kept off edgeq's stderr (tfenv.runtime_notices_dropped;
+    --debug shows it). The line comes with the first allocate_tensors that creates the
+    delegate (not every model does): allocations are watched until it has been seen."""
+    cls, name, version = runner.find_interpreter()
+    if cls not in _QUIET:
+
+        class Quiet(cls):  # type: ignore[misc, valid-type]
+            _notice_seen = False
+
+            def allocate_tensors(self):
+                if Quiet._notice_seen:
+                    return super().allocate_tensors()
+                dropped: list[str] = []
+                try:
+                    with tfenv.runtime_notices_dropped() as dropped:
+                        return super().allocate_tensors()
+                finally:  # the list is filled when the block is over
+                    Quiet._notice_seen = Quiet._notice_seen or bool(dropped)
+
+        Quiet.__name__ = Quiet.__qualname__ = cls.__name__
+        _QUIET[cls] = Quiet
+    return _QUIET[cls], name, version
 
 
 def open_model(artifact: Path, threads: int | None = None) -> Any:
