@@ -75,8 +75,12 @@ class DataCheck:
     note: str | None
     classes: int | None
     samples: int
-    sample_shape: list[int]
+    #: the per-sample shape fed (a multi-input model's data: {input position: shape})
+    sample_shape: list[int] | dict[int, list[int]]
+    #: the rule each sample gets (a multi-input model's data: input 0's; `inputs` has all)
     preprocess: dict[str, Any]
+    #: a multi-input model's data: per input, in order, its key and rule
+    inputs: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,12 +96,16 @@ def check_data(
     outputs are judged by output agreement instead).
     """
     name = Path(io.path).name
-    x, y = data.x, data.y
+    if isinstance(data.x, dict):
+        return _check_multi(io, data, input_shapes)
+    x = data.x
     got = f"{list(x.shape[1:])} ({x.dtype}, {len(x)} samples)"
     if len(io.inputs) != 1:
+        keys = ", ".join(t.short_name for t in io.inputs)
         raise DataError(
-            f"{data.source}: evaluation data feeds one input, and {name} has "
-            f"{len(io.inputs)} ({io.describe_inputs()}); {NO_DATA_FIX}"
+            f"{data.source}: evaluation data x feeds one input, and {name} has "
+            f"{len(io.inputs)} ({io.describe_inputs()}): store one array per input in the "
+            f".npz, keyed by its name ({keys}), {NO_DATA_FIX}"
         )
     inp = io.inputs[0]
     given = input_positions(io, input_shapes).get(0)
@@ -127,6 +135,47 @@ def check_data(
             f"range, {NO_DATA_FIX}"
         ) from None
     resolve_shapes(io, input_shapes, sample_shape)
+    return _labels_and_note(io, data, list(sample_shape), rule)
+
+
+def _check_multi(
+    io: ModelIO, data: EvalData, input_shapes: dict[str, list[int]] | None
+) -> DataCheck:
+    """check_data for an .npz with one array per input (the device runner's feed_plan)."""
+    try:
+        plan = _feed_plan(io, data, input_shapes)
+    except DataError as exc:
+        raise DataError(f"{exc.message}; {NO_DATA_FIX}") from None
+    sample_shape = {i: list(p["sample_shape"]) for i, p in enumerate(plan)}
+    resolve_shapes(io, input_shapes, sample_shape)
+    check = _labels_and_note(io, data, sample_shape, plan[0]["rule"])
+    inputs = [{"key": p["key"], "preprocess": p["rule"]} for p in plan]
+    return DataCheck(**{**asdict(check), "inputs": inputs})
+
+
+def _feed_plan(
+    io: ModelIO, data: EvalData, input_shapes: dict[str, list[int]] | None
+) -> list[dict[str, Any]]:
+    """The device runner's feed_plan for `data` (checked by check_data already)."""
+    try:
+        return runner.feed_plan(
+            data.x,
+            [_d(t) for t in io.inputs],
+            input_positions(io, input_shapes),
+            data.preprocess_scale,
+            data.preprocess_offset,
+        )
+    except RunnerFailure as exc:
+        raise DataError(f"{data.source}: {exc.message} ({Path(io.path).name})") from None
+
+
+def _labels_and_note(
+    io: ModelIO,
+    data: EvalData,
+    sample_shape: list[int] | dict[int, list[int]],
+    rule: dict[str, Any],
+) -> DataCheck:
+    name, y = Path(io.path).name, data.y
     classes = io.classes
     if classes is not None and y is not None:
         yv = np.asarray(y)
@@ -143,8 +192,8 @@ def check_data(
         applicable=classes is not None and y is not None,
         note=note,
         classes=classes,
-        samples=len(x),
-        sample_shape=list(sample_shape),
+        samples=data.samples,
+        sample_shape=sample_shape,
         preprocess=rule,
     )
 
@@ -176,13 +225,19 @@ def host_accuracy(
     check = check_data(io, data, input_shapes)
     if not check.applicable:
         raise DataError(f"{artifact}: accuracy {check.note}")
-    if limit:
-        x, y = x[:limit], y[:limit]
-    if x.ndim == len(check.sample_shape):
-        x = x[..., None]
     interp = open_model(artifact, threads)
-    apply_shapes(interp, resolve_shapes(io, input_shapes, check.sample_shape), artifact)
-    acc = evaluate_accuracy(interp, x, y, scale, offset, batch_size)
+    shapes = resolve_shapes(io, input_shapes, check.sample_shape)
+    apply_shapes(interp, shapes, artifact)
+    assert y is not None  # applicable
+    if isinstance(x, dict):  # one array per input: the device's own loop
+        plan = _feed_plan(io, data, input_shapes)
+        acc = runner.accuracy_fed(interp, plan, y[:limit] if limit else y, shapes)
+    else:
+        if limit:
+            x, y = x[:limit], y[:limit]
+        if x.ndim == len(check.sample_shape):
+            x = x[..., None]
+        acc = evaluate_accuracy(interp, x, y, scale, offset, batch_size)
     acc["source"] = "host"
     acc["classes"] = check.classes
     acc["runtime"] = runtime()
@@ -335,11 +390,22 @@ def data_inputs(section: dict[str, Any], data_npz: Path | None) -> list[list[np.
         x = load_eval_data(str(data_npz))[0]
     except RunnerFailure as exc:
         raise DataError(exc.message) from None
-    spec = section["inputs"][0]
-    if x.ndim == len(spec["shape"]) - 1:
-        x = x[..., None]
-    rule = section.get("preprocess") or {"rule": "raw"}
-    return list(runner.data_samples(x, spec["shape"], spec, rule, int(section["samples"])))
+    specs = section["inputs"]
+    feeds = section.get("data_inputs") or [{"key": "x", "preprocess": section.get("preprocess")}]
+    if len(feeds) != len(specs):
+        raise UsageError(
+            f"the device fed {len(feeds)} input(s) from data and the model has {len(specs)}"
+        )
+    plan = []
+    for spec, feed in zip(specs, feeds, strict=True):
+        arr = x.get(feed["key"]) if isinstance(x, dict) else x
+        if arr is None:
+            raise UsageError(f"{data_npz} has no array {feed['key']!r}, which the device fed")
+        if arr.ndim == len(spec["shape"]) - 1:
+            arr = arr[..., None]
+        plan.append({"key": feed["key"], "x": arr, "rule": feed["preprocess"] or {"rule": "raw"}})
+    shapes = [s["shape"] for s in specs]
+    return list(runner.data_samples_fed(plan, shapes, specs, int(section["samples"])))
 
 
 def reference_outputs(
@@ -497,16 +563,31 @@ def host_agreement(
     input_shapes: dict[str, list[int]] | None = None,
     reference: Reference | None = None,
     threads: int | None = None,
+    data_npz: Path | None = None,
 ) -> AgreementReport:
     """Agreement with `artifact` itself run on this host (what `edgeq eval` reports: an
-    int8 model against its float32 sibling)."""
+    int8 model against its float32 sibling), on seeded random inputs, or on the samples of
+    the staged evaluation data `data_npz` (fed as the device feeds them)."""
     reference = reference or reference_for(artifact)
     io = model_io(artifact)
-    shapes = resolve_shapes(io, input_shapes)
+    data = None
+    if data_npz is not None:
+        try:
+            x, y, scale, offset = load_eval_data(str(data_npz))
+        except RunnerFailure as exc:
+            raise DataError(exc.message) from None
+        data = EvalData(x, y, str(data_npz), "npz", scale, offset)
+        shapes = resolve_shapes(io, input_shapes, check_data(io, data, input_shapes).sample_shape)
+    else:
+        shapes = resolve_shapes(io, input_shapes)
     interp = open_model(artifact, threads)
     apply_shapes(interp, shapes, artifact)
     details = interp.get_input_details()
     specs = [input_spec(d) for d in details]
+    fed: list[list[np.ndarray]] | None = None
+    if data is not None:
+        plan = _feed_plan(io, data, input_shapes)
+        fed = list(runner.data_samples_fed(plan, shapes, details, samples))
 
     def fresh():
         it = open_model(artifact, threads)
@@ -514,11 +595,12 @@ def host_agreement(
         return it
 
     stateful = bool(runner.stateful_ops(interp))
-    measured = run_samples(
-        interp, agreement_inputs(specs, samples, seed), fresh if stateful else None
-    )
+    source = fed if fed is not None else agreement_inputs(specs, samples, seed)
+    measured = run_samples(interp, source, fresh if stateful else None)
     out_info = [TensorInfo.from_detail(d) for d in interp.get_output_details()]
-    ref, ref_io = reference_outputs(reference.path, specs, samples, seed, threads)
+    ref, ref_io = reference_outputs(reference.path, specs, samples, seed, threads, fed)
     classifier = io.classes is not None
     outs = compare_outputs(measured, out_info, ref, ref_io.outputs, classifier)
-    return AgreementReport(reference, samples, seed, tuple(outs), classifier)
+    return AgreementReport(
+        reference, samples, seed, tuple(outs), classifier, "data" if fed else "random"
+    )

@@ -30,6 +30,7 @@ from edgeq_device.edgeq_runner import (
     DEFAULT_INPUT_OFFSET,
     DEFAULT_INPUT_SCALE,
     GENERATOR,
+    NON_SAMPLE_KEYS,
     RunnerFailure,
     benchmark,
     dequantize_output,
@@ -55,6 +56,7 @@ __all__ = [
     "DEFAULT_INPUT_OFFSET",
     "DEFAULT_INPUT_SCALE",
     "GENERATOR",
+    "NON_SAMPLE_KEYS",
     "ModelIO",
     "RunnerFailure",
     "TensorInfo",
@@ -261,15 +263,19 @@ def input_positions(io: ModelIO, input_shapes: dict[str, list[int]] | None) -> d
 def resolve_shapes(
     io: ModelIO,
     input_shapes: dict[str, list[int]] | None = None,
-    data_sample_shape: Sequence[int] | None = None,
+    data_sample_shape: Sequence[int] | dict[int, list[int]] | None = None,
 ) -> list[list[int]]:
     """The shape each input runs at (as the device runner resolves it); UsageError naming
-    the input and its signature when a dynamic dimension is left unset."""
+    the input and its signature when a dynamic dimension is left unset. The data's sample
+    shape fills input 0's dynamic dimensions, or each input's ({position: shape})."""
+    fill: list[int] | dict[int, list[int]] | None = None
+    if isinstance(data_sample_shape, dict):
+        fill = {int(k): list(v) for k, v in data_sample_shape.items()}
+    elif data_sample_shape is not None:
+        fill = list(data_sample_shape)
     try:
         return runner.resolve_input_shapes(
-            [t.to_dict() for t in io.inputs],
-            input_positions(io, input_shapes),
-            list(data_sample_shape) if data_sample_shape is not None else None,
+            [t.to_dict() for t in io.inputs], input_positions(io, input_shapes), fill
         )
     except RunnerFailure as exc:
         raise UsageError(f"{Path(io.path).name}: {exc.message}") from None
