@@ -875,12 +875,92 @@ def stateful_ops(interpreter) -> list:
     return sorted({o.get("op_name") for o in ops if o.get("op_name") in STATE_OPS})
 
 
-def state_note(ops) -> str | None:
-    if not ops:
+#: How the state of a model that keeps it is reset between agreement samples.
+RESET_VARIABLES = "reset_all_variables"
+FRESH_INTERPRETER = "fresh interpreter"
+#: No reset restores the first output: outputs depend on history, and host and device
+#: compare the sequence of outputs over the same ordered samples.
+HISTORY = "history"
+
+
+def _outputs_of(interpreter, sample) -> list:
+    import numpy as np
+
+    for d, arr in zip(interpreter.get_input_details(), sample):
+        interpreter.set_tensor(d["index"], arr)
+    interpreter.invoke()
+    return [np.array(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+
+
+def _same(a, b) -> bool:
+    import numpy as np
+
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def state_reset(interpreter, sample, fresh):
+    """Whether the model's outputs depend on earlier calls, and how this runtime resets it.
+
+    Feeds `sample` twice: a model that lists state operators (STATE_OPS) or answers the
+    same input differently keeps state. Then, in this order, the first reset that gives the
+    first answer back again: the interpreter's reset_all_variables() (it resets variable
+    tensors, e.g. an LSTM's; LiteRT and tflite-runtime 2.14 leave resource variables
+    (VAR_HANDLE) as they are), a fresh interpreter from `fresh()`, else HISTORY. Returns
+    (method or None for a stateless model, the operators, a one-line note). `interpreter`
+    has been invoked: start the measured samples on a fresh one."""
+    ops = stateful_ops(interpreter)
+    first = _outputs_of(interpreter, sample)
+    if _same(first, _outputs_of(interpreter, sample)) and not ops:
+        return None, ops, None
+    method = HISTORY
+    reset = getattr(interpreter, "reset_all_variables", None)
+    if reset is not None:
+        try:
+            reset()
+            if _same(first, _outputs_of(interpreter, sample)):
+                method = RESET_VARIABLES
+        except Exception:  # a runtime that cannot: try the next way
+            pass
+    if method == HISTORY:
+        other = fresh()
+        if other is not interpreter and _same(first, _outputs_of(other, sample)):
+            method = FRESH_INTERPRETER
+    return method, ops, state_note(ops, method)
+
+
+def resetter(interpreter, method, fresh):
+    """run_samples' `fresh` for a reset `method` (None: nothing to reset, or HISTORY)."""
+    if method == RESET_VARIABLES:
+
+        def reset_in_place():
+            interpreter.reset_all_variables()
+            return interpreter
+
+        return reset_in_place
+    if method == FRESH_INTERPRETER:
+        return fresh
+    return None
+
+
+def state_note(ops, method=FRESH_INTERPRETER) -> str | None:
+    if method is None:
         return None
-    return (
-        "the model keeps state between calls ({}): every sample ran on a fresh interpreter, "
-        "so each output depends on its own input only".format(", ".join(ops))
+    what = "the model keeps state between calls ({})".format(
+        ", ".join(ops) or "its outputs depend on earlier calls"
+    )
+    if method == RESET_VARIABLES:
+        return what + (
+            ": the state was reset between samples (reset_all_variables), so each output "
+            "depends on its own input only"
+        )
+    if method == FRESH_INTERPRETER:
+        return what + (
+            ": every sample ran on a fresh interpreter (reset_all_variables does not reset "
+            "it), so each output depends on its own input only"
+        )
+    return what + (
+        " and this runtime cannot reset it: outputs depend on history, so the sequence of "
+        "outputs over the same ordered samples is compared"
     )
 
 
@@ -1633,14 +1713,14 @@ def run(args) -> dict:
             apply_input_shapes(it, shapes)
             return it
 
-        ag_interp = fresh()
-        state = stateful_ops(ag_interp)
         t0 = clock()
         if plan is not None:
-            fed_samples = data_samples_fed(plan, shapes, in_details, args.agreement)
+            fed_samples = list(data_samples_fed(plan, shapes, in_details, args.agreement))
         else:
-            fed_samples = random_inputs(specs, args.agreement, args.agreement_seed)
-        arrays = run_samples(ag_interp, fed_samples, fresh if state else None)
+            fed_samples = list(random_inputs(specs, args.agreement, args.agreement_seed))
+        method, state_ops, note = state_reset(fresh(), fed_samples[0], fresh)
+        ag_interp = fresh()
+        arrays = run_samples(ag_interp, fed_samples, resetter(ag_interp, method, fresh))
         seconds = (clock() - t0) / 1e9
         out_details = ag_interp.get_output_details()
         doc["agreement"] = {
@@ -1653,7 +1733,9 @@ def run(args) -> dict:
             "data_inputs": [{"key": p["key"], "preprocess": p["rule"]} for p in plan]
             if plan
             else None,
-            "state": state_note(state),
+            "state": note,
+            "state_reset": method,
+            "state_ops": state_ops,
             "inputs": specs,
             "outputs": [
                 dict(tensor_info(d), key=f"output_{k}", saved_shape=list(a.shape))

@@ -310,6 +310,11 @@ class AgreementReport:
     classifier: bool
     #: what was fed: "random" (seeded inputs) or "data" (the evaluation data's samples)
     source: str = "random"
+    #: a model that keeps state between calls: how the measured side reset it between
+    #: samples (runner.RESET_VARIABLES / FRESH_INTERPRETER), or runner.HISTORY (it could
+    #: not: the sequences over the same ordered samples are compared), and the note
+    state: str | None = None
+    state_reset: str | None = None
 
     @property
     def informative(self) -> bool:
@@ -351,6 +356,11 @@ class AgreementReport:
             "seed": self.seed,
             "generator": GENERATOR,
             "source": self.source,
+            "state": self.state,
+            "state_reset": self.state_reset,
+            "compared": "the sequence of outputs over the same ordered samples"
+            if self.state_reset == runner.HISTORY
+            else "each sample's outputs",
             "classifier": self.classifier,
             "score": self.score,
             "score_kind": self.score_kind,
@@ -415,11 +425,14 @@ def reference_outputs(
     seed: int,
     threads: int | None = None,
     samples: list[list[np.ndarray]] | None = None,
+    history: bool = False,
 ) -> tuple[list[np.ndarray], ModelIO]:
     """Run the reference on the agreement inputs (`samples`, else the seeded random ones;
     converted to its dtypes through their real values, at the measured model's shapes);
-    returns (outputs stacked [n, ...], its IO). A stateful reference runs every sample on
-    a fresh interpreter, as the device does."""
+    returns (outputs stacked [n, ...], its IO). A reference that keeps state has it reset
+    between samples (runner.state_reset: this runtime's way), as the device did; with
+    `history` (the device could not reset it) it runs the samples in order on one
+    interpreter, so that the two sequences are compared."""
     ref_io = model_io(reference)
     order = _match_reference_inputs(specs, ref_io)
     shapes = [list(specs[j]["shape"]) for j in order]
@@ -450,8 +463,12 @@ def reference_outputs(
         return out
 
     source = samples if samples is not None else agreement_inputs(specs, n, seed)
-    stateful = bool(runner.stateful_ops(interp))
-    return run_samples(interp, (convert(s) for s in source), fresh if stateful else None), ref_io
+    converted = [convert(s) for s in source]
+    if history:  # the measured model's state could not be reset: the same ordered sequence
+        return run_samples(fresh(), converted), ref_io
+    method = runner.state_reset(interp, converted[0], fresh)[0] if converted else None
+    interp = fresh()
+    return run_samples(interp, converted, runner.resetter(interp, method, fresh)), ref_io
 
 
 def compare_outputs(
@@ -547,12 +564,20 @@ def agreement(
             f"{outputs_npz}: the device's agreement outputs are unusable ({exc})"
         ) from None
     samples = data_inputs(section, data_npz) if section.get("source") == "data" else None
-    ref, ref_io = reference_outputs(reference.path, specs, n, seed, threads, samples)
+    history = section.get("state_reset") == runner.HISTORY
+    ref, ref_io = reference_outputs(reference.path, specs, n, seed, threads, samples, history)
     measured_info = [TensorInfo.from_detail(o) for o in section["outputs"]]
     classifier = runner.classifier_classes(section["outputs"])[0] is not None
     outs = compare_outputs(measured, measured_info, ref, ref_io.outputs, classifier)
     return AgreementReport(
-        reference, n, seed, tuple(outs), classifier, section.get("source") or "random"
+        reference,
+        n,
+        seed,
+        tuple(outs),
+        classifier,
+        section.get("source") or "random",
+        state=section.get("state"),
+        state_reset=section.get("state_reset"),
     )
 
 
@@ -594,13 +619,23 @@ def host_agreement(
         apply_shapes(it, shapes, artifact)
         return it
 
-    stateful = bool(runner.stateful_ops(interp))
-    source = fed if fed is not None else agreement_inputs(specs, samples, seed)
-    measured = run_samples(interp, source, fresh if stateful else None)
+    source = fed if fed is not None else list(agreement_inputs(specs, samples, seed))
+    method, _ops, note = runner.state_reset(interp, source[0], fresh) if source else (None,) * 3
+    interp = fresh()
+    measured = run_samples(interp, source, runner.resetter(interp, method, fresh))
     out_info = [TensorInfo.from_detail(d) for d in interp.get_output_details()]
-    ref, ref_io = reference_outputs(reference.path, specs, samples, seed, threads, fed)
+    ref, ref_io = reference_outputs(
+        reference.path, specs, samples, seed, threads, fed, method == runner.HISTORY
+    )
     classifier = io.classes is not None
     outs = compare_outputs(measured, out_info, ref, ref_io.outputs, classifier)
     return AgreementReport(
-        reference, samples, seed, tuple(outs), classifier, "data" if fed else "random"
+        reference,
+        samples,
+        seed,
+        tuple(outs),
+        classifier,
+        "data" if fed else "random",
+        state=note,
+        state_reset=method,
     )
