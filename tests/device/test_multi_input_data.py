@@ -7,10 +7,12 @@ and both shapes; a two-input classifier's labels give accuracy on the device and
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
+from tests.support.config import GENEROUS, write_config
 from tests.support.realworld_models import MULTI, SAMPLES, build, build_pair
 
 FAST = ("--runs", "5", "--min-s", "0", "--warmup-runs", "1")
@@ -158,6 +160,53 @@ def test_the_tensor_name_is_accepted_as_a_key(cli, multi, tmp_path):
     run = _json(res)["run"]
     assert {i["key"] for i in run["benchmark_inputs"]} == {"image", "serving_default_vector:0"}
     assert run["agreement"]["report"]["outputs"][0]["cosine"] > 0.9999
+
+
+def _two_input_classifier_data(tmp_path):
+    """foreign two_inputs (a [1, 16], b [1, 8] -> 5 class scores) and an .npz a, b, y whose
+    labels are its own predictions but for the first 10 of 40: 30 right by construction."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tests.support.foreign_models import build_all
+
+    m = build_all()["two_inputs"]
+    rng = np.random.RandomState(7)
+    a = rng.uniform(-1, 1, (40, 16)).astype(np.float32)
+    b = rng.uniform(-1, 1, (40, 8)).astype(np.float32)
+    it = Interpreter(model_path=str(m.path))
+    it.allocate_tensors()
+    names = {d["name"]: d["index"] for d in it.get_input_details()}
+    preds = []
+    for k in range(40):
+        for name, idx in names.items():
+            it.set_tensor(idx, (a if name.endswith("_a:0") else b)[k : k + 1])
+        it.invoke()
+        preds.append(int(it.get_tensor(it.get_output_details()[0]["index"]).argmax()))
+    y = np.array(preds, np.int64)
+    y[:10] = (y[:10] + 1) % 5
+    npz = tmp_path / "ab.npz"
+    np.savez(npz, a=a, b=b, y=y)
+    return m.path, npz
+
+
+@pytest.mark.parametrize("use_python_runner", ["auto", False])
+def test_the_native_runner_judges_a_two_input_classifier_on_the_data(
+    cli, tmp_path, use_python_runner
+):
+    from tests.support.benchmark_model import binary
+
+    model, npz = _two_input_classifier_data(tmp_path)
+    target = {"transport": "local", "runner": "benchmark_model", "python": sys.executable,
+              "benchmark_binary": str(binary("x86_64")),
+              "use_python_runner": use_python_runner}  # fmt: skip
+    cfg = write_config(tmp_path / "edgeq.toml", {"native": target}, GENEROUS)
+    res = cli("deploy", "--target", "native", "--config", cfg, "--model", model, "--data", npz,
+              *FAST, "--results", tmp_path / "r", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    run = _json(res)["run"]
+    acc = run["accuracy"]
+    assert (acc["samples"], acc["correct"]) == (40, 30)
+    assert acc["source"] == ("device" if use_python_runner == "auto" else "host")
 
 
 def test_labels_give_a_two_input_classifier_accuracy_on_device_and_host(cli, tmp_path):
