@@ -41,7 +41,10 @@ import time
 import traceback
 
 SCHEMA = "edgeq.run/1"
-RUNNER_VERSION = "1.3"  # 1.3: "contention" (CPU time of other processes, load, steal)
+#: 1.3: "contention" (CPU time of other processes, load, steal); 1.4: data for every input
+#: of a multi-input model (benchmark_inputs[].key, agreement.data_inputs), agreement on the
+#: data's samples, agreement.state_reset / state_ops
+RUNNER_VERSION = "1.4"
 #: Timed runs kept per loop (invoke, end to end): the latency samples live in preallocated
 #: arrays of this many 8-byte entries, so memory does not grow with --min-s; a steady state
 #: that reaches it stops there (the document says so).
