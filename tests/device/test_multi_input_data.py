@@ -68,6 +68,8 @@ def test_bench_feeds_every_input_from_the_data(cli, multi):
     run = _json(res)["run"]
     _assert_fed_from_data(run)
     assert run["accuracy"] is None and run["accuracy_note"].startswith("not applicable")
+    res = cli("bench", model, "--data", npz, *FAST)  # the text says what was compared on
+    assert res.exit_code == 0 and "(32 samples of the data)" in res.stdout, res.stdout
 
 
 def test_deploy_over_ssh_to_the_pi_runtime(cli, multi, pi_config, tmp_path):
