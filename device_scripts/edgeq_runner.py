@@ -41,7 +41,10 @@ import time
 import traceback
 
 SCHEMA = "edgeq.run/1"
-RUNNER_VERSION = "1.3"  # 1.3: "contention" (CPU time of other processes, load, steal)
+#: 1.3: "contention" (CPU time of other processes, load, steal); 1.4: data for every input
+#: of a multi-input model (benchmark_inputs[].key, agreement.data_inputs), agreement on the
+#: data's samples, agreement.state_reset / state_ops
+RUNNER_VERSION = "1.4"
 #: Timed runs kept per loop (invoke, end to end): the latency samples live in preallocated
 #: arrays of this many 8-byte entries, so memory does not grow with --min-s; a steady state
 #: that reaches it stops there (the document says so).
@@ -262,11 +265,15 @@ def resolve_input_shapes(details, given: dict | None = None, data_shape=None) ->
     """The shape each input runs at.
 
     `given` ({position: shape}, from --input-shape) wins; else the evaluation data's sample
-    shape fills the dynamic dimensions of input 0; else a dynamic batch dimension (the
-    first) becomes 1. Any other dimension left dynamic is an error naming the input, its
-    shape signature and the option to set it.
+    shape fills the dynamic dimensions of input 0 (`data_shape` a list), or of each input
+    it has a shape for (`data_shape` a dict {position: sample shape}); else a dynamic batch
+    dimension (the first) becomes 1. Any other dimension left dynamic is an error naming the
+    input, its shape signature and the option to set it.
     """
     given = given or {}
+    if data_shape is not None and not isinstance(data_shape, dict):
+        data_shape = {0: data_shape}
+    data_shape = data_shape or {}
     shapes = []
     for pos, detail in enumerate(details):
         info = _info(detail)
@@ -282,8 +289,9 @@ def resolve_input_shapes(details, given: dict | None = None, data_shape=None) ->
                 )
         else:
             shape = list(sig)
-            if pos == 0 and data_shape is not None and len(data_shape) == len(sig) - 1:
-                shape = [shape[0]] + [d if s == -1 else s for s, d in zip(sig[1:], data_shape)]
+            fill = data_shape.get(pos)
+            if fill is not None and len(fill) == len(sig) - 1:
+                shape = [shape[0]] + [d if s == -1 else s for s, d in zip(sig[1:], fill)]
             if shape and shape[0] == -1:
                 shape[0] = 1
             if any(v < 0 for v in shape):
@@ -498,8 +506,14 @@ def preprocessing_rule(data_dtype, detail, scale=None, offset=None) -> dict:
         return {"rule": "as is", "scale": None, "offset": None}
     raise RunnerFailure(
         "BadData",
-        f"evaluation data x is {data_dtype.name}; for the model's {want.name} input it must be "
-        f"uint8, float or {want.name}",
+        "evaluation data {} is {}; for the model's {} input {} it must be uint8, float or "
+        "{}".format(
+            data_label(detail),
+            data_dtype.name,
+            want.name,
+            display_name(detail.get("name")),
+            want.name,
+        ),
         EXIT_DATA,
     )
 
@@ -524,7 +538,13 @@ def to_input(x, detail, rule: dict):
     return quantize_input(x, detail)
 
 
-def fit_data(x_shape, detail, shape=None):
+def data_label(detail) -> str:
+    """How an error names the data array for an input: `x`, or 'key' of a multi-input .npz."""
+    key = detail.get("data_key") if isinstance(detail, dict) else None
+    return f"'{key}'" if key else "x"
+
+
+def fit_data(x_shape, detail, shape=None, label: str = "x"):
     """The evaluation data's per-sample shape checked against the input.
 
     Returns (per-sample shape to feed, whether a channel axis of 1 is added). The data holds
@@ -540,11 +560,12 @@ def fit_data(x_shape, detail, shape=None):
     if not ok:
         raise RunnerFailure(
             "BadData",
-            "evaluation data x has samples of shape {} ({} samples); the model's input {} "
+            "evaluation data {} has samples of shape {} ({} samples); the model's input {} "
             "expects [N, {}] (its shape {})".format(
+                label,
                 sample,
                 int(x_shape[0]) if len(x_shape) else 0,
-                info["name"],
+                display_name(info["name"]),
                 ", ".join(str(v) for v in want),
                 _sig(info),
             ),
@@ -585,6 +606,97 @@ def check_labels(y, classes: int) -> None:
             f"classes (0..{classes - 1})",
             EXIT_DATA,
         )
+
+
+def feed_plan(x, details, given=None, scale=None, offset=None) -> list:
+    """How evaluation data feeds the model: one entry per input, in order, with `key` (the
+    .npz key, `x` for one-input data), `x` (its samples, a channel of 1 added when the input
+    wants it), `sample_shape` and `rule` (preprocessing_rule). `x` is an array (a one-input
+    model) or a dict {input name: array} (load_eval_data); every input needs its array,
+    keyed by the signature's input name or the tensor's. BadData (exit 2) names the input
+    and both shapes when the data does not fit."""
+    given = given or {}
+    described = ", ".join(f"{display_name(d.get('name'))} {_sig(d)}" for d in details)
+    if not isinstance(x, dict):
+        if len(details) != 1:
+            raise RunnerFailure(
+                "BadData",
+                "evaluation data x feeds one input; this model has {} inputs ({}): store one "
+                "array per input in the .npz, keyed by its name ({}), or run it without "
+                "--data".format(
+                    len(details),
+                    described,
+                    ", ".join(_short_name(d.get("name")) for d in details),
+                ),
+                EXIT_DATA,
+            )
+        pairs = [("x", x)]
+    else:
+        names = [d.get("name") or "" for d in details]
+        pos_of = {}
+        for key in x:
+            hits = [i for i, n in enumerate(names) if key in (n, _short_name(n))]
+            if len(hits) != 1:
+                raise RunnerFailure(
+                    "BadData",
+                    f"evaluation data '{key}' {list(x[key].shape[1:])} is no input of the "
+                    f"model; its inputs are {described}",
+                    EXIT_DATA,
+                )
+            if hits[0] in pos_of.values():
+                raise RunnerFailure(
+                    "BadData",
+                    f"evaluation data holds two arrays for input {names[hits[0]]}",
+                    EXIT_DATA,
+                )
+            pos_of[key] = hits[0]
+        by_pos = {v: k for k, v in pos_of.items()}
+        pairs = []
+        for i, d in enumerate(details):
+            if i not in by_pos:
+                raise RunnerFailure(
+                    "BadData",
+                    "evaluation data has no array for input {} {} (its keys: {}): store "
+                    "one array per input, [N, {}], keyed '{}'".format(
+                        display_name(d.get("name")),
+                        _sig(d),
+                        ", ".join(sorted(x)),
+                        ", ".join(str(v) for v in _info(d)["shape_signature"][1:]),
+                        _short_name(d.get("name")),
+                    ),
+                    EXIT_DATA,
+                )
+            pairs.append((by_pos[i], x[by_pos[i]]))
+    plan = []
+    for pos, (detail, (key, arr)) in enumerate(zip(details, pairs)):
+        label = "x" if key == "x" and not isinstance(x, dict) else f"'{key}'"
+        sample, add_channel = fit_data(arr.shape, detail, given.get(pos), label)
+        if add_channel:
+            arr = arr[..., None]
+        named = dict(_info(detail), quantization=_quantization(detail))
+        if isinstance(x, dict):
+            named["data_key"] = key
+        try:
+            rule = preprocessing_rule(arr.dtype, named, scale, offset)
+            to_input(arr[:1], named, rule)  # a dtype the input cannot take fails here
+        except RunnerFailure as exc:
+            if not isinstance(x, dict):
+                raise
+            raise RunnerFailure(
+                "BadData",
+                "evaluation data {} is {} {}; the model's input {} is {} {}: {}".format(
+                    label,
+                    arr.dtype.name,
+                    "[N, {}]".format(", ".join(str(v) for v in sample)),
+                    display_name(detail.get("name")),
+                    named["dtype"],
+                    _sig(detail),
+                    exc.message,
+                ),
+                EXIT_DATA,
+            ) from None
+        plan.append({"key": key, "x": arr, "sample_shape": sample, "rule": rule})
+    return plan
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -676,11 +788,19 @@ def evaluate_accuracy(
     }
 
 
+#: Keys of an evaluation .npz that are not samples.
+NON_SAMPLE_KEYS = ("y", "y_test", "preprocess_scale", "preprocess_offset")
+
+
 def load_eval_data(path: str):
     """Samples, labels and preprocessing from an .npz: keys x/y (or x_test/y_test), and
     optionally preprocess_scale / preprocess_offset. Returns (x, y, scale, offset); scale
     and offset are None when the file does not set them, y is None for unlabelled data
-    (x only: a detector's or a segmenter's samples, judged by output agreement)."""
+    (x only: a detector's or a segmenter's samples, judged by output agreement).
+
+    A multi-input model's data holds one array per input instead of x, keyed by the input's
+    name (the signature's, e.g. `image`, or the tensor's): then x is a dict {key: array},
+    every array with the same number of samples N."""
     import numpy as np
 
     try:
@@ -688,14 +808,16 @@ def load_eval_data(path: str):
             keys = set(f.files)
             xk = "x" if "x" in keys else "x_test" if "x_test" in keys else None
             yk = "y" if "y" in keys else "y_test" if "y_test" in keys else None
-            if xk is None:
+            named = sorted(k for k in keys if k not in NON_SAMPLE_KEYS)
+            if xk is None and not named:
                 raise RunnerFailure(
                     "BadData",
-                    f"{path} must hold images under 'x' (or 'x_test'), and labels, when "
-                    f"there are any, under 'y' (or 'y_test'); found keys {sorted(keys)}",
+                    f"{path} must hold samples under 'x' (or 'x_test'; a multi-input model: "
+                    f"one array per input name), and labels, when there are any, under 'y' "
+                    f"(or 'y_test'); found keys {sorted(keys)}",
                     EXIT_DATA,
                 )
-            x = f[xk]
+            x = f[xk] if xk is not None else {k: f[k] for k in named}
             y = f[yk] if yk is not None else None
             scale = float(f["preprocess_scale"]) if "preprocess_scale" in keys else None
             offset = float(f["preprocess_offset"]) if "preprocess_offset" in keys else None
@@ -707,21 +829,31 @@ def load_eval_data(path: str):
         raise RunnerFailure(
             "BadData", f"cannot read evaluation data {path}: {_one_line(exc)}", EXIT_DATA
         ) from None
-    if x.dtype.kind not in "biuf" or x.ndim < 2:
+    arrays = x if isinstance(x, dict) else {"x": x}
+    n = None
+    for key, a in arrays.items():
+        if a.dtype.kind not in "biuf" or a.ndim < (1 if isinstance(x, dict) else 2):
+            raise RunnerFailure(
+                "BadData",
+                f"{path}: {key} must be numbers [N, ...] (uint8 or float images, features...), "
+                f"got {a.dtype} {list(a.shape)}",
+                EXIT_DATA,
+            )
+        if n is not None and a.shape[0] != n:
+            raise RunnerFailure(
+                "BadData",
+                f"{path}: every input's array holds the same number of samples; "
+                + ", ".join(f"{k} has {v.shape[0]}" for k, v in arrays.items()),
+                EXIT_DATA,
+            )
+        n = int(a.shape[0])
+    if y is not None and (y.ndim != 1 or y.shape[0] != n or y.dtype.kind not in "iu"):
         raise RunnerFailure(
             "BadData",
-            f"{path}: x must be numbers [N, ...] (uint8 or float images, features...), "
-            f"got {x.dtype} {list(x.shape)}",
+            f"{path}: labels must be integers [N] with N = {n}, got {y.dtype} {list(y.shape)}",
             EXIT_DATA,
         )
-    if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.kind not in "iu"):
-        raise RunnerFailure(
-            "BadData",
-            f"{path}: labels must be integers [N] with N = {x.shape[0]}, "
-            f"got {y.dtype} {list(y.shape)}",
-            EXIT_DATA,
-        )
-    if x.shape[0] == 0:
+    if n == 0:
         raise RunnerFailure("BadData", f"{path}: x holds no samples", EXIT_DATA)
     for name, v in (("preprocess_scale", scale), ("preprocess_offset", offset)):
         if v is not None and not math.isfinite(v):
@@ -746,12 +878,101 @@ def stateful_ops(interpreter) -> list:
     return sorted({o.get("op_name") for o in ops if o.get("op_name") in STATE_OPS})
 
 
-def state_note(ops) -> str | None:
-    if not ops:
+#: How the state of a model that keeps it is reset between agreement samples.
+RESET_VARIABLES = "reset_all_variables"
+FRESH_INTERPRETER = "fresh interpreter"
+#: No reset restores the first output: outputs depend on history, and host and device
+#: compare the sequence of outputs over the same ordered samples.
+HISTORY = "history"
+
+
+def _outputs_of(interpreter, sample) -> list:
+    import numpy as np
+
+    for d, arr in zip(interpreter.get_input_details(), sample):
+        interpreter.set_tensor(d["index"], arr)
+    interpreter.invoke()
+    return [np.array(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+
+
+def _same(a, b) -> bool:
+    """The same outputs (floats within rounding noise: multi-threaded kernels may sum in
+    another order)."""
+    import numpy as np
+
+    def same(x, y):
+        if x.shape != y.shape:
+            return False
+        if x.dtype.kind == "f":
+            return bool(np.allclose(x, y, rtol=1e-5, atol=1e-6, equal_nan=True))
+        return bool(np.array_equal(x, y))
+
+    return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+
+
+def state_reset(interpreter, sample, fresh):
+    """Whether the model's outputs depend on earlier calls, and how this runtime resets it.
+
+    Feeds `sample` twice: a model that lists state operators (STATE_OPS) or answers the
+    same input differently keeps state. Then, in this order, the first reset that gives the
+    first answer back again: the interpreter's reset_all_variables() (it resets variable
+    tensors, e.g. an LSTM's; LiteRT and tflite-runtime 2.14 leave resource variables
+    (VAR_HANDLE) as they are), a fresh interpreter from `fresh()`, else HISTORY. Returns
+    (method or None for a stateless model, the operators, a one-line note). `interpreter`
+    has been invoked: start the measured samples on a fresh one."""
+    ops = stateful_ops(interpreter)
+    first = _outputs_of(interpreter, sample)
+    if _same(first, _outputs_of(interpreter, sample)) and not ops:
+        return None, ops, None
+    method = HISTORY
+    reset = getattr(interpreter, "reset_all_variables", None)
+    if reset is not None:
+        try:
+            reset()
+            if _same(first, _outputs_of(interpreter, sample)):
+                method = RESET_VARIABLES
+        except Exception:  # a runtime that cannot: try the next way
+            pass
+    if method == HISTORY:
+        other = fresh()
+        if other is not interpreter and _same(first, _outputs_of(other, sample)):
+            method = FRESH_INTERPRETER
+    return method, ops, state_note(ops, method)
+
+
+def resetter(interpreter, method, fresh):
+    """run_samples' `fresh` for a reset `method` (None: nothing to reset, or HISTORY)."""
+    if method == RESET_VARIABLES:
+
+        def reset_in_place():
+            interpreter.reset_all_variables()
+            return interpreter
+
+        return reset_in_place
+    if method == FRESH_INTERPRETER:
+        return fresh
+    return None
+
+
+def state_note(ops, method=FRESH_INTERPRETER) -> str | None:
+    if method is None:
         return None
-    return (
-        "the model keeps state between calls ({}): every sample ran on a fresh interpreter, "
-        "so each output depends on its own input only".format(", ".join(ops))
+    what = "the model keeps state between calls ({})".format(
+        ", ".join(ops) or "its outputs depend on earlier calls"
+    )
+    if method == RESET_VARIABLES:
+        return what + (
+            ": the state was reset between samples (reset_all_variables), so each output "
+            "depends on its own input only"
+        )
+    if method == FRESH_INTERPRETER:
+        return what + (
+            ": every sample ran on a fresh interpreter (reset_all_variables does not reset "
+            "it), so each output depends on its own input only"
+        )
+    return what + (
+        " and this runtime cannot reset it: outputs depend on history, so the sequence of "
+        "outputs over the same ordered samples is compared"
     )
 
 
@@ -766,6 +987,53 @@ def data_samples(x, shape, detail, rule, n: int):
     for k in range(int(n)):
         rows = (np.arange(b) + k * b) % len(x)
         yield [to_input(x[rows], detail, rule)]
+
+
+def data_samples_fed(plan, shapes, details, n: int):
+    """`n` samples for any model from its feed_plan: sample k feeds each input the rows
+    k*b .. k*b+b-1 of its array (b = that input's batch size), cycling over the data,
+    converted to the input's dtype by its rule. Host and device feed the same arrays."""
+    import numpy as np
+
+    for k in range(int(n)):
+        sample = []
+        for p, shape, detail in zip(plan, shapes, details):
+            b = max(1, int(shape[0]))
+            rows = (np.arange(b) + k * b) % len(p["x"])
+            sample.append(to_input(p["x"][rows], detail, p["rule"]))
+        yield sample
+
+
+def accuracy_fed(interpreter, plan, labels, shapes) -> dict:
+    """Top-1 of a classifier whose inputs are fed by `plan` (a multi-input model: one
+    sample of each input's batch size per call; predict() batches one-input models)."""
+    import numpy as np
+
+    t0 = time.perf_counter_ns()
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    n = len(labels)
+    b = max(1, int(shapes[0][0]))
+    details = interpreter.get_input_details()
+    out = interpreter.get_output_details()[0]
+    preds = np.empty(n, dtype=np.int64)
+    samples = data_samples_fed(plan, shapes, details, -(-n // b))
+    for k, sample in enumerate(samples):
+        for d, arr in zip(details, sample):
+            interpreter.set_tensor(d["index"], arr)
+        interpreter.invoke()
+        got = np.argmax(interpreter.get_tensor(out["index"]).reshape(b, -1), axis=1)
+        take = min(b, n - k * b)
+        preds[k * b : k * b + take] = got[:take]
+    correct = int(np.sum(preds == labels))
+    return {
+        "samples": int(n),
+        "correct": correct,
+        "top1": correct / n if n else None,
+        "batch_size": b,
+        "seconds": (time.perf_counter_ns() - t0) / 1e9,
+        "predictions_sha256": hashlib.sha256(preds.astype("<i8").tobytes()).hexdigest(),
+        "preprocess": [p["rule"] for p in plan],
+    }
 
 
 def run_samples(interpreter, samples, fresh=None) -> list:
@@ -1250,7 +1518,11 @@ def parse_args(argv):
     p = _Parser(prog="edgeq_runner", description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?", help="the .tflite model")
     p.add_argument("--probe", action="store_true", help="print the environment and exit")
-    p.add_argument("--data", help=".npz with samples x (and integer labels y, for accuracy)")
+    p.add_argument(
+        "--data",
+        help=".npz with samples x, or one array per input name for a multi-input model "
+        "(and integer labels y, for accuracy)",
+    )
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
     p.add_argument("--batch-size", type=int, default=64, help="accuracy batch size")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -1319,7 +1591,7 @@ def run(args) -> dict:
     }
     doc["environment"] = environment(args.threads)
     try:
-        import numpy as np
+        import numpy  # noqa: F401  (missing numpy: say so before anything else)
     except Exception as exc:
         raise RunnerFailure(
             "NoNumpy",
@@ -1352,24 +1624,13 @@ def run(args) -> dict:
     ranges_by_pos = match_inputs(details, given_ranges, "--input-range")
     classes, not_classifier = classifier_classes(interp.get_output_details())
 
-    data_shape = rule = None
+    plan = None
     if data is not None:
         x, y, scale, offset = data
-        if len(details) != 1:
-            raise RunnerFailure(
-                "BadData",
-                "evaluation data feeds one input; this model has {} inputs ({}): run it "
-                "without --data (latency and output agreement need none)".format(
-                    len(details), ", ".join(f"{d['name']} {_sig(d)}" for d in details)
-                ),
-                EXIT_DATA,
-            )
-        data_shape, add_channel = fit_data(x.shape, details[0], shapes_by_pos.get(0))
-        if add_channel:
-            x = x[..., None]
-        rule = preprocessing_rule(x.dtype, details[0], scale, offset)
+        plan = feed_plan(x, details, shapes_by_pos, scale, offset)
         if classes and y is not None:
             check_labels(y, classes)
+    data_shape = {i: p["sample_shape"] for i, p in enumerate(plan)} if plan else None
     shapes = resolve_input_shapes(details, shapes_by_pos, data_shape)
 
     t0 = clock()
@@ -1383,16 +1644,19 @@ def run(args) -> dict:
     specs = [input_spec(d, None, ranges_by_pos.get(i)) for i, d in enumerate(in_details)]
     sample = next(random_inputs(specs, 1, seed=0))
     fed = [dict(spec, source="random", seed=0) for spec in specs]
-    if data is not None:
-        first = np.arange(shapes[0][0]) % len(x)
-        sample[0] = to_input(x[first], in_details[0], rule)
-        fed[0] = {
-            "name": specs[0]["name"],
-            "shape": specs[0]["shape"],
-            "dtype": specs[0]["dtype"],
-            "source": "data",
-            "preprocess": rule,
-        }
+    if plan is not None:
+        sample = next(data_samples_fed(plan, shapes, in_details, 1))
+        fed = [
+            {
+                "name": spec["name"],
+                "shape": spec["shape"],
+                "dtype": spec["dtype"],
+                "source": "data",
+                "key": p["key"],
+                "preprocess": p["rule"],
+            }
+            for spec, p in zip(specs, plan)
+        ]
     samples = []
     bench = benchmark(
         interp, sample, args, buffers, lambda phase: samples.append(sample_device(phase))
@@ -1441,10 +1705,14 @@ def run(args) -> dict:
         doc["accuracy_note"] = "not measured: the data has no labels y (outputs are compared)"
     else:
         doc["accuracy_note"] = None
-        xa, ya = (x[: args.limit], y[: args.limit]) if args.limit else (x, y)
+        ya = y[: args.limit] if args.limit else y
         acc_interp = make_interpreter(interpreter_cls, args.model, args.threads)
         apply_input_shapes(acc_interp, shapes)
-        doc["accuracy"] = evaluate_accuracy(acc_interp, xa, ya, scale, offset, args.batch_size)
+        if len(plan) == 1:
+            xa = plan[0]["x"][: args.limit] if args.limit else plan[0]["x"]
+            doc["accuracy"] = evaluate_accuracy(acc_interp, xa, ya, scale, offset, args.batch_size)
+        else:
+            doc["accuracy"] = accuracy_fed(acc_interp, plan, ya, shapes)
         doc["accuracy"]["source"] = "device"
         doc["accuracy"]["classes"] = classes
         doc["accuracy"]["data_sha256"] = sha256_file(args.data)
@@ -1457,14 +1725,14 @@ def run(args) -> dict:
             apply_input_shapes(it, shapes)
             return it
 
-        ag_interp = fresh()
-        state = stateful_ops(ag_interp)
         t0 = clock()
-        if data is not None:
-            fed_samples = data_samples(x, shapes[0], in_details[0], rule, args.agreement)
+        if plan is not None:
+            fed_samples = list(data_samples_fed(plan, shapes, in_details, args.agreement))
         else:
-            fed_samples = random_inputs(specs, args.agreement, args.agreement_seed)
-        arrays = run_samples(ag_interp, fed_samples, fresh if state else None)
+            fed_samples = list(random_inputs(specs, args.agreement, args.agreement_seed))
+        method, state_ops, note = state_reset(fresh(), fed_samples[0], fresh)
+        ag_interp = fresh()
+        arrays = run_samples(ag_interp, fed_samples, resetter(ag_interp, method, fresh))
         seconds = (clock() - t0) / 1e9
         out_details = ag_interp.get_output_details()
         doc["agreement"] = {
@@ -1473,8 +1741,13 @@ def run(args) -> dict:
             "generator": GENERATOR,
             "source": "data" if data is not None else "random",
             "data_sha256": sha256_file(args.data) if data is not None else None,
-            "preprocess": rule if data is not None else None,
-            "state": state_note(state),
+            "preprocess": plan[0]["rule"] if plan else None,
+            "data_inputs": [{"key": p["key"], "preprocess": p["rule"]} for p in plan]
+            if plan
+            else None,
+            "state": note,
+            "state_reset": method,
+            "state_ops": state_ops,
             "inputs": specs,
             "outputs": [
                 dict(tensor_info(d), key=f"output_{k}", saved_shape=list(a.shape))

@@ -76,7 +76,11 @@ def test_bad_data(artifacts, tmp_path):
     f = tmp_path / "d.npz"
     np.savez(f, images=np.zeros((2, 28, 28), np.uint8))
     rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
-    assert rc == 4 and "must hold images under 'x'" in doc["error"]["message"]
+    msg = doc["error"]["message"]  # a key other than x names an input (multi-input data)
+    assert rc == 4 and "'images' [28, 28] is no input of the model" in msg and "image" in msg
+    np.savez(f, y=np.zeros(2, np.uint8))
+    rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
+    assert rc == 4 and "must hold samples under 'x'" in doc["error"]["message"]
     np.savez(f, x=np.zeros((2, 28, 28), np.int16), y=np.zeros(2, np.uint8))
     rc, doc, _ = _run(sys.executable, artifacts[0] / "model_int8.tflite", "--data", f, *QUICK)
     assert rc == 4 and "must be uint8, float or int8" in doc["error"]["message"]

@@ -36,8 +36,10 @@ def test_kind_of(tmp_path, data_dir):
     np.savez(tmp_path / "own.npz", x=np.zeros((2, 3)), y=np.zeros(2, int))
     assert evaldata.kind_of(tmp_path / "own.npz") == "npz"
     assert evaldata.kind_of(_folder(tmp_path / "imgs")) == "images"
-    np.savez(tmp_path / "bad.npz", images=np.zeros(2))
-    with pytest.raises(DataError, match="holds samples 'x' and labels 'y'"):
+    np.savez(tmp_path / "named.npz", image=np.zeros((2, 3)))  # one array per input name
+    assert evaldata.kind_of(tmp_path / "named.npz") == "npz"
+    np.savez(tmp_path / "bad.npz", y=np.zeros(2, int))  # labels without samples
+    with pytest.raises(DataError, match="holds samples 'x' .* and labels 'y'"):
         evaldata.kind_of(tmp_path / "bad.npz")
     with pytest.raises(DataError, match="not found"):
         evaldata.kind_of(tmp_path / "missing.npz")

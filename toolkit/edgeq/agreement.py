@@ -75,8 +75,12 @@ class DataCheck:
     note: str | None
     classes: int | None
     samples: int
-    sample_shape: list[int]
+    #: the per-sample shape fed (a multi-input model's data: {input position: shape})
+    sample_shape: list[int] | dict[int, list[int]]
+    #: the rule each sample gets (a multi-input model's data: input 0's; `inputs` has all)
     preprocess: dict[str, Any]
+    #: a multi-input model's data: per input, in order, its key and rule
+    inputs: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,12 +96,16 @@ def check_data(
     outputs are judged by output agreement instead).
     """
     name = Path(io.path).name
-    x, y = data.x, data.y
+    if isinstance(data.x, dict):
+        return _check_multi(io, data, input_shapes)
+    x = data.x
     got = f"{list(x.shape[1:])} ({x.dtype}, {len(x)} samples)"
     if len(io.inputs) != 1:
+        keys = ", ".join(t.short_name for t in io.inputs)
         raise DataError(
-            f"{data.source}: evaluation data feeds one input, and {name} has "
-            f"{len(io.inputs)} ({io.describe_inputs()}); {NO_DATA_FIX}"
+            f"{data.source}: evaluation data x feeds one input, and {name} has "
+            f"{len(io.inputs)} ({io.describe_inputs()}): store one array per input in the "
+            f".npz, keyed by its name ({keys}), {NO_DATA_FIX}"
         )
     inp = io.inputs[0]
     given = input_positions(io, input_shapes).get(0)
@@ -127,6 +135,47 @@ def check_data(
             f"range, {NO_DATA_FIX}"
         ) from None
     resolve_shapes(io, input_shapes, sample_shape)
+    return _labels_and_note(io, data, list(sample_shape), rule)
+
+
+def _check_multi(
+    io: ModelIO, data: EvalData, input_shapes: dict[str, list[int]] | None
+) -> DataCheck:
+    """check_data for an .npz with one array per input (the device runner's feed_plan)."""
+    try:
+        plan = _feed_plan(io, data, input_shapes)
+    except DataError as exc:
+        raise DataError(f"{exc.message}; {NO_DATA_FIX}") from None
+    sample_shape = {i: list(p["sample_shape"]) for i, p in enumerate(plan)}
+    resolve_shapes(io, input_shapes, sample_shape)
+    check = _labels_and_note(io, data, sample_shape, plan[0]["rule"])
+    inputs = [{"key": p["key"], "preprocess": p["rule"]} for p in plan]
+    return DataCheck(**{**asdict(check), "inputs": inputs})
+
+
+def _feed_plan(
+    io: ModelIO, data: EvalData, input_shapes: dict[str, list[int]] | None
+) -> list[dict[str, Any]]:
+    """The device runner's feed_plan for `data` (checked by check_data already)."""
+    try:
+        return runner.feed_plan(
+            data.x,
+            [_d(t) for t in io.inputs],
+            input_positions(io, input_shapes),
+            data.preprocess_scale,
+            data.preprocess_offset,
+        )
+    except RunnerFailure as exc:
+        raise DataError(f"{data.source}: {exc.message} ({Path(io.path).name})") from None
+
+
+def _labels_and_note(
+    io: ModelIO,
+    data: EvalData,
+    sample_shape: list[int] | dict[int, list[int]],
+    rule: dict[str, Any],
+) -> DataCheck:
+    name, y = Path(io.path).name, data.y
     classes = io.classes
     if classes is not None and y is not None:
         yv = np.asarray(y)
@@ -143,8 +192,8 @@ def check_data(
         applicable=classes is not None and y is not None,
         note=note,
         classes=classes,
-        samples=len(x),
-        sample_shape=list(sample_shape),
+        samples=data.samples,
+        sample_shape=sample_shape,
         preprocess=rule,
     )
 
@@ -176,13 +225,19 @@ def host_accuracy(
     check = check_data(io, data, input_shapes)
     if not check.applicable:
         raise DataError(f"{artifact}: accuracy {check.note}")
-    if limit:
-        x, y = x[:limit], y[:limit]
-    if x.ndim == len(check.sample_shape):
-        x = x[..., None]
     interp = open_model(artifact, threads)
-    apply_shapes(interp, resolve_shapes(io, input_shapes, check.sample_shape), artifact)
-    acc = evaluate_accuracy(interp, x, y, scale, offset, batch_size)
+    shapes = resolve_shapes(io, input_shapes, check.sample_shape)
+    apply_shapes(interp, shapes, artifact)
+    assert y is not None  # applicable
+    if isinstance(x, dict):  # one array per input: the device's own loop
+        plan = _feed_plan(io, data, input_shapes)
+        acc = runner.accuracy_fed(interp, plan, y[:limit] if limit else y, shapes)
+    else:
+        if limit:
+            x, y = x[:limit], y[:limit]
+        if x.ndim == len(check.sample_shape):
+            x = x[..., None]
+        acc = evaluate_accuracy(interp, x, y, scale, offset, batch_size)
     acc["source"] = "host"
     acc["classes"] = check.classes
     acc["runtime"] = runtime()
@@ -255,6 +310,11 @@ class AgreementReport:
     classifier: bool
     #: what was fed: "random" (seeded inputs) or "data" (the evaluation data's samples)
     source: str = "random"
+    #: a model that keeps state between calls: how the measured side reset it between
+    #: samples (runner.RESET_VARIABLES / FRESH_INTERPRETER), or runner.HISTORY (it could
+    #: not: the sequences over the same ordered samples are compared), and the note
+    state: str | None = None
+    state_reset: str | None = None
 
     @property
     def informative(self) -> bool:
@@ -296,6 +356,11 @@ class AgreementReport:
             "seed": self.seed,
             "generator": GENERATOR,
             "source": self.source,
+            "state": self.state,
+            "state_reset": self.state_reset,
+            "compared": "the sequence of outputs over the same ordered samples"
+            if self.state_reset == runner.HISTORY
+            else "each sample's outputs",
             "classifier": self.classifier,
             "score": self.score,
             "score_kind": self.score_kind,
@@ -335,11 +400,22 @@ def data_inputs(section: dict[str, Any], data_npz: Path | None) -> list[list[np.
         x = load_eval_data(str(data_npz))[0]
     except RunnerFailure as exc:
         raise DataError(exc.message) from None
-    spec = section["inputs"][0]
-    if x.ndim == len(spec["shape"]) - 1:
-        x = x[..., None]
-    rule = section.get("preprocess") or {"rule": "raw"}
-    return list(runner.data_samples(x, spec["shape"], spec, rule, int(section["samples"])))
+    specs = section["inputs"]
+    feeds = section.get("data_inputs") or [{"key": "x", "preprocess": section.get("preprocess")}]
+    if len(feeds) != len(specs):
+        raise UsageError(
+            f"the device fed {len(feeds)} input(s) from data and the model has {len(specs)}"
+        )
+    plan = []
+    for spec, feed in zip(specs, feeds, strict=True):
+        arr = x.get(feed["key"]) if isinstance(x, dict) else x
+        if arr is None:
+            raise UsageError(f"{data_npz} has no array {feed['key']!r}, which the device fed")
+        if arr.ndim == len(spec["shape"]) - 1:
+            arr = arr[..., None]
+        plan.append({"key": feed["key"], "x": arr, "rule": feed["preprocess"] or {"rule": "raw"}})
+    shapes = [s["shape"] for s in specs]
+    return list(runner.data_samples_fed(plan, shapes, specs, int(section["samples"])))
 
 
 def reference_outputs(
@@ -349,11 +425,14 @@ def reference_outputs(
     seed: int,
     threads: int | None = None,
     samples: list[list[np.ndarray]] | None = None,
+    history: bool = False,
 ) -> tuple[list[np.ndarray], ModelIO]:
     """Run the reference on the agreement inputs (`samples`, else the seeded random ones;
     converted to its dtypes through their real values, at the measured model's shapes);
-    returns (outputs stacked [n, ...], its IO). A stateful reference runs every sample on
-    a fresh interpreter, as the device does."""
+    returns (outputs stacked [n, ...], its IO). A reference that keeps state has it reset
+    between samples (runner.state_reset: this runtime's way), as the device did; with
+    `history` (the device could not reset it) it runs the samples in order on one
+    interpreter, so that the two sequences are compared."""
     ref_io = model_io(reference)
     order = _match_reference_inputs(specs, ref_io)
     shapes = [list(specs[j]["shape"]) for j in order]
@@ -384,8 +463,12 @@ def reference_outputs(
         return out
 
     source = samples if samples is not None else agreement_inputs(specs, n, seed)
-    stateful = bool(runner.stateful_ops(interp))
-    return run_samples(interp, (convert(s) for s in source), fresh if stateful else None), ref_io
+    converted = [convert(s) for s in source]
+    if history:  # the measured model's state could not be reset: the same ordered sequence
+        return run_samples(fresh(), converted), ref_io
+    method = runner.state_reset(interp, converted[0], fresh)[0] if converted else None
+    interp = fresh()
+    return run_samples(interp, converted, runner.resetter(interp, method, fresh)), ref_io
 
 
 def compare_outputs(
@@ -481,12 +564,20 @@ def agreement(
             f"{outputs_npz}: the device's agreement outputs are unusable ({exc})"
         ) from None
     samples = data_inputs(section, data_npz) if section.get("source") == "data" else None
-    ref, ref_io = reference_outputs(reference.path, specs, n, seed, threads, samples)
+    history = section.get("state_reset") == runner.HISTORY
+    ref, ref_io = reference_outputs(reference.path, specs, n, seed, threads, samples, history)
     measured_info = [TensorInfo.from_detail(o) for o in section["outputs"]]
     classifier = runner.classifier_classes(section["outputs"])[0] is not None
     outs = compare_outputs(measured, measured_info, ref, ref_io.outputs, classifier)
     return AgreementReport(
-        reference, n, seed, tuple(outs), classifier, section.get("source") or "random"
+        reference,
+        n,
+        seed,
+        tuple(outs),
+        classifier,
+        section.get("source") or "random",
+        state=section.get("state"),
+        state_reset=section.get("state_reset"),
     )
 
 
@@ -497,28 +588,54 @@ def host_agreement(
     input_shapes: dict[str, list[int]] | None = None,
     reference: Reference | None = None,
     threads: int | None = None,
+    data_npz: Path | None = None,
 ) -> AgreementReport:
     """Agreement with `artifact` itself run on this host (what `edgeq eval` reports: an
-    int8 model against its float32 sibling)."""
+    int8 model against its float32 sibling), on seeded random inputs, or on the samples of
+    the staged evaluation data `data_npz` (fed as the device feeds them)."""
     reference = reference or reference_for(artifact)
     io = model_io(artifact)
-    shapes = resolve_shapes(io, input_shapes)
+    data = None
+    if data_npz is not None:
+        try:
+            x, y, scale, offset = load_eval_data(str(data_npz))
+        except RunnerFailure as exc:
+            raise DataError(exc.message) from None
+        data = EvalData(x, y, str(data_npz), "npz", scale, offset)
+        shapes = resolve_shapes(io, input_shapes, check_data(io, data, input_shapes).sample_shape)
+    else:
+        shapes = resolve_shapes(io, input_shapes)
     interp = open_model(artifact, threads)
     apply_shapes(interp, shapes, artifact)
     details = interp.get_input_details()
     specs = [input_spec(d) for d in details]
+    fed: list[list[np.ndarray]] | None = None
+    if data is not None:
+        plan = _feed_plan(io, data, input_shapes)
+        fed = list(runner.data_samples_fed(plan, shapes, details, samples))
 
     def fresh():
         it = open_model(artifact, threads)
         apply_shapes(it, shapes, artifact)
         return it
 
-    stateful = bool(runner.stateful_ops(interp))
-    measured = run_samples(
-        interp, agreement_inputs(specs, samples, seed), fresh if stateful else None
-    )
+    source = fed if fed is not None else list(agreement_inputs(specs, samples, seed))
+    method, _ops, note = runner.state_reset(interp, source[0], fresh) if source else (None,) * 3
+    interp = fresh()
+    measured = run_samples(interp, source, runner.resetter(interp, method, fresh))
     out_info = [TensorInfo.from_detail(d) for d in interp.get_output_details()]
-    ref, ref_io = reference_outputs(reference.path, specs, samples, seed, threads)
+    ref, ref_io = reference_outputs(
+        reference.path, specs, samples, seed, threads, fed, method == runner.HISTORY
+    )
     classifier = io.classes is not None
     outs = compare_outputs(measured, out_info, ref, ref_io.outputs, classifier)
-    return AgreementReport(reference, samples, seed, tuple(outs), classifier)
+    return AgreementReport(
+        reference,
+        samples,
+        seed,
+        tuple(outs),
+        classifier,
+        "data" if fed else "random",
+        state=note,
+        state_reset=method,
+    )

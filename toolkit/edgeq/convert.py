@@ -96,6 +96,18 @@ def training_data(dataset: str, data_path: Path | None, model: Any) -> data.Data
             f"numpy.savez(FILE, x=..., y=...)"
         )
     own = evaldata.load_npz(path)
+    if isinstance(own.x, dict):
+        raise UsageError(
+            f"--data {path}: convert and inspect take one input's samples x (and labels y); "
+            f"an .npz with one array per input ({', '.join(own.x)}) is for deploy, bench, "
+            f"eval and the lab"
+        )
+    if own.y is None:
+        raise UsageError(
+            f"--data {path}: convert and inspect take samples x with labels y (the "
+            f"validation of the converted models and inspect's accuracy use them); this "
+            f".npz has x only"
+        )
     real = {"name": "the Keras model's input", "dtype": np.float32}  # it takes real values
     rule = preprocessing_rule(own.x.dtype, real, own.preprocess_scale,
                               own.preprocess_offset)  # fmt: skip

@@ -30,12 +30,12 @@ from edgeq_device.edgeq_runner import (
     DEFAULT_INPUT_OFFSET,
     DEFAULT_INPUT_SCALE,
     GENERATOR,
+    NON_SAMPLE_KEYS,
     RunnerFailure,
     benchmark,
     dequantize_output,
     display_name,
     evaluate_accuracy,
-    find_interpreter,
     input_spec,
     load_eval_data,
     make_interpreter,
@@ -49,12 +49,14 @@ from edgeq_device.edgeq_runner import (
     to_input,
 )
 
+from . import tfenv
 from .errors import ModelError, UsageError
 
 __all__ = [
     "DEFAULT_INPUT_OFFSET",
     "DEFAULT_INPUT_SCALE",
     "GENERATOR",
+    "NON_SAMPLE_KEYS",
     "ModelIO",
     "RunnerFailure",
     "TensorInfo",
@@ -174,6 +176,35 @@ class ModelIO:
         }
 
 
+_QUIET: dict[type, type] = {}
+
+
+def find_interpreter() -> tuple[type, str, str | None]:
+    """The device runner's find_interpreter for this host, with LiteRT's one-time INFO line
+    about its XNNPACK delegate kept off edgeq's stderr (tfenv.runtime_notices_dropped;
+    --debug shows it). The line comes with the first allocate_tensors that creates the
+    delegate (not every model does): allocations are watched until it has been seen."""
+    cls, name, version = runner.find_interpreter()
+    if cls not in _QUIET:
+
+        class Quiet(cls):  # type: ignore[misc, valid-type]
+            _notice_seen = False
+
+            def allocate_tensors(self):
+                if Quiet._notice_seen:
+                    return super().allocate_tensors()
+                dropped: list[str] = []
+                try:
+                    with tfenv.runtime_notices_dropped() as dropped:
+                        return super().allocate_tensors()
+                finally:  # the list is filled when the block is over
+                    Quiet._notice_seen = Quiet._notice_seen or bool(dropped)
+
+        Quiet.__name__ = Quiet.__qualname__ = cls.__name__
+        _QUIET[cls] = Quiet
+    return _QUIET[cls], name, version
+
+
 def open_model(artifact: Path, threads: int | None = None) -> Any:
     """A host interpreter for `artifact` (not yet allocated); ModelError if it is no model."""
     cls, _, _ = find_interpreter()
@@ -232,15 +263,19 @@ def input_positions(io: ModelIO, input_shapes: dict[str, list[int]] | None) -> d
 def resolve_shapes(
     io: ModelIO,
     input_shapes: dict[str, list[int]] | None = None,
-    data_sample_shape: Sequence[int] | None = None,
+    data_sample_shape: Sequence[int] | dict[int, list[int]] | None = None,
 ) -> list[list[int]]:
     """The shape each input runs at (as the device runner resolves it); UsageError naming
-    the input and its signature when a dynamic dimension is left unset."""
+    the input and its signature when a dynamic dimension is left unset. The data's sample
+    shape fills input 0's dynamic dimensions, or each input's ({position: shape})."""
+    fill: list[int] | dict[int, list[int]] | None = None
+    if isinstance(data_sample_shape, dict):
+        fill = {int(k): list(v) for k, v in data_sample_shape.items()}
+    elif data_sample_shape is not None:
+        fill = list(data_sample_shape)
     try:
         return runner.resolve_input_shapes(
-            [t.to_dict() for t in io.inputs],
-            input_positions(io, input_shapes),
-            list(data_sample_shape) if data_sample_shape is not None else None,
+            [t.to_dict() for t in io.inputs], input_positions(io, input_shapes), fill
         )
     except RunnerFailure as exc:
         raise UsageError(f"{Path(io.path).name}: {exc.message}") from None

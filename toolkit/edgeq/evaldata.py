@@ -5,7 +5,9 @@ Two formats:
     .npz           `x` [N, ...] (uint8 or float; or the input's own dtype), `y` [N] integer
                    labels (optional: a detector's or a segmenter's data has none; its
                    outputs are compared with the host's), optional `preprocess_scale` /
-                   `preprocess_offset`
+                   `preprocess_offset`; a multi-input model's .npz holds one array per
+                   input instead of `x`, keyed by the input's name (`image`, `vector`;
+                   the tensor's name is accepted too), each [N, ...]
     image folder   CLASS_NAME/*.png|jpg|jpeg; classes sorted by name are labels 0, 1, ...;
                    each image is converted to the input's channels (L, RGB or RGBA) and
                    resized to its height x width with Pillow (`resize`, default bilinear,
@@ -43,6 +45,7 @@ from . import data as datasets
 from .devapi import (
     DEFAULT_INPUT_OFFSET,
     DEFAULT_INPUT_SCALE,
+    NON_SAMPLE_KEYS,
     ModelIO,
     RunnerFailure,
     load_eval_data,
@@ -84,9 +87,11 @@ DATA_FIELDS: dict[str, Field] = {
 
 @dataclass(frozen=True)
 class EvalData:
-    """Evaluation samples (labelled, or `y` None) and the preprocessing the runner applies."""
+    """Evaluation samples (labelled, or `y` None) and the preprocessing the runner applies.
 
-    x: np.ndarray
+    `x` is one array, or {input name: array} for a multi-input model."""
+
+    x: np.ndarray | dict[str, np.ndarray]
     y: np.ndarray | None
     source: str
     kind: str  # "npz" or "images"
@@ -96,11 +101,24 @@ class EvalData:
     resize: str | None = None
 
     @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """{key: samples}: `x`, or one key per input."""
+        return dict(self.x) if isinstance(self.x, dict) else {"x": self.x}
+
+    @property
+    def multi(self) -> bool:
+        return isinstance(self.x, dict)
+
+    @property
     def samples(self) -> int:
-        return len(self.x)
+        return len(next(iter(self.arrays.values())))
 
     def describe(self) -> str:
-        what = f"{self.samples} samples of {list(self.x.shape[1:])} {self.x.dtype}"
+        if isinstance(self.x, dict):
+            each = ", ".join(f"{k} {list(a.shape[1:])} {a.dtype}" for k, a in self.x.items())
+            what = f"{self.samples} samples of {each}"
+        else:
+            what = f"{self.samples} samples of {list(self.x.shape[1:])} {self.x.dtype}"
         if self.y is None:
             what += ", unlabelled"
         if self.class_names:
@@ -113,8 +131,14 @@ class EvalData:
             "source": self.source,
             "kind": self.kind,
             "samples": self.samples,
-            "sample_shape": list(self.x.shape[1:]),
-            "dtype": str(self.x.dtype),
+            "sample_shape": None if self.multi else list(self.arrays["x"].shape[1:]),
+            "dtype": None if self.multi else str(self.arrays["x"].dtype),
+            "inputs": {
+                k: {"sample_shape": list(a.shape[1:]), "dtype": str(a.dtype)}
+                for k, a in self.arrays.items()
+            }
+            if self.multi
+            else None,
             "labelled": self.y is not None,
             "preprocess_scale": self.preprocess_scale,
             "preprocess_offset": self.preprocess_offset,
@@ -145,11 +169,12 @@ def kind_of(path: Path) -> str:
         raise DataError(f"{p}: not a readable .npz file ({exc})") from None
     if "x_test" in keys and "y_test" in keys and "x" not in keys:
         return "keras"
-    if "x" in keys:
-        return "npz"
+    if "x" in keys or keys - set(NON_SAMPLE_KEYS) - {"x_train", "y_train"}:
+        return "npz"  # x, or one array per input of a multi-input model
     raise DataError(
-        f"{p}: an evaluation .npz holds samples 'x' and labels 'y' (the labels only for "
-        f"a classifier's accuracy; found keys {sorted(keys)})"
+        f"{p}: an evaluation .npz holds samples 'x' (a multi-input model: one array per "
+        f"input name) and labels 'y' (the labels only for a classifier's accuracy; found "
+        f"keys {sorted(keys)})"
     )
 
 
@@ -282,8 +307,9 @@ def subset(data: EvalData, limit: int | None) -> EvalData:
     if not limit or limit >= data.samples:
         return data
     idx = datasets.subset_indices(data.samples, limit)
+    x = {k: a[idx] for k, a in data.x.items()} if isinstance(data.x, dict) else data.x[idx]
     return EvalData(
-        data.x[idx],
+        x,
         None if data.y is None else data.y[idx],
         f"{data.source} (subset of {limit})",
         data.kind,
@@ -311,10 +337,11 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def stage(data: EvalData, limit: int | None = None) -> Path:
-    """The .npz the runner reads (x, y when labelled, and the preprocess keys when set),
-    named by its content hash under the edgeq cache; written once, reused afterwards."""
+    """The .npz the runner reads (x or one array per input, y when labelled, and the
+    preprocess keys when set), named by its content hash under the edgeq cache; written
+    once, reused afterwards."""
     data = subset(data, limit)
-    arrays: dict[str, np.ndarray] = {"x": np.asarray(data.x)}
+    arrays: dict[str, np.ndarray] = {k: np.asarray(a) for k, a in data.arrays.items()}
     if data.y is not None:
         arrays["y"] = np.asarray(data.y).astype(np.int64)
     if data.preprocess_scale is not None:

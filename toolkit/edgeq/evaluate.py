@@ -197,7 +197,7 @@ class _Data:
         return d
 
     def stage(self, d: evaldata.EvalData) -> Path:
-        key = (d.source, d.x.shape, str(d.x.dtype))
+        key = (d.source, *((k, a.shape, str(a.dtype)) for k, a in d.arrays.items()))
         if key not in self.staged:
             self.staged[key] = evaldata.stage(d)
         return self.staged[key]
@@ -254,8 +254,8 @@ def evaluate(
             if problem is not None:
                 raise problem
             compat.check_on_host(f, rt_cls, f"{rt_name} {rt_version}")
-            _evaluate_one(row, f, entries.get(f), source, entries, latency_runs, batch_size)
-            _agreement(row, f, agreement, input_shapes)
+            fed = _evaluate_one(row, f, entries.get(f), source, entries, latency_runs, batch_size)
+            _agreement(row, f, agreement, input_shapes, fed)
         except EdgeqError as exc:
             row.error = {**exc.to_dict(), "exit_code": exc.exit_code}
         except (RuntimeError, ValueError) as exc:  # the interpreter refused this model
@@ -317,7 +317,7 @@ def _evaluate_one(
     entries: dict[Path, Any],
     latency_runs: int,
     batch_size: int,
-) -> None:
+) -> Path | None:
     size = path.stat().st_size
     row.bytes, row.kb, row.sha256 = size, size / 1024, fsutil.sha256_file(path)
     row.mode = entry["mode"] if entry else _guess_mode(path)
@@ -327,11 +327,13 @@ def _evaluate_one(
     row.outputs = [t.to_dict() for t in io.outputs]
     row.input_dtype = io.inputs[0].dtype if io.inputs else None
     check: DataCheck | None = None
+    fed: Path | None = None
 
     if source.user_data:
         d = source.user_for(io)
         check = check_data(io, d, source.input_shapes)
         row.data = d.source
+        fed = source.stage(d)
         if check.applicable:
             t0 = time.perf_counter()
             acc = host_accuracy(
@@ -374,6 +376,7 @@ def _evaluate_one(
     )
     lat = devapi.benchmark(lat_interp, sample, args)["latency_ms"]["invoke"]
     row.latency_p50_ms, row.latency_p90_ms, row.latency_runs = lat["p50"], lat["p90"], lat["count"]
+    return fed
 
 
 def _set_accuracy(row: EvalRow, acc: dict[str, Any], seconds: float) -> None:
@@ -402,8 +405,14 @@ def _book_accuracy(
 
 
 def _agreement(
-    row: EvalRow, path: Path, samples: int | None, input_shapes: dict[str, list[int]] | None
+    row: EvalRow,
+    path: Path,
+    samples: int | None,
+    input_shapes: dict[str, list[int]] | None,
+    data_npz: Path | None = None,
 ) -> None:
+    """Outputs vs the float32 sibling's, on the samples of the user's data (`data_npz`,
+    staged as a device gets it) when --data fed the model, else on seeded random inputs."""
     n = samples if samples is not None else (AUTO_AGREEMENT if row.top1 is None else 0)
     if not n:
         return
@@ -417,7 +426,7 @@ def _agreement(
             "host interpreter is the reference)",
         }
         return
-    row.agreement = host_agreement(path, n, 0, input_shapes, ref).to_dict()
+    row.agreement = host_agreement(path, n, 0, input_shapes, ref, data_npz=data_npz).to_dict()
 
 
 def _shortcut_accuracy(interp: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:

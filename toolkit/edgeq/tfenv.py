@@ -6,6 +6,8 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 
 
@@ -72,3 +74,47 @@ def native_stderr_to_log() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+#: What LiteRT's C++ prints on fd 2 the first time a process applies its default delegate:
+#: news, not a problem (EDGEQ_TF_VERBOSE=1, i.e. --debug, keeps it).
+RUNTIME_NOTICES = (
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "INFO: Initialized TensorFlow Lite runtime.",
+)
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def runtime_notices_dropped() -> Iterator[list[str]]:
+    """Run the block with fd 2 captured, then write back every line but RUNTIME_NOTICES.
+
+    Unlike native_stderr_to_log, nothing else is lost: a real error the runtime prints in
+    the block still reaches stderr (after the block). Serialised by a lock, since fd 2 is
+    the process's (lab threads allocate interpreters in parallel). Yields a list that holds
+    the notices dropped once the block is over.
+    """
+    dropped: list[str] = []
+    if os.environ.get("EDGEQ_TF_VERBOSE"):
+        yield dropped
+        return
+    with _FD2_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield dropped
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept: list[bytes] = []
+            for line in sink.read().splitlines(keepends=True):
+                text = line.decode(errors="replace").strip()
+                if text in RUNTIME_NOTICES:
+                    dropped.append(text)
+                else:
+                    kept.append(line)
+            if kept:
+                os.write(2, b"".join(kept))

@@ -364,7 +364,8 @@ def print_result(res: DeployResult) -> None:
         out.print(
             escape(
                 f"output agreement vs the {agreement['reference']['kind']} on the host "
-                f"({agreement['samples']} seeded inputs): max |diff| {o['max_abs_diff']:.4g}, "
+                f"({agreement['samples']} {_fed(agreement)}): max |diff| "
+                f"{o['max_abs_diff']:.4g}, "
                 f"RMSE {o['rmse']:.4g}, cosine {o['cosine']:.5f}{top1}"
                 + (f" — {agreement['not_informative']}" if agreement.get("not_informative") else "")
                 + (
@@ -374,6 +375,8 @@ def print_result(res: DeployResult) -> None:
                 )
             )
         )
+    if agreement and agreement.get("state"):
+        out.print(escape(f"state: {agreement['state']}"))
     validity = run.get("validity")
     if validity:
         style = {"valid": "green", "suspect": "yellow", "invalid": "red"}[validity["verdict"]]
@@ -517,3 +520,11 @@ def print_side_by_side(both: sidebyside.SideBySide) -> None:
 
 def _list(values) -> str:
     return " ".join(f"{v:.4f}" for v in values)
+
+
+def _fed(agreement: dict) -> str:
+    """What the compared outputs were computed on, in words."""
+    what = "samples of the data" if agreement.get("source") == "data" else "seeded inputs"
+    if agreement.get("state_reset") == "history":
+        what += ", in order: the sequences compared"
+    return what

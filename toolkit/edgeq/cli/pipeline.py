@@ -372,7 +372,7 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
     if rep.dataset:
         what = f"{rep.dataset} test split ({samples or 0:,} images)"
     elif rep.data_source:
-        what = f"{rep.data_source} ({samples or 0:,} samples)"
+        what = rep.data_source + (f" ({samples:,} samples)" if samples else "")
     else:
         what = "no evaluation data"
     table = Table(title=f"{what}, {rep.runtime} {rep.runtime_version or ''}")
@@ -411,6 +411,7 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
             out.print(f"{name}: agreement not measured: {escape(r.agreement['note'])}")
         if r.agreement and r.agreement.get("reference"):
             ref = Path(r.agreement["reference"]["path"]).name
+            fed = "samples of the data" if r.agreement.get("source") == "data" else "random inputs"
             for o in r.agreement["outputs"]:
                 top1 = (
                     f", top-1 agreement {o['top1_agreement']:.1%}"
@@ -419,7 +420,7 @@ def _print_eval(rep: evaluate_mod.EvalReport) -> None:
                 )
                 out.print(
                     f"{name}: output {escape(devapi.display_name(o['name']))} vs "
-                    f"{escape(ref)} on {r.agreement['samples']} random inputs: max |diff| "
+                    f"{escape(ref)} on {r.agreement['samples']} {fed}: max |diff| "
                     f"{o['max_abs_diff']:.4g} (outputs up to {o['reference_abs_max']:.4g}), "
                     f"RMSE {o['rmse']:.4g}, cosine {o['cosine']:.5f}{top1}"
                     + (
