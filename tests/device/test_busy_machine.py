@@ -5,10 +5,13 @@ are all zero makes output agreement "not informative"."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,16 +54,8 @@ def _runner_doc(model, tmp_path, *extra: str) -> dict:
 def test_a_run_under_a_load_the_test_starts_is_suspect_and_the_lab_sets_it_aside(
     tmp_path, zero_model
 ):
-    stress = shutil.which("stress-ng")
-    assert stress, "stress-ng is needed (apt-get install stress-ng; .ci/run installs it)"
     cores = len(os.sched_getaffinity(0))
-    load = subprocess.Popen(
-        [stress, "--cpu", str(2 * cores), "--timeout", "120s", "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_workers(load.pid, 2 * cores)
+    with cpu_load(2 * cores):
         doc = _runner_doc(
             zero_model, tmp_path, "--threads", "1", "--runs", "50", "--min-s", "0.5",
             "--warmup-runs", "2", "--warmup-min-s", "0",
@@ -68,9 +63,6 @@ def test_a_run_under_a_load_the_test_starts_is_suspect_and_the_lab_sets_it_aside
             # less than the 0.5 s asked for, and a capped loop is judged for that instead
             "--max-samples", "3000000",
         )  # fmt: skip
-    finally:
-        load.terminate()
-        load.wait(timeout=30)
     con = doc["contention"]
     assert doc["runner"]["version"] >= "1.3" and con["wall_s"] >= 0.5
     v = measure.validity([], doc, 1)
@@ -134,20 +126,11 @@ def test_the_native_runner_measures_its_own_cpu_beside_benchmark_model(cli, tmp_
     native = {"transport": "local", "runner": "benchmark_model", "benchmark_binary": str(tool)}
     cfg = write_config(tmp_path / "edgeq.toml", {"native": native})
     cores = len(os.sched_getaffinity(0))
-    load = subprocess.Popen(
-        [shutil.which("stress-ng") or "stress-ng", "--cpu", str(2 * cores), "--timeout", "120s"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_workers(load.pid, 2 * cores)
+    with cpu_load(2 * cores):
         res = cli(
             "bench", zero_model, "--target", "native", "--config", cfg, "--json",
             "--threads", "1", "--runs", "200", "--min-s", "1", "--warmup-runs", "2",
         )  # fmt: skip
-    finally:
-        load.terminate()
-        load.wait(timeout=30)
     assert res.exit_code in (0, 1), res.output
     import json
 
@@ -157,27 +140,50 @@ def test_the_native_runner_measures_its_own_cpu_beside_benchmark_model(cli, tmp_
     assert 0 < con["self_cores"] <= cores and con["others_cores"] > 0.25
     assert con["wall_s"] >= 1.0 and con["load1_after"] is not None
     v = run["validity"]
-    assert v["verdict"] == "suspect" and any(r.startswith("contended:") for r in v["reasons"]), v
+    assert v["verdict"] == "suspect" and any(r.startswith("contended:") for r in v["reasons"]), v[
+        "contention"
+    ]
     assert "estimated" not in str(v["contention"].get("method"))
     assert "@edgeq-cpu" not in run["benchmark_model"]["log"]
     assert run["latency_ms"]["invoke"]["count"] >= 200
 
 
-def _wait_for_workers(parent: int, n: int, within_s: float = 10.0) -> None:
-    """Until stress-ng has started its `n` workers (children of `parent`)."""
-    import time
-    from pathlib import Path
+@contextlib.contextmanager
+def cpu_load(n: int, within_s: float = 10.0):
+    """`n` busy loops (stress-ng), each in a session of its own: the kernel shares the CPU
+    between sessions first (autogroup), and the device commands run in sessions of their own
+    (setsid), so one stress-ng process of n workers would take no more than one session's
+    share from them. Yields once every worker runs."""
+    stress = shutil.which("stress-ng")
+    assert stress, "stress-ng is needed (apt-get install stress-ng; .ci/run installs it)"
+    procs = [
+        subprocess.Popen(
+            [stress, "--cpu", "1", "--timeout", "120s", "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(n)
+    ]
+    try:
+        deadline = time.monotonic() + within_s
+        while _children({p.pid for p in procs}) < n:
+            assert time.monotonic() < deadline, f"stress-ng started fewer than {n} workers"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
 
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        kids = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                kids += int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent
-            except (OSError, IndexError, ValueError):
-                continue
-        if kids >= n:
-            time.sleep(0.2)
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"stress-ng started fewer than {n} workers in {within_s:g} s")
+
+def _children(parents: set[int]) -> int:
+    kids = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            kids += int(stat.read_text().rsplit(")", 1)[1].split()[1]) in parents
+        except (OSError, IndexError, ValueError):
+            continue
+    return kids
