@@ -28,10 +28,23 @@ STOP_GRACE_S = 3.0
 TICK_S = 0.25
 
 
+#: Bytes asked of the kernel per read (what a packet's reads then take from).
+RX_CHUNK = 65536
+
+
 class WatchedSocket(socket.socket):
-    """A TCP socket that remembers when it last received data."""
+    """A TCP socket that remembers when it last received data.
+
+    It also reads ahead: paramiko reads each SSH packet in two calls (its first cipher
+    block, then the rest), so a `recv` asks the kernel for up to RX_CHUNK bytes and serves
+    the next calls from what came — half the system calls per packet, or fewer when
+    several packets arrived together (a lab of many devices paid for each recv more the
+    busier the machine was). Only paramiko's transport thread reads this socket, always
+    through `recv` and never through select/poll, so data held here cannot be missed."""
 
     last_rx: float = 0.0
+    _rx: bytes = b""
+    _rx_at: int = 0
 
     @classmethod
     def connect(cls, host: str, port: int, timeout: float) -> WatchedSocket:
@@ -42,7 +55,17 @@ class WatchedSocket(socket.socket):
         return sock
 
     def recv(self, n: int, *flags: int) -> bytes:  # type: ignore[override]
-        data = super().recv(n, *flags)
+        if self._rx_at < len(self._rx):
+            data = self._rx[self._rx_at : self._rx_at + n]
+            self._rx_at += len(data)
+            return data
+        if flags:
+            data = super().recv(n, *flags)
+        else:
+            data = super().recv(max(n, RX_CHUNK))
+            if len(data) > n:
+                self._rx, self._rx_at = data, n
+                data = data[:n]
         if data:
             self.last_rx = time.monotonic()
         return data
