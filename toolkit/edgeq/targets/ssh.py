@@ -243,7 +243,7 @@ class SshTarget(Target):
         finally:
             if sock is not None and conn.transport is None:
                 sock.close()
-        sshquiet.quiet(conn.transport)  # an idle connection wakes once a second, not ten times
+        sshquiet.quiet(conn.transport)  # an idle connection wakes every 5 s, not 10 times a second
         self._conn = conn
         self._watchdog = Watchdog(sock, conn.transport, limit)
         self._watchdog.start()
