@@ -14,10 +14,12 @@ the devices. The CPU columns show how much of the wall time that explains.
 Fleet mode (`--fleet 8,64`): the same N "Pis" driven through the file inventory and through
 labgrid (a real labgrid-coordinator and two labgrid-exporters on 127.0.0.1; every device a
 place), interleaved. Per configuration it reports the lab host's own CPU per device-run
-(this process and its children: scheduler, SSH, history, labgrid session), the coordinator's
-and exporters' CPU, the devices' CPU (every sshd and what ran under it, from their
-/proc/PID/stat), and the wall time divided by the device-side floor (device CPU ÷ cores);
-for labgrid also the time each device spent in reserve + acquire + release.
+(the CPU time of every thread of this process — scheduler, SSH, history, labgrid session —
+from getrusage(RUSAGE_SELF), not wall time; its child processes apart), what a fixed unit
+of work cost in the lab process meanwhile (`CostProbe`), the coordinator's and exporters'
+CPU, the devices' CPU (every sshd and what ran under it, from their /proc/PID/stat), and
+the wall time divided by the device-side floor (device CPU ÷ cores); for labgrid also the
+time each device spent in reserve + acquire + release (median, 90th percentile, max).
 
 `--shared-sshd K`: the N devices are served by K sshd processes (N/K each, with OpenSSH's
 default `MaxStartups 10:30:100`), as the phones on one exporter host share its sshd.
