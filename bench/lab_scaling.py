@@ -28,6 +28,21 @@ the machine — the table says which). `--profile`: after the measured repetitio
 run per configuration under cProfile (every thread of the lab), and its top entries by own
 time per device-run (the profiled run is not in the table: cProfile slows what it watches).
 
+Measured 2026-12-04 (`--fleet 8,64,128,256 --reps 1`, one run each, load 0.4–103):
+
+      N  inventory  measured  wall/floor  lab CPU/dev-run  vs N=8  coord CPU  lease med/p90/max s
+      8  file            8/8       1.79×           105 ms   1.00×          -  0.011/0.024/0.024
+      8  labgrid         8/8       1.87×            94 ms   1.00×     0.11 s  0.059/0.077/0.077
+     64  file          64/64       1.12×            56 ms   0.53×          -  0.025/0.132/0.407
+     64  labgrid       64/64       1.16×            62 ms   0.66×     0.86 s  0.447/0.982/2.345
+    128  file        128/128       1.14×            66 ms   0.63×          -  0.081/0.437/2.808
+    128  labgrid     128/128       1.18×            90 ms   0.96×     1.94 s  1.049/10.164/12.028
+    256  file        256/256       1.20×           104 ms   0.99×          -  0.163/1.071/9.887
+    256  labgrid     256/256       1.24×            96 ms   1.02×     4.10 s  9.255/18.878/22.392
+
+(lab CPU per device-run vs this run's N = 8; against the N = 8 medians of a quieter
+`--fleet 8,64 --reps 2` run, 76 / 80 ms, N = 256 is 1.37× file, 1.19× labgrid.)
+
 Run from the repository root (needs root for the test sshd, like the tests):
 
     .venv/bin/python bench/lab_scaling.py                 # 8 vs 1, 5 repetitions
