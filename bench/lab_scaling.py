@@ -14,10 +14,12 @@ the devices. The CPU columns show how much of the wall time that explains.
 Fleet mode (`--fleet 8,64`): the same N "Pis" driven through the file inventory and through
 labgrid (a real labgrid-coordinator and two labgrid-exporters on 127.0.0.1; every device a
 place), interleaved. Per configuration it reports the lab host's own CPU per device-run
-(this process and its children: scheduler, SSH, history, labgrid session), the coordinator's
-and exporters' CPU, the devices' CPU (every sshd and what ran under it, from their
-/proc/PID/stat), and the wall time divided by the device-side floor (device CPU ÷ cores);
-for labgrid also the time each device spent in reserve + acquire + release.
+(the CPU time of every thread of this process — scheduler, SSH, history, labgrid session —
+from getrusage(RUSAGE_SELF), not wall time; its child processes apart), what a fixed unit
+of work cost in the lab process meanwhile (`CostProbe`), the coordinator's and exporters'
+CPU, the devices' CPU (every sshd and what ran under it, from their /proc/PID/stat), and
+the wall time divided by the device-side floor (device CPU ÷ cores); for labgrid also the
+time each device spent in reserve + acquire + release (median, 90th percentile, max).
 
 `--shared-sshd K`: the N devices are served by K sshd processes (N/K each, with OpenSSH's
 default `MaxStartups 10:30:100`), as the phones on one exporter host share its sshd.
@@ -25,6 +27,21 @@ default `MaxStartups 10:30:100`), as the phones on one exporter host share its s
 the machine — the table says which). `--profile`: after the measured repetitions, one more
 run per configuration under cProfile (every thread of the lab), and its top entries by own
 time per device-run (the profiled run is not in the table: cProfile slows what it watches).
+
+Measured 2026-12-04 (`--fleet 8,64,128,256 --reps 1`, one run each, load 0.4–103):
+
+      N  inventory  measured  wall/floor  lab CPU/dev-run  vs N=8  coord CPU  lease med/p90/max s
+      8  file            8/8       1.79×           105 ms   1.00×          -  0.011/0.024/0.024
+      8  labgrid         8/8       1.87×            94 ms   1.00×     0.11 s  0.059/0.077/0.077
+     64  file          64/64       1.12×            56 ms   0.53×          -  0.025/0.132/0.407
+     64  labgrid       64/64       1.16×            62 ms   0.66×     0.86 s  0.447/0.982/2.345
+    128  file        128/128       1.14×            66 ms   0.63×          -  0.081/0.437/2.808
+    128  labgrid     128/128       1.18×            90 ms   0.96×     1.94 s  1.049/10.164/12.028
+    256  file        256/256       1.20×           104 ms   0.99×          -  0.163/1.071/9.887
+    256  labgrid     256/256       1.24×            96 ms   1.02×     4.10 s  9.255/18.878/22.392
+
+(lab CPU per device-run vs this run's N = 8; against the N = 8 medians of a quieter
+`--fleet 8,64 --reps 2` run, 76 / 80 ms, N = 256 is 1.37× file, 1.19× labgrid.)
 
 Run from the repository root (needs root for the test sshd, like the tests):
 
@@ -115,13 +132,75 @@ def proc_cpu_s(pid: int, children: bool = True) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def lab_cpu_s() -> float:
-    """This process and its waited-for children (the lab host's own CPU)."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        r = resource.getrusage(who)
-        total += r.ru_utime + r.ru_stime
-    return total
+def lab_cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU seconds of every thread of this process, the lab's (RUSAGE_SELF: the threads'
+    own CPU time, user + system, ended threads included; RUSAGE_CHILDREN: its waited-for
+    children, shown apart)."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+class CostProbe:
+    """What a fixed piece of work costs in thread CPU time in the lab process while a run
+    goes on: Python bytecode, 20 round trips of 4 KiB over a socketpair, a SHA-256 of
+    256 KiB. If every instruction cost more on a machine loaded by N emulated devices, the
+    lab's CPU per device-run would grow with N for that reason alone; this probe tells.
+    Measured 2026-12-04: it costs the same at N = 64 as at N = 8 (485–516 µs at load 4–58),
+    while the lab's blocking system calls on loopback TCP (`recv`, `send`, `select`) cost
+    2.5–3.5× more each at N = 64 — kernel work billed to whichever thread is in the kernel
+    (loopback delivery, context switches among a few hundred runnable processes), which
+    only fewer such calls reduce. "work vs first" divides the lab's CPU per device-run by
+    this probe's cost (its own CPU is subtracted from the lab's)."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        import hashlib
+        import socket
+        import threading
+
+        self.every_s = every_s
+        self.samples: list[float] = []
+        self.own_s = 0.0
+        self._stop = threading.Event()
+        self._pair = socket.socketpair()
+        self._blob = bytes(256 * 1024)
+        self._sha = hashlib.sha256
+        self._thread = threading.Thread(target=self._run, name="bench-cost-probe", daemon=True)
+
+    def unit(self) -> float:
+        """One unit of work; its thread CPU seconds."""
+        a, b = self._pair
+        buf = b"x" * 4096
+        t0 = time.thread_time()
+        x = 0
+        for i in range(5000):
+            x += i * i
+        for _ in range(20):
+            a.sendall(buf)
+            got = 0
+            while got < len(buf):
+                got += len(b.recv(65536))
+        self._sha(self._blob).digest()
+        return time.thread_time() - t0
+
+    def _run(self) -> None:
+        t0 = time.thread_time()
+        while not self._stop.wait(self.every_s):
+            self.samples.append(self.unit())
+        self.own_s = time.thread_time() - t0
+
+    def __enter__(self) -> CostProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in self._pair:
+            sock.close()
+
+    @property
+    def cost_us(self) -> float:
+        return statistics.median(self.samples) * 1e6 if self.samples else float("nan")
 
 
 class LeaseClock:
@@ -351,6 +430,7 @@ def fleet(args) -> int:
                 i0 = sum(proc_cpu_s(p) for p in infra)
                 k0 = proc_cpu_s(lab.proc.pid)
                 c0, l0, t0 = system_cpu_s(), lab_cpu_s(), time.perf_counter()
+                ch0 = lab_cpu_s(resource.RUSAGE_CHILDREN)
                 loads.append(os.getloadavg()[0])
                 inv = load_inventory(invs[key_])  # labgrid: the places, from the coordinator
                 clock = LeaseClock()
@@ -363,25 +443,32 @@ def fleet(args) -> int:
                     print(f"  profiled: N={n} {backend} (stats: {dump})", file=sys.stderr)
                     continue
                 try:
-                    run = run_lab(inv)
+                    with CostProbe() as probe:
+                        run = run_lab(inv)
                 except Exception as exc:  # the run stopped (e.g. coordinator unreachable)
                     why = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
                     print(f"  rep {rep}: N={n} {backend}: RUN STOPPED: {why}", file=sys.stderr)
                     incomplete.setdefault(key_, []).append(f"run stopped: {why}")
                     continue
                 wall = time.perf_counter() - t0
-                lab_cpu = lab_cpu_s() - l0
+                lab_cpu = lab_cpu_s() - l0 - probe.own_s
+                children = lab_cpu_s(resource.RUSAGE_CHILDREN) - ch0
                 machine = system_cpu_s() - c0
                 dev = sum(proc_cpu_s(p) for p in pids) - d0
                 inf = sum(proc_cpu_s(p) for p in infra) - i0
                 coord = proc_cpu_s(lab.proc.pid) - k0
-                bad = [f"{r.device}: {r.status}: {r.reason}" for r in run.results if not r.passed]
-                done = sum(1 for r in run.results if r.passed)
+                # measured: a result with figures — passed, or `suspect` (the device's run
+                # was judged contended by the machine's load: measured, but not trusted as a
+                # baseline); anything else (error, quarantined, busy) was lost
+                got = [r for r in run.results if r.status in ("pass", "suspect", "fail")]
+                bad = [f"{r.device}: {r.status}: {r.reason}" for r in run.results if r not in got]
+                done = len(got)
+                suspect = sum(1 for r in got if r.status == "suspect")
                 deferred = sum(getattr(d, "deferred", 0) for d in run.devices)
                 print(
                     f"  rep {rep}: N={n} {backend}: {wall:.2f} s, lab CPU {lab_cpu:.2f} s, "
-                    f"{done}/{n} measured, {deferred} set aside, load {loads[-1]:.1f}"
-                    + (f"; NOT measured: {bad[:3]}" if bad else ""),
+                    f"{done}/{n} measured ({suspect} suspect), {deferred} set aside, "
+                    f"load {loads[-1]:.1f}" + (f"; NOT measured: {bad[:3]}" if bad else ""),
                     file=sys.stderr,
                 )
                 if bad:
@@ -392,11 +479,14 @@ def fleet(args) -> int:
                     {
                         "wall": wall,
                         "lab": lab_cpu,
+                        "children": children,
+                        "cost_us": probe.cost_us,
                         "dev": dev,
                         "infra": inf,
                         "coord": coord,
                         "machine": machine,
                         "done": done,
+                        "suspect": suspect,
                         "deferred": deferred,
                     }
                 )
@@ -417,11 +507,11 @@ def fleet(args) -> int:
         + f"; load average while measuring {min(loads):.1f}–{max(loads):.1f}"
     )
     head = (
-        f"{'N':>3} {'backend':<8} {'measured':>9} {'set aside':>9} {'wall s':>7} "
-        f"{'lab CPU/dev-run ms':>19} {'vs first N':>10} "
+        f"{'N':>3} {'backend':<8} {'measured':>9} {'suspect':>7} {'set aside':>9} {'wall s':>7} "
+        f"{'lab CPU/dev-run ms':>19} {'vs first N':>10} {'unit µs':>8} {'work vs first':>13} "
         f"{'coord CPU s':>11} {'coord+exp CPU s':>16} {'device CPU s':>13} {'floor s':>8} "
         f"{'wall/floor':>11} "
-        f"{'other CPU s':>12} {'wall/all-CPU':>13} {'lease s (med/max)':>18}"
+        f"{'other CPU s':>12} {'wall/all-CPU':>13} {'lease s (med/p90/max)':>22}"
     )
     print(head)
     rows = {}
@@ -436,6 +526,11 @@ def fleet(args) -> int:
         for b in ("file", "labgrid")
         if (sizes[0], b) in samples
     }
+    first_cost = {
+        b: med(r["cost_us"] for r in samples[(sizes[0], b)])
+        for b in ("file", "labgrid")
+        if (sizes[0], b) in samples
+    }
     for (n, backend), rs in samples.items():
         wall = med(r["wall"] for r in rs)
         lab_ms = med(r["lab"] for r in rs) / n * 1000
@@ -445,15 +540,27 @@ def fleet(args) -> int:
         floor = dev / cores
         other = med(r["machine"] - r["lab"] - r["dev"] - r["infra"] for r in rs)
         busy = med(r["wall"] / (r["machine"] / cores) for r in rs)
-        ls = leases.get((n, backend)) or [0.0]
-        rows[(n, backend)] = {"wall": wall, "lab_ms": lab_ms, "ratio": wall / floor}
+        ls = sorted(leases.get((n, backend)) or [0.0])
+        p90 = ls[min(len(ls) - 1, int(0.9 * len(ls)))]
+        cost = med(r["cost_us"] for r in rs)
+        work = (lab_ms / first_ms[backend]) / (cost / first_cost[backend])
+        rows[(n, backend)] = {
+            "wall": wall,
+            "lab_ms": lab_ms,
+            "ratio": wall / floor,
+            "cost": cost / first_cost[backend],
+            "work": work,
+            "children": med(r["children"] for r in rs),
+        }
         done = f"{min(r['done'] for r in rs)}/{n}"
+        suspect = max(r["suspect"] for r in rs)
         aside = max(r["deferred"] for r in rs)
         print(
-            f"{n:>3} {backend:<8} {done:>9} {aside:>9} {wall:7.2f} {lab_ms:19.1f} "
-            f"{lab_ms / first_ms[backend]:9.2f}× {coord:11.2f} {inf:16.2f} {dev:13.2f} "
+            f"{n:>3} {backend:<8} {done:>9} {suspect:>7} {aside:>9} {wall:7.2f} {lab_ms:19.1f} "
+            f"{lab_ms / first_ms[backend]:9.2f}× {cost:8.0f} {work:12.2f}× "
+            f"{coord:11.2f} {inf:16.2f} {dev:13.2f} "
             f"{floor:8.2f} {wall / floor:10.2f}× {other:12.2f} {busy:12.2f}× "
-            f"{med(ls):8.3f}/{max(ls):.3f}"
+            f"{med(ls):8.3f}/{p90:.3f}/{max(ls):.3f}"
         )
     print()
     for n in sizes:
@@ -470,17 +577,28 @@ def fleet(args) -> int:
             if a and b:
                 print(
                     f"{backend}: lab CPU per device-run N={hi} / N={lo} = "
-                    f"{b['lab_ms'] / a['lab_ms']:.2f}×; wall/floor at N={hi} = {b['ratio']:.2f}×"
+                    f"{b['lab_ms'] / a['lab_ms']:.2f}× (a fixed unit of work cost "
+                    f"{b['cost'] / a['cost']:.2f}× as much: the lab's work per device-run "
+                    f"{b['work'] / a['work']:.2f}×); wall/floor at N={hi} = {b['ratio']:.2f}×"
                 )
     print()
-    print("lab CPU: this process + its children (scheduler, SSH, history, labgrid session);")
+    print("lab CPU: every thread of this process (scheduler, SSH, history, labgrid session),")
+    print("  user + system (getrusage RUSAGE_SELF), minus the cost probe's own thread;")
+    kids = max((r["children"] for r in rows.values()), default=0.0)
+    print(f"  its waited-for child processes, not included: at most {kids:.2f} s per run;")
+    print("unit µs: thread CPU of a fixed unit of work in the lab process during the run")
+    print("  (CostProbe, median); work vs first: lab CPU per device-run vs the first N,")
+    print("  divided by the unit's cost vs the first N — the lab's own work per device;")
     print("device CPU: the sshds and everything under them (shells, device runners);")
     print(f"floor: device CPU / {cores} cores; other CPU: the rest of the machine (other users);")
     print(f"wall/all-CPU: wall / (machine CPU / {cores}) — 1.0× means the cores never idled.")
-    print("lease s: per device, reserve + acquire + release (file: the local flock);")
+    print("lease s: per device, reserve + acquire + release (file: the local flock), median,")
+    print("  90th percentile and max;")
     print("  labgrid releases are sent without waiting (the run awaits them all at its end).")
-    print("measured: results that passed, fewest over the repetitions; set aside: devices")
-    print("  failed by the lab's own load and run again after the others (most in one run).")
+    print("measured: results with figures (passed, or suspect: judged contended by the")
+    print("  machine's load), fewest over the repetitions; suspect: most in one repetition;")
+    print("set aside: devices failed by the lab's own load and run again after the others")
+    print("  (most in one run).")
     for key_, lines in incomplete.items():
         print(f"NOT MEASURED at N={key_[0]} {key_[1]}: {len(lines)}, e.g. {lines[0]}")
     for (n, backend), lines in profiles.items():

@@ -884,6 +884,12 @@ class EmulatedAdbServer:
         self.devices: list[EmulatedDevice] = []
         self.requests: list[str] = []
         self.kill_requests = 0
+        #: seconds the server takes to answer each request (0: at once), as a busy one does
+        self.answer_delay_s = 0.0
+        #: the most requests it was answering at once (counted over that delay: a client
+        #: has one request at a time, so this is the clients it served at once)
+        self.peak_serving = 0
+        self._serving = 0
         self._next_tid = itertools.count(1)
         self._cond = threading.Condition()
         self._generation = 0
@@ -1065,6 +1071,16 @@ class EmulatedAdbServer:
     def _record(self, request: str) -> None:
         with self._cond:
             self.requests.append(request)
+        if not self.answer_delay_s:
+            return
+        with self._cond:
+            self._serving += 1
+            self.peak_serving = max(self.peak_serving, self._serving)
+        try:
+            time.sleep(self.answer_delay_s)
+        finally:
+            with self._cond:
+                self._serving -= 1
 
     # -- device selection (mirrors adb's acquire_one_transport) ------------------------
 

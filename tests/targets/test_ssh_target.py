@@ -132,3 +132,31 @@ def test_probe_reports_the_device_python(pi_server, pi_python, pi_workdir):
     assert env["runtime"] == "tflite-runtime" and env["runtime_version"] == "2.14.0"
     assert env["numpy"].startswith("1.") and env["machine"] == "x86_64"
     assert env["emulated"] is False
+
+
+def test_one_watchdog_thread_watches_every_connection(pi_server):
+    """The silent-link watch (targets/_watch.py) is one thread for all connections: a lab of
+    256 devices must not wake 256 threads four times a second."""
+    import threading
+    import time
+
+    from edgeq.targets._watch import PATROL, TICK_S
+
+    def dogs() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "edgeq-ssh-watchdog"]
+
+    before = PATROL.watching()
+    targets = [_target(pi_server).open() for _ in range(4)]
+    try:
+        assert PATROL.watching() == before + 4
+        assert len(dogs()) == 1
+        ticks = PATROL.ticks
+        time.sleep(6 * TICK_S)
+        # it keeps looking (about one look per tick, whatever the number of connections)
+        assert 2 <= PATROL.ticks - ticks <= 8
+        for t in targets:  # and the connections stay usable
+            assert t.run(["echo", "ok"]).stdout == "ok\n"
+    finally:
+        for t in targets:
+            t.close()
+    assert PATROL.watching() == before

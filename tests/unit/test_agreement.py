@@ -172,3 +172,30 @@ def test_agreement_report_score_for_regression(foreign):
     assert rep.score == rep.outputs[0].cosine == pytest.approx(1.0)
     d = rep.to_dict()
     assert d["score_kind"].startswith("cosine") and d["outputs"][0]["top1_agreement"] is None
+
+
+def test_seeded_reference_outputs_are_computed_once_per_model(foreign, tmp_path):
+    """A lab judges every device's run of one model against the same reference on the same
+    seeded inputs: the reference runs once (until its file changes), and what is handed
+    out cannot be changed by one caller for the others."""
+    import os
+    import shutil
+
+    m = foreign["uint8_gray"]
+    ref = tmp_path / "ref.tflite"
+    shutil.copy(m.float_sibling, ref)
+    interp = devapi.open_model(m.path)
+    interp.allocate_tensors()
+    spec = devapi.input_spec(interp.get_input_details()[0])
+    first, io1 = agreement._seeded_reference_outputs(ref, [spec], 6, 3, None)
+    again, io2 = agreement._seeded_reference_outputs(ref, [spec], 6, 3, None)
+    assert again is first and io2 is io1  # remembered, not run again
+    fresh, _ = agreement.reference_outputs(ref, [spec], 6, 3)
+    np.testing.assert_array_equal(first[0], fresh[0])  # the same figures as a fresh run
+    with pytest.raises(ValueError):
+        first[0][0] = 0  # read-only: no device's comparison can alter another's
+    other, _ = agreement._seeded_reference_outputs(ref, [spec], 6, 4, None)
+    assert other is not first  # another seed is another key
+    st = ref.stat()
+    os.utime(ref, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed
+    assert agreement._seeded_reference_outputs(ref, [spec], 6, 3, None)[0] is not first

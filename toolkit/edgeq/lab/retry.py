@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -69,18 +69,13 @@ class RetryPolicy:
         """Whether `exc` may be the lab's own doing (a crowding error in a crowded lab)."""
         return self.crowded is not None and is_crowding(exc) and self.crowded()
 
-    def call(
+    def _rules(
         self,
-        fn: Callable[[], T],
-        on_retry: Callable[[BaseException, int, float], None] | None = None,
-        attempts: Attempts | None = None,
-        error_of: Callable[[Any], BaseException | None] | None = None,
-    ) -> T:
-        """`fn()` until it succeeds, raises an error not worth retrying, or the policy gives
-        up (then the last error is raised, or the last result returned). `error_of(result)`:
-        the error a result stands for (e.g. a health report whose check failed; None: a
-        success), retried like a raised one. Every raised failure goes into `attempts`."""
-        attempts = attempts if attempts is not None else Attempts()
+        on_retry: Callable[[BaseException, int, float], None] | None,
+        attempts: Attempts,
+        error_of: Callable[[Any], BaseException | None] | None,
+    ) -> dict[str, Any]:
+        """tenacity's stop/wait/retry/before-sleep rules of this policy (sync and async)."""
 
         def error(state: tenacity.RetryCallState) -> BaseException | None:
             if state.outcome is None:
@@ -112,19 +107,45 @@ class RetryPolicy:
             if on_retry is not None and state.outcome is not None:
                 on_retry(error(state), state.attempt_number, self.delay(state.attempt_number))
 
+        return {
+            "stop": give_up,
+            "wait": lambda state: self.delay(state.attempt_number),
+            "retry": should_retry,
+            "before_sleep": before_sleep,
+            "reraise": True,
+            "retry_error_callback": lambda state: state.outcome.result(),
+        }
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        on_retry: Callable[[BaseException, int, float], None] | None = None,
+        attempts: Attempts | None = None,
+        error_of: Callable[[Any], BaseException | None] | None = None,
+    ) -> T:
+        """`fn()` until it succeeds, raises an error not worth retrying, or the policy gives
+        up (then the last error is raised, or the last result returned). `error_of(result)`:
+        the error a result stands for (e.g. a health report whose check failed; None: a
+        success), retried like a raised one. Every raised failure goes into `attempts`."""
+        attempts = attempts if attempts is not None else Attempts()
+
         def sleep(seconds: float) -> None:
             if self.stop is not None:
                 self.stop.wait(seconds)
             else:
                 time.sleep(seconds)
 
-        retrying = tenacity.Retrying(
-            stop=give_up,
-            wait=lambda state: self.delay(state.attempt_number),
-            retry=should_retry,
-            before_sleep=before_sleep,
-            sleep=sleep,
-            reraise=True,
-            retry_error_callback=lambda state: state.outcome.result(),
-        )
-        return retrying(fn)
+        rules = self._rules(on_retry, attempts, error_of)
+        return tenacity.Retrying(sleep=sleep, **rules)(fn)
+
+    async def call_async(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        on_retry: Callable[[BaseException, int, float], None] | None = None,
+        attempts: Attempts | None = None,
+    ) -> T:
+        """`call` for a coroutine function, on the running event loop (its waits are
+        `asyncio.sleep`; a stop request ends them at the next attempt)."""
+        attempts = attempts if attempts is not None else Attempts()
+        rules = self._rules(on_retry, attempts, None)
+        return await tenacity.AsyncRetrying(**rules)(fn)

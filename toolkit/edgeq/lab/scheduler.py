@@ -206,6 +206,8 @@ class Lab:
         self.stop = threading.Event()
         #: results the history could not take (it stayed locked), kept to be saved aside
         self.unrecorded: list[ResultRecord] = []
+        #: results written to the history so far (kept if the run stops early)
+        self.recorded = 0
         self.history_error: HistoryLocked | None = None
         #: devices leased, in set-up or running now (see crowded())
         self.active = 0
@@ -265,7 +267,10 @@ class Lab:
         dev = self.inv.devices[rec.device]
         policy = Policy.from_dict(self.inv.regression_for(dev))
         try:
-            return judge_and_record(self.history, rec, policy)
+            rec = judge_and_record(self.history, rec, policy)
+            with self._event_lock:
+                self.recorded += 1
+            return rec
         except HistoryLocked as exc:
             rec.finished_utc = rec.finished_utc or utc_now()
             with self._event_lock:
@@ -612,13 +617,19 @@ def run_lab(
                 again = pool.map(lambda i: lab.device_job(devices[i], outcomes[i].outcome), later)
                 for i, o in zip(later, again, strict=True):
                     outcomes[i] = o
-        except BaseException:
-            # Ctrl-C: no new device starts; running ones stop at their next step, and
-            # every lease is released by its own `finally`.
+        except BaseException as exc:
+            # Ctrl-C (or the inventory's source lost): no new device starts; running ones
+            # stop at their next step, and every lease is released by its own `finally`.
             lab.stop.set()
             if inv.backend:
                 inv.backend.interrupt()
             pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(exc, BackendUnavailable):
+                raise BackendUnavailable(
+                    f"{exc.message}; the run stopped: the {lab.recorded} result(s) measured "
+                    f"before are kept in the history {history.path} (run {run_id}, recorded "
+                    f"as interrupted)"
+                ) from None
             raise
         pool.shutdown()
         results = [r for o in outcomes for r in o.results]

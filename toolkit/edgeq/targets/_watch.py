@@ -4,11 +4,12 @@
 paramiko blocks in a socket write for as long as the kernel's send buffer stays full, and
 in a channel read for as long as nothing arrives; neither a timeout nor a stop signal ends
 that. So the connection's socket records when it last received a byte (`WatchedSocket`),
-and a `Watchdog` thread per connection asks the server for a reply every few seconds (an
-OpenSSH `keepalive@openssh.com` request with want-reply: a live server always answers,
-even while a command prints nothing). When nothing at all arrived for `limit` seconds —
-or for `STOP_GRACE_S` once edgeq is being stopped — it shuts the socket down: every
-blocked read and write in every thread fails at once, and the target turns that into
+and a `Watchdog` per connection (all of them looked at by one `Patrol` thread) asks the
+server for a reply every few seconds (an OpenSSH `keepalive@openssh.com` request with
+want-reply: a live server always answers, even while a command prints nothing). When
+nothing at all arrived for `limit` seconds — or for `STOP_GRACE_S` once edgeq is being
+stopped — it shuts the socket down: every blocked read and write in every thread fails at
+once, and the target turns that into
 "no data from DEVICE for N s during …".
 """
 
@@ -27,10 +28,23 @@ STOP_GRACE_S = 3.0
 TICK_S = 0.25
 
 
+#: Bytes asked of the kernel per read (what a packet's reads then take from).
+RX_CHUNK = 65536
+
+
 class WatchedSocket(socket.socket):
-    """A TCP socket that remembers when it last received data."""
+    """A TCP socket that remembers when it last received data.
+
+    It also reads ahead: paramiko reads each SSH packet in two calls (its first cipher
+    block, then the rest), so a `recv` asks the kernel for up to RX_CHUNK bytes and serves
+    the next calls from what came — half the system calls per packet, or fewer when
+    several packets arrived together (a lab of many devices paid for each recv more the
+    busier the machine was). Only paramiko's transport thread reads this socket, always
+    through `recv` and never through select/poll, so data held here cannot be missed."""
 
     last_rx: float = 0.0
+    _rx: bytes = b""
+    _rx_at: int = 0
 
     @classmethod
     def connect(cls, host: str, port: int, timeout: float) -> WatchedSocket:
@@ -41,7 +55,17 @@ class WatchedSocket(socket.socket):
         return sock
 
     def recv(self, n: int, *flags: int) -> bytes:  # type: ignore[override]
-        data = super().recv(n, *flags)
+        if self._rx_at < len(self._rx):
+            data = self._rx[self._rx_at : self._rx_at + n]
+            self._rx_at += len(data)
+            return data
+        if flags:
+            data = super().recv(n, *flags)
+        else:
+            data = super().recv(max(n, RX_CHUNK))
+            if len(data) > n:
+                self._rx, self._rx_at = data, n
+                data = data[:n]
         if data:
             self.last_rx = time.monotonic()
         return data
@@ -50,36 +74,42 @@ class WatchedSocket(socket.socket):
         return time.monotonic() - self.last_rx
 
 
-class Watchdog(threading.Thread):
-    """Pings the server and cuts the connection once it was silent for `limit` seconds."""
+class Watchdog:
+    """Pings the server and cuts the connection once it was silent for `limit` seconds.
+
+    Checked by the one `Patrol` thread of the process (`start()` joins it, `stop()` leaves
+    it): a thread per connection waking four times a second made the lab's CPU per device
+    grow with the fleet (256 connections: a thousand wake-ups a second)."""
 
     def __init__(self, sock: WatchedSocket, transport, limit: float) -> None:
-        super().__init__(name="edgeq-ssh-watchdog", daemon=True)
         self.sock = sock
         self.transport = transport
         self.limit = float(limit)
         self.ping_every = max(0.5, min(self.limit / 4, 10.0))
         #: seconds of silence when the link was cut (None while it is alive)
         self.cut_after: float | None = None
-        self._done = threading.Event()
         self._pinging = threading.Lock()
         self._last_ping = 0.0
 
-    def stop(self) -> None:
-        self._done.set()
+    def start(self) -> None:
+        PATROL.add(self)
 
-    def run(self) -> None:
-        while not self._done.wait(TICK_S):
-            silent = self.sock.silent_for()
-            limit = min(self.limit, STOP_GRACE_S) if interrupts.STOP.is_set() else self.limit
-            if silent > limit:
-                self.cut_after = silent
-                self._cut()
-                return
-            now = time.monotonic()
-            if silent >= self.ping_every and now - self._last_ping >= self.ping_every:
-                self._last_ping = now
-                self._ping()
+    def stop(self) -> None:
+        PATROL.discard(self)
+
+    def check(self, now: float) -> bool:
+        """One look (never blocks); True once the link was cut (the watch is over)."""
+        silent = now - self.sock.last_rx
+        limit = min(self.limit, STOP_GRACE_S) if interrupts.STOP.is_set() else self.limit
+        if silent > limit:
+            self.cut_after = silent
+            # closing a transport joins its thread: not on the patrol's time
+            threading.Thread(target=self._cut, name="edgeq-ssh-cut", daemon=True).start()
+            return True
+        if silent >= self.ping_every and now - self._last_ping >= self.ping_every:
+            self._last_ping = now
+            self._ping()
+        return False
 
     def _ping(self) -> None:
         """Ask for a reply from another thread: a write may block on a silent link."""
@@ -112,3 +142,57 @@ class Watchdog(threading.Thread):
             self.transport.close()
         except Exception:
             pass
+
+
+class Patrol:
+    """One thread that looks at every live connection's `Watchdog` each TICK_S; it starts
+    with the first watch and ends after a minute without any."""
+
+    IDLE_S = 60.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._dogs: set[Watchdog] = set()
+        self._thread: threading.Thread | None = None
+        #: looks taken so far (for tests: one thread serves every connection)
+        self.ticks = 0
+
+    def add(self, dog: Watchdog) -> None:
+        with self._cond:
+            self._dogs.add(dog)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="edgeq-ssh-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def discard(self, dog: Watchdog) -> None:
+        with self._cond:
+            self._dogs.discard(dog)
+
+    def watching(self) -> int:
+        with self._cond:
+            return len(self._dogs)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._dogs and not self._cond.wait_for(lambda: self._dogs, self.IDLE_S):
+                    self._thread = None  # under the lock: the next add() starts another
+                    return
+                dogs = list(self._dogs)
+                self.ticks += 1
+            now = time.monotonic()
+            for dog in dogs:
+                try:
+                    over = dog.check(now)
+                except Exception:
+                    over = True
+                if over:
+                    self.discard(dog)
+            time.sleep(TICK_S)
+
+
+#: The process's one patrol.
+PATROL = Patrol()

@@ -59,6 +59,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ...devicelock import DeviceLock
 from ...errors import ConfigError, DeviceError
 from ...fields import Field, f
+from ..retry import Attempts, RetryPolicy
 from . import register
 from .base import Backend, BackendUnavailable, DeviceBusy, Lease, OnWait
 from .file import FileBackend
@@ -107,9 +108,18 @@ class Coordinator:
     """One client session with a labgrid coordinator, on an asyncio loop in a thread of its
     own (the lab's device threads call in concurrently). Every use of labgrid is here."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(
+        self, address: str, timeout_s: float, patience_s: float = 300.0, backoff_s: float = 1.0
+    ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        #: how long requests that time out are retried before the run gives up
+        self.patience_s = patience_s
+        self.backoff_s = backoff_s
+        #: set when the run stops (Ctrl-C): no more retries
+        self.stopping = threading.Event()
+        #: requests that timed out and were sent again (for messages, tests and benchmarks)
+        self.retried = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
         self._pb = None
@@ -229,15 +239,59 @@ class Coordinator:
         try:
             return fut.result()
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise self._unavailable(exc.details() or exc.code().name) from None
-            raise _RpcError(exc.code().name, exc.details() or "") from None
+            raise self._rpc_error(exc) from None
         except (TimeoutError, asyncio.TimeoutError):
-            raise self._unavailable(f"no answer within {timeout or self.timeout_s:g} s") from None
+            raise CoordinatorSlow(
+                f"the labgrid coordinator at {self.address} did not answer within "
+                f"{timeout or self.timeout_s:g} s"
+            ) from None
         except Exception as exc:
             if type(exc).__name__ == "ServerError":  # labgrid's: the stream could not start
                 raise self._unavailable(str(exc)) from None
             raise
+
+    def _rpc_error(self, exc) -> DeviceError:
+        """edgeq's error for a gRPC one: a deadline is the coordinator's load (retried), an
+        unreachable one stops the run, anything else is a refusal (`_RpcError`)."""
+        import grpc
+
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return CoordinatorSlow(
+                f"the labgrid coordinator at {self.address} did not answer in time "
+                f"({exc.details() or exc.code().name})"
+            )
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            return self._unavailable(exc.details() or exc.code().name)
+        return _RpcError(exc.code().name, exc.details() or "")
+
+    def _patience(self) -> RetryPolicy:
+        """Requests that time out are sent again with backoff, up to `patience_s` in all: a
+        coordinator slow under the lab's own load (or briefly stopped) is not a device's
+        failure, and no reason to stop the run."""
+        return RetryPolicy(
+            retries=1_000_000,  # bounded by the deadline
+            backoff_s=self.backoff_s,
+            deadline=time.monotonic() + self.patience_s,
+            stop=self.stopping,
+        )
+
+    def _gave_up(self, name: str, attempts: Attempts, t0: float, place: str = "") -> Exception:
+        last = attempts.errors[-1] if attempts.errors else None
+        if not isinstance(last, CoordinatorSlow):
+            return last  # type: ignore[return-value]
+        fix = (
+            f"; its last {name} may still be carried out: if place {place} then shows as "
+            f"acquired by {self.me}, release it: "
+            f"{client_command(self.address, '-p', place, 'release')}"
+            if name == "AcquirePlace" and place
+            else ""
+        )
+        return BackendUnavailable(
+            f"the labgrid coordinator at {self.address} did not answer {name} within "
+            f"{self.timeout_s:g} s in {attempts.count} attempts over "
+            f"{time.monotonic() - t0:.0f} s (patience_s = {self.patience_s:g}): it is "
+            f"overloaded or stopped; check it, or raise timeout_s / patience_s in [labgrid]{fix}"
+        )
 
     async def _rpc(self, name: str, request):
         """One request, once one of the IN_FLIGHT slots is free; `timeout_s` runs from when
@@ -250,8 +304,29 @@ class Coordinator:
             call = getattr(self._live().stub, name)(request)
             return await asyncio.wait_for(call, self.timeout_s)
 
-    def _request(self, name: str, request):
-        return self._call(self._rpc(name, request), bounded=False)
+    def _request(self, name: str, request, settled=None, place: str = ""):
+        """One request, sent again while it times out (`_patience`). `settled()`: after a
+        timed-out attempt, whether a refusal of the next one means the first was carried
+        out after all (e.g. "already acquired" — by us): then it counts as done."""
+        attempts = Attempts()
+        t0 = time.monotonic()
+
+        def once():
+            try:
+                return self._call(self._rpc(name, request), bounded=False)
+            except _RpcError:
+                if attempts.count and settled is not None and settled():
+                    return None
+                raise
+
+        def count(_exc, _n, _wait) -> None:
+            with self._opening:
+                self.retried += 1
+
+        try:
+            return self._patience().call(once, on_retry=count, attempts=attempts)
+        except CoordinatorSlow:
+            raise self._gave_up(name, attempts, t0, place) from None
 
     def _live(self):
         session = self._session
@@ -325,10 +400,22 @@ class Coordinator:
 
     def cancel(self, token: str) -> None:
         request = self._pb.CancelReservationRequest(token=token)
-        self._request("CancelReservation", request)
+        # "does not exist" after a timed-out attempt: that attempt cancelled it
+        self._request("CancelReservation", request, settled=lambda: True)
 
     def acquire(self, place: str) -> None:
-        self._request("AcquirePlace", self._pb.AcquirePlaceRequest(placename=place))
+        def ours() -> bool:  # an earlier, timed-out attempt took it after all?
+            until = time.monotonic() + self.timeout_s
+            while True:  # the mirror follows the coordinator's stream: give it a moment
+                info = self.place(place)
+                if info is not None and info["acquired"] == self.me:
+                    return True
+                if time.monotonic() >= until:
+                    return False
+                time.sleep(0.1)
+
+        request = self._pb.AcquirePlaceRequest(placename=place)
+        self._request("AcquirePlace", request, settled=ours, place=place)
 
     def release(self, place: str) -> None:
         """Release `place` only if we hold it (the coordinator checks `fromuser`)."""
@@ -343,19 +430,41 @@ class Coordinator:
 
         pb = self._pb
 
+        async def patiently(name: str, request, settled: bool = False) -> None:
+            """`_request` on the loop: timed-out attempts are sent again (ReleasePlace with
+            `fromuser` is idempotent; a reservation that no longer exists after a timed-out
+            cancel was cancelled by it)."""
+            attempts = Attempts()
+
+            async def once() -> None:
+                try:
+                    await self._rpc(name, request)
+                except (TimeoutError, asyncio.TimeoutError):
+                    raise CoordinatorSlow(f"no answer within {self.timeout_s:g} s") from None
+                except grpc.aio.AioRpcError as exc:
+                    error = self._rpc_error(exc)
+                    if not (attempts.count and settled and isinstance(error, _RpcError)):
+                        raise error from None
+
+            def count(_exc, _n, _wait) -> None:
+                self.retried += 1  # on the loop's thread only
+
+            await self._patience().call_async(once, on_retry=count, attempts=attempts)
+
         async def release() -> None:
             try:
                 request = pb.ReleasePlaceRequest(placename=place, fromuser=self.me)
-                await self._rpc("ReleasePlace", request)
+                await patiently("ReleasePlace", request)
                 if token:
-                    await self._rpc("CancelReservation", pb.CancelReservationRequest(token=token))
-            except grpc.aio.AioRpcError as exc:
+                    cancel = pb.CancelReservationRequest(token=token)
+                    await patiently("CancelReservation", cancel, settled=True)
+            except CoordinatorSlow:
                 if done:
-                    done(f"{exc.code().name}: {exc.details() or ''}")
+                    done(f"no answer within {self.timeout_s:g} s for {self.patience_s:g} s")
                 return
-            except (TimeoutError, asyncio.TimeoutError, BackendUnavailable):
+            except DeviceError as exc:
                 if done:
-                    done(f"no answer within {self.timeout_s:g} s")
+                    done(exc.message)
                 return
             if done:
                 done(None)
@@ -375,7 +484,9 @@ class Coordinator:
             pending, self._pending = self._pending, []
         lost = []
         # each request has its own timeout; this only guards against a wedged loop
-        until = time.monotonic() + self.timeout_s * (2 * len(pending) / IN_FLIGHT + 2)
+        until = (
+            time.monotonic() + self.patience_s + self.timeout_s * (2 * len(pending) / IN_FLIGHT + 2)
+        )
         for place, fut in pending:
             try:
                 fut.result(max(until - time.monotonic(), 0.1))
@@ -387,6 +498,14 @@ class Coordinator:
         """Set tags (an empty value deletes one)."""
         request = self._pb.SetPlaceTagsRequest(placename=place, tags=tags)
         self._request("SetPlaceTags", request)
+
+
+class CoordinatorSlow(BackendUnavailable):
+    """A coordinator request that got no answer in time: the coordinator is crowded (by this
+    lab's own requests, or others') or briefly stopped. Sent again with backoff (`_patience`);
+    only when that runs out does it become a plain BackendUnavailable and stop the run."""
+
+    transient = True
 
 
 class _RpcError(DeviceError):
@@ -417,6 +536,14 @@ class LabgridBackend(Backend):
         "timeout_s": f(
             (int, float), 10, "seconds to wait for the coordinator", minimum=0, exclusive=True
         ),
+        "patience_s": f(
+            (int, float),
+            300,
+            "seconds to keep sending a coordinator request that times out (with backoff) "
+            "before the run stops",
+            minimum=0,
+            exclusive=True,
+        ),
         "poll_s": f(
             (int, float),
             0.5,
@@ -430,7 +557,12 @@ class LabgridBackend(Backend):
     def __init__(self, url, settings, lab, folder, where) -> None:
         super().__init__(url, settings, lab, folder, where)
         self.address, self.tags = parse_url(url, where)
-        self.coordinator = Coordinator(self.address, float(settings.get("timeout_s") or 10))
+        self.coordinator = Coordinator(
+            self.address,
+            float(settings.get("timeout_s") or 10),
+            patience_s=float(settings.get("patience_s") or 300),
+            backoff_s=min(float(lab.get("backoff_s") or 1), 1.0),
+        )
         self._notices: list[str] = []
         self._lock = threading.Lock()
         self._leases: set[PlaceLease] = set()
@@ -560,6 +692,7 @@ class LabgridBackend(Backend):
 
     def interrupt(self) -> None:
         self.interrupted.set()
+        self.coordinator.stopping.set()
 
     def close(self) -> None:
         self.interrupted.set()
