@@ -213,32 +213,13 @@ def test_the_native_runner_judges_a_two_input_classifier_on_the_data(
 
 def test_labels_give_a_two_input_classifier_accuracy_on_device_and_host(cli, tmp_path):
     from edgeq import agreement
-    from tests.support.foreign_models import build_all
 
-    m = build_all()["two_inputs"]  # a [1, 16] and b [1, 8] -> 5 class scores
-    rng = np.random.RandomState(7)
-    a = rng.uniform(-1, 1, (40, 16)).astype(np.float32)
-    b = rng.uniform(-1, 1, (40, 8)).astype(np.float32)
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(m.path))
-    it.allocate_tensors()
-    names = {d["name"]: d["index"] for d in it.get_input_details()}
-    preds = []
-    for k in range(40):
-        for name, idx in names.items():
-            it.set_tensor(idx, (a if name.endswith("_a:0") else b)[k : k + 1])
-        it.invoke()
-        preds.append(int(it.get_tensor(it.get_output_details()[0]["index"]).argmax()))
-    y = np.array(preds, np.int64)
-    y[:10] = (y[:10] + 1) % 5  # 30 of 40 right, by construction
-    npz = tmp_path / "ab.npz"
-    np.savez(npz, a=a, b=b, y=y)
-    res = cli("bench", m.path, "--data", npz, *FAST, "--json")
+    model, npz = _two_input_classifier_data(tmp_path)  # 30 of 40 right, by construction
+    res = cli("bench", model, "--data", npz, *FAST, "--json")
     assert res.exit_code == 0, res.stderr
     acc = _json(res)["run"]["accuracy"]
     assert (acc["samples"], acc["correct"]) == (40, 30)
     from edgeq import evaldata
 
-    host = agreement.host_accuracy(m.path, evaldata.stage(evaldata.load(npz)))
+    host = agreement.host_accuracy(model, evaldata.stage(evaldata.load(npz)))
     assert (host["samples"], host["correct"]) == (40, 30)

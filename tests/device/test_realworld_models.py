@@ -92,18 +92,24 @@ def test_eval_accepts_unlabelled_data(cli, models):
     assert row["accuracy_note"].startswith("not applicable")
 
 
-def test_the_stateful_model_really_keeps_state_and_a_fresh_interpreter_resets_it(models):
-    import numpy as np
-
-    from edgeq.devapi import open_model, run_samples, runner
-
-    model = models["stateful"][0]
+def _opener(model):
+    """A function that opens `model` in a fresh, allocated interpreter."""
+    from edgeq.devapi import open_model
 
     def fresh():
         it = open_model(model)
         it.allocate_tensors()
         return it
 
+    return fresh
+
+
+def test_the_stateful_model_really_keeps_state_and_a_fresh_interpreter_resets_it(models):
+    import numpy as np
+
+    from edgeq.devapi import run_samples, runner
+
+    fresh = _opener(models["stateful"][0])
     x = [np.ones((1, 8), np.float32)]
     it = fresh()
     assert runner.stateful_ops(it) == [
@@ -123,13 +129,7 @@ def test_how_a_state_is_reset_is_found_by_trying_each_way(models):
 
     from edgeq.devapi import open_model, run_samples, runner
 
-    model = models["stateful"][0]
-
-    def fresh():
-        it = open_model(model)
-        it.allocate_tensors()
-        return it
-
+    fresh = _opener(models["stateful"][0])
     x = [np.ones((1, 8), np.float32)]
     # LiteRT's reset_all_variables resets variable tensors, not resource variables (VAR_HANDLE)
     it = fresh()

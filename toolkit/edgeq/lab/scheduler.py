@@ -58,7 +58,7 @@ from .records import (
     new_run_id,
     with_deploy,
 )
-from .regress import Policy, annotate, band_failures, confirmed, evaluate
+from .regress import METRICS, Policy, annotate, band_failures, confirmed, evaluate
 from .retry import Attempts, RetryPolicy
 
 S = st.Status
@@ -92,7 +92,11 @@ def to_confirm(history: History, rec: ResultRecord, policy: Policy) -> list[str]
     what re-runs must bear out before it is a regression (`policy.confirm` of them)."""
     if policy.confirm <= 0 or rec.status not in (S.PASS, S.FAIL) or _suspect(rec):
         return []
-    checks = evaluate(history, rec.device, series_key(rec, policy), rec.metrics, policy)
+    band = tuple(m for m in policy.metrics if m in METRICS and METRICS[m].kind == "band")
+    if not band:
+        return []
+    only_band = replace(policy, metrics=band)  # tight metrics are never re-measured
+    checks = evaluate(history, rec.device, series_key(rec, policy), rec.metrics, only_band)
     return band_failures(checks)
 
 
