@@ -100,20 +100,51 @@ def old_test(a, b, metric: str):
     return None
 
 
-def judge(pairs: list[tuple[list[dict], list[dict]]], metric: str) -> tuple[int, int, int]:
-    """(called significant before, called significantly slower after, pairs)."""
+def with_steady(docs: list[dict]) -> list[dict]:
+    """Runs recorded by runner < 1.5 get their steadiest stretch computed here, by the
+    runner's own function, from the samples the document kept (every `every`-th invoke;
+    runner 1.5 computes it on all of them)."""
+    sys.path.insert(0, str(REPO / "device_scripts"))
+    from edgeq_runner import steady_stats
+
+    out = []
+    for d in docs:
+        inv = d["latency_ms"]["invoke"]
+        if "steady_p50" not in inv:
+            kept = d["latency_samples_ms"]["invoke"]
+            d = {**d, "latency_ms": {**d["latency_ms"], "invoke": {
+                **inv, **steady_stats([x * 1e6 for x in kept])}}}  # fmt: skip
+        out.append(d)
+    return out
+
+
+def _whole_run(side):
+    """The side as a runner without the steadiest stretch would give it."""
+    side.steady = {}
+    if side.reps:
+        side.reps = {k: v for k, v in side.reps.items() if not k.startswith("steady_")}
+    return side
+
+
+def judge(pairs: list[tuple[list[dict], list[dict]]], metric: str) -> tuple[int, ...]:
+    """(called significant before, after on the whole run, after on the steadiest stretch
+    (what `compare` concludes by), pairs)."""
     from edgeq.compare import compare_sides, side_from_run
 
-    before = after = 0
+    before = whole = steady = 0
     for xa, xb in pairs:
         da, db = deploy_doc(xa, "a"), deploy_doc(xb, "b")
         sa = side_from_run("a", "local", "m", "k", da["run"], da)
         sb = side_from_run("b", "local", "m", "k", db["run"], db)
         old = old_test(sa, sb, metric)
         before += bool(old and old.significant)
-        new = compare_sides(sa, sb, metric).changes[metric].test
-        after += bool(new and new.significant)
-    return before, after, len(pairs)
+        res = compare_sides(sa, sb, metric)
+        new = res.changes[res.judged].test
+        steady += bool(new and new.significant)
+        res = compare_sides(_whole_run(sa), _whole_run(sb), metric)
+        new = res.changes[metric].test
+        whole += bool(new and new.significant)
+    return before, whole, steady, len(pairs)
 
 
 def main() -> None:
@@ -135,7 +166,7 @@ def main() -> None:
         # R·n runs against R·n runs of B
         runs = record(model, 2 * r * n, r * n, args.min_s)
         args.save.write_text(json.dumps(runs))
-    a, b = runs["A"], runs["B"]
+    a, b = with_steady(runs["A"]), with_steady(runs["B"])
     rows = []
     single_same = [([a[2 * i]], [a[2 * i + 1]]) for i in range(min(n, len(a) // 2))]
     rep_same = [
@@ -153,21 +184,25 @@ def main() -> None:
         (f"B +20 % work, --repeat {r}", rep_slow),
     ):
         for metric in ("p50", "p90"):
-            before, after, total = judge(pairs, metric)
-            rows.append((label, metric, before, after, total))
+            rows.append((label, metric, *judge(pairs, metric)))
     p50 = [d["latency_ms"]["invoke"]["p50"] for d in a]
     p50b = [d["latency_ms"]["invoke"]["p50"] for d in b]
     print(f"\n{len(a)} runs of A (batch {BATCH_A}), {len(b)} of B (batch {BATCH_B}); "
           f"p50 per run: A {min(p50):.4g}–{max(p50):.4g} ms, B {min(p50b):.4g}–{max(p50b):.4g} ms; "
           f"--min-s {runs['min_s']:g}, threads 1, load1 at the end "
           f"{a[-1].get('contention', {}).get('load1_after')}")  # fmt: skip
-    print("| pairs | metric | called significant, before (main) | after (this branch) |")
-    print("|---|---|---|---|")
-    for label, metric, before, after, total in rows:
-        print(f"| {label} | {metric} | {before}/{total} | {after}/{total} |")
+    s50 = [d["latency_ms"]["invoke"]["steady_p50"] for d in a]
+    s50b = [d["latency_ms"]["invoke"]["steady_p50"] for d in b]
+    print(f"steadiest stretch's p50 per run: A {min(s50):.4g}–{max(s50):.4g} ms, "
+          f"B {min(s50b):.4g}–{max(s50b):.4g} ms")  # fmt: skip
+    print("| pairs | metric | called significant: before (samples) | after, whole run | "
+          "after, steadiest stretch (what compare concludes by) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for label, metric, before, whole, steady, total in rows:
+        print(f"| {label} | {metric} | {before}/{total} | {whole}/{total} | {steady}/{total} |")
     print("\nafter, one run per side: no significance is claimed (process-to-process variation "
           "is not covered), so 0 by construction; the --repeat rows are the test.")  # fmt: skip
-    again = f".venv/bin/python bench/compare_fpr.py --load {args.save}  # judge them again"
+    again = f".venv/bin/python bench/compare_fpr.py --load {args.load or args.save}  # judge again"
     first = f"--pairs {n} --repeat {r} --min-s {runs['min_s']:g}"
     print(f"Reproduce:\n  .venv/bin/python bench/compare_fpr.py {first}\n  {again}")
 

@@ -72,7 +72,8 @@ def _record(i: int, doc: dict, keep_validity: bool):
     return ResultRecord(
         run_id=run_id, device="local", transport="local", address="", identity="local",
         model="model.tflite", status="pass", started_utc=started, finished_utc=started,
-        metrics={"latency_p50": lat["p50"], "latency_p90": lat["p90"]},
+        metrics={"latency_p50": lat["p50"], "latency_p90": lat["p90"],
+                 **{f"latency_{k}": lat[k] for k in ("steady_p50", "steady_p90") if k in lat}},
         checks=[{"name": "run", "kind": "run", "passed": True, "message": "ran"}],
         result={"run": run, "edgeq_version": "bench"},
     )  # fmt: skip
@@ -85,6 +86,7 @@ def new_statuses(
     confirm: int = 0,
     pools: list[list[dict]] | None = None,
     seed: int = 0,
+    steady: bool = True,
 ) -> list[str]:
     """Each doc a lab night through the lab's own judge. With `confirm` R, a night that
     would regress on a band metric is re-measured R times as the lab does; the re-runs are
@@ -95,7 +97,7 @@ def new_statuses(
     from edgeq.lab.scheduler import judge_and_record, to_confirm, with_confirmation
 
     rng = random.Random(seed)
-    policy = regress.Policy(metrics=METRICS, confirm=confirm)
+    policy = regress.Policy(metrics=METRICS, confirm=confirm, steady=steady)
     out = []
     with tempfile.TemporaryDirectory() as tmp, History(Path(tmp) / "h.sqlite") as h:
         for i, doc in enumerate(docs):
@@ -125,7 +127,7 @@ def group(docs: list[dict], r: int) -> list[dict]:
         part = docs[i : i + r]
         doc = dict(part[0])
         lat = dict(doc["latency_ms"]["invoke"])
-        for k in ("p50", "p90"):
+        for k in ("p50", "p90", "steady_p50", "steady_p90"):
             lat[k] = statistics.median(d["latency_ms"]["invoke"][k] for d in part)
         doc["latency_ms"] = {**doc["latency_ms"], "invoke": lat}
         vals = [measure.validity([], d, 1) for d in part]
@@ -144,8 +146,11 @@ def main() -> None:
                     help="[regression] confirm: re-runs drawn from the same setup's recorded "
                     "runs (0: leave the row out)")  # fmt: skip
     args = ap.parse_args()
+    from bench.compare_fpr import with_steady
+
     runs = json.loads(args.load.read_text())
-    a, b = group(runs["A"], args.repeat), group(runs["B"], args.repeat)
+    a = group(with_steady(runs["A"]), args.repeat)
+    b = group(with_steady(runs["B"]), args.repeat)
     metrics = [
         {"latency_p50": d["latency_ms"]["invoke"]["p50"],
          "latency_p90": d["latency_ms"]["invoke"]["p90"]} for d in a + b
@@ -166,20 +171,28 @@ def main() -> None:
         first_old = next((k for k, x in enumerate(slow_old) if x), None)
         rows.append(
             (order, "before (main: band alone)", sum(ident_old), sum(slow_old), "-",
-             "-" if first_old is None else str(first_old + 1))
+             "-" if first_old is None else str(first_old + 1), len(slow_old) - sum(slow_old))
         )  # fmt: skip
-        judges = [("after", True, 0), ("after, validity off", False, 0)]
+        judges = [
+            ("after, whole run (steady = false)", True, 0, False),
+            ("after, steadiest stretch", True, 0, True),
+            ("after, steadiest stretch, validity off", False, 0, True),
+        ]
         if args.confirm:
-            judges.append((f"after, confirm = {args.confirm} re-runs", True, args.confirm))
-        for label, keep, confirm in judges:
-            ident = new_statuses(aa, 0, keep, confirm, [aa] * len(aa), args.seed)
+            judges += [
+                (f"after, whole run, confirm = {args.confirm}", True, args.confirm, False),
+                (f"after, steadiest stretch, confirm = {args.confirm} (the lab's default)",
+                 True, args.confirm, True),
+            ]  # fmt: skip
+        for label, keep, confirm, steady in judges:
+            ident = new_statuses(aa, 0, keep, confirm, [aa] * len(aa), args.seed, steady)
             slow_pools = [aa] * w + [b] * len(b)
-            slow = new_statuses(aa[:w] + b, w, keep, confirm, slow_pools, args.seed)
+            slow = new_statuses(aa[:w] + b, w, keep, confirm, slow_pools, args.seed, steady)
             first = next((k for k, x in enumerate(slow) if x == "fail"), None)
             rows.append(
                 (order, label, ident.count("fail"), slow.count("fail"),
                  f"{ident.count('suspect')} / {slow.count('suspect')}",
-                 "-" if first is None else str(first + 1))
+                 "-" if first is None else str(first + 1), slow.count("pass"))
             )  # fmt: skip
     loads = [d.get("contention", {}).get("load1_after") for d in a + b]
     loads = [x for x in loads if x is not None]
@@ -191,10 +204,11 @@ def main() -> None:
           f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f} on 2 cores, other "
           f"processes {statistics.median(others or [0]):.2f} cores (median)")  # fmt: skip
     print("| order of A | judge | identical runs flagged FAIL | B runs caught (FAIL) | "
-          "first B run caught | suspect (ident / B) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
-    for order, label, fi, fs, sus, first in rows:
-        print(f"| {order} | {label} | {fi}/{len(a)} | {fs}/{len(b)} | {first} | {sus} |")
+          "B runs missed (pass) | first B run caught | suspect (ident / B) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for order, label, fi, fs, sus, first, missed in rows:
+        print(f"| {order} | {label} | {fi}/{len(a)} | {fs}/{len(b)} | {missed}/{len(b)} | "
+              f"{first} | {sus} |")  # fmt: skip
     print("Reproduce:\n  .venv/bin/python bench/compare_fpr.py --pairs 20 --repeat 3 --min-s 0.3"
           f"\n  .venv/bin/python bench/lab_false_regressions.py --load {args.load} "
           f"--baseline {w} --seed {args.seed} --repeat {args.repeat} "

@@ -17,6 +17,13 @@ pair it reports the change in p50, p90, accuracy and size, and what changed betw
     no significance is claimed and the conclusion says so;
   * else (e.g. benchmark_model, which prints no samples): the change, untested.
 
+On a shared host the machine's own speed changes for tenths of a second to seconds at a
+time, so a whole run's p50 lands in one mode or another (on this project's 2-core host, 0.27
+or 0.315 ms for the same model). Runner 1.5 also reports each run's steadiest stretch (the
+p50/p90 of its window of consecutive invokes with the lowest p50, `steady_p50`/`steady_p90`);
+when both sides have it and it can be tested, the conclusion and `--max-slowdown` go by it
+(`judged_on` in the JSON), and the table shows both.
+
 Two different models (their sha256 differ) are said to be different first: their latency
 difference is a comparison of two models, not a slowdown, and is never tested or failed.
 It ends with one line, e.g. "B is 7.1 % slower at p50 (significant at 95 %)" or "no
@@ -37,6 +44,9 @@ from .lab.history import History
 from .stats import Difference, quantile_difference, runs_difference
 
 METRICS = ("p50", "p90")
+#: The runner's steadiest stretch of each run (runner ≥ 1.5, `results.STEADY_KEYS`): what the
+#: test of a headline percentile uses when both sides have it.
+STEADY = {"p50": "steady_p50", "p90": "steady_p90"}
 #: Repetitions a side needs for its runs to stand as a sample of processes.
 MIN_REPEATS = 3
 
@@ -56,6 +66,9 @@ class Side:
     bytes: int | None
     samples: list[float] | None = None
     reps: dict[str, list[float]] | None = None
+    #: the steadiest stretch's figures (`steady_p50`, `steady_p90`), one run or the
+    #: repetitions' median
+    steady: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     validity: str | None = None
 
@@ -72,8 +85,14 @@ def side_from_run(
     samples = (run.get("latency_samples_ms") or {}).get("invoke")
     rep = run.get("repeat") or {}
     reps = None
+    keys = (*METRICS, *STEADY.values())
     if rep.get("runs"):
-        reps = {m: [r[m] for r in rep["runs"] if r.get(m) is not None] for m in METRICS}
+        reps = {m: [r[m] for r in rep["runs"] if r.get(m) is not None] for m in keys}
+    steady = {
+        k: v
+        for k in STEADY.values()
+        if (v := (rep.get(k) or {}).get("median") if rep else lat.get(k)) is not None
+    }
     acc = run.get("accuracy") or {}
     return Side(
         label=label,
@@ -87,6 +106,7 @@ def side_from_run(
         bytes=(run.get("model") or {}).get("bytes"),
         samples=list(samples) if samples else None,
         reps=reps,
+        steady=steady,
         facts=facts(result if result is not None else run),
         validity=(run.get("validity") or {}).get("verdict"),
     )
@@ -177,8 +197,18 @@ class PairResult:
         return any(c["field"] == "model_sha256" for c in self.changed)
 
     @property
+    def judged(self) -> str:
+        """The row the conclusion and `--max-slowdown` go by: the headline percentile in each
+        run's steadiest stretch when both sides have it and it could be tested (the whole
+        run's figure moves with the host's speed), else the headline itself."""
+        steady = self.changes.get(STEADY.get(self.headline, ""))
+        if steady is not None and steady.relative is not None and steady.test is not None:
+            return steady.metric
+        return self.headline
+
+    @property
     def slowdown_exceeded(self) -> bool:
-        c = self.changes[self.headline]
+        c = self.changes[self.judged]
         if self.max_slowdown_pct is None or c.relative is None or self.different_models:
             return False
         over = c.relative * 100 > self.max_slowdown_pct
@@ -189,6 +219,10 @@ class PairResult:
 
     def conclusion(self) -> str:
         c = self.changes[self.headline]
+        at = self.headline
+        if self.judged != self.headline and not self.different_models:
+            c = self.changes[self.judged]
+            at = f"{self.headline} (each run's steadiest stretch)"
         if self.different_models:
             sha = next(x for x in self.changed if x["field"] == "model_sha256")
             head = (
@@ -204,12 +238,12 @@ class PairResult:
         pct = abs(c.relative) * 100
         way = "slower" if c.relative > 0 else "faster"
         if c.test is None:
-            return f"B is {pct:.1f} % {way} at {self.headline} (not tested: {c.note})"
+            return f"B is {pct:.1f} % {way} at {at} (not tested: {c.note})"
         level = f"{c.test.level:.0%}"
         if c.test.significant:
-            return f"B is {pct:.1f} % {way} at {self.headline} (significant at {level})"
+            return f"B is {pct:.1f} % {way} at {at} (significant at {level})"
         p = c.test.p_value
-        return f"no significant change at {self.headline} ({pct:.1f} % {way}, p = {p:.2f})"
+        return f"no significant change at {at} ({pct:.1f} % {way}, p = {p:.2f})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -232,6 +266,7 @@ class PairResult:
             "what_changed_text": self.what_changed(),
             "changes": {k: v.to_dict() for k, v in self.changes.items()},
             "conclusion": self.conclusion(),
+            "judged_on": self.judged,
             "slowdown_exceeded": self.slowdown_exceeded,
         }
 
@@ -241,8 +276,10 @@ def compare_sides(
 ) -> PairResult:
     res = PairResult(a, b, headline=headline, max_slowdown_pct=max_slowdown_pct)
     res.changed = diff_facts(a.facts, b.facts)
-    for m, q in (("p50", 0.5), ("p90", 0.9)):
-        ch = Change(m, getattr(a, m), getattr(b, m))
+    rows = [("p50", 0.5), ("p90", 0.9)]
+    rows += [(STEADY[m], None) for m in METRICS if STEADY[m] in a.steady and STEADY[m] in b.steady]
+    for m, q in rows:
+        ch = Change(m, _figure(a, m), _figure(b, m))
         if res.different_models:
             ch.note = "different models: not tested"
             res.changes[m] = ch
@@ -261,7 +298,7 @@ def compare_sides(
                 f"one run per side: process-to-process variation is not covered (repeat "
                 f"with --repeat {MIN_REPEATS} on both sides to test it)"
             )
-            if a.samples and b.samples and len(a.samples) >= 5 and len(b.samples) >= 5:
+            if q and a.samples and b.samples and len(a.samples) >= 5 and len(b.samples) >= 5:
                 ch.within_run = quantile_difference(a.samples, b.samples, q)
         res.changes[m] = ch
     res.changes["accuracy"] = Change("accuracy", a.accuracy, b.accuracy)
@@ -273,11 +310,15 @@ def compare_sides(
     return res
 
 
+def _figure(side: Side, metric: str) -> float | None:
+    return side.steady.get(metric) if metric.startswith("steady_") else getattr(side, metric)
+
+
 def _runs(side: Side, metric: str) -> list[float]:
     """The side's per-run figures: one per repetition, else its one run's."""
     if side.reps and side.reps.get(metric):
         return list(side.reps[metric])
-    value = getattr(side, metric)
+    value = _figure(side, metric)
     return [] if value is None else [value]
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from .errors import DeviceError
 from .progress import Progress, say
-from .results import STAT_KEYS
+from .results import STAT_KEYS, STEADY_KEYS
 from .runners import Job, Measurement, Runner
 from .settings import RunSettings
 from .stats import ci_of_median
@@ -437,12 +437,11 @@ def _stats(doc: dict[str, Any]) -> dict[str, Any]:
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The repetitions of one setting: per run its statistics, per statistic the median of
     the runs with a bootstrap 95 % interval."""
-    per_run = [
-        {k: _stats(d).get(k) for k in STAT_KEYS if _stats(d).get(k) is not None} for d in runs
-    ]
+    keys = STAT_KEYS + STEADY_KEYS
+    per_run = [{k: _stats(d).get(k) for k in keys if _stats(d).get(k) is not None} for d in runs]
     block: dict[str, Any] = {"n": len(runs), "runs": per_run}
-    for key in STAT_KEYS:
-        if key == "count":
+    for key in keys:
+        if key in ("count", "steady_window"):
             continue
         values = [r[key] for r in per_run if r.get(key) is not None]
         if values:

@@ -23,6 +23,9 @@ from .errors import RunnerError
 RUN_SCHEMA = "edgeq.run/1"
 DEPLOY_SCHEMA = "edgeq.deploy/1"
 STAT_KEYS = ("count", "min", "p5", "p50", "p90", "p95", "p99", "max", "mean", "std")
+#: The runner's steadiest stretch (runner ≥ 1.5; `edgeq_runner.steady_stats`): what a
+#: regression test compares, kept with the other statistics of the invoke latency.
+STEADY_KEYS = ("steady_p50", "steady_p90", "steady_window")
 PHASES = ("load", "allocate", "first_inference", "warmup", "steady_state")
 
 
@@ -55,7 +58,7 @@ def validate_run(doc: Any, origin: str = "device") -> dict[str, Any]:
             continue
         if not isinstance(stats, dict) or not _num(stats.get("count")) or stats["count"] < 1:
             raise bad(f"latency_ms.{kind}.count", "a positive number")
-        for k in STAT_KEYS:
+        for k in STAT_KEYS + STEADY_KEYS:
             if k in stats and stats[k] is not None and not _num(stats[k]):
                 raise bad(f"latency_ms.{kind}.{k}", "a finite number or absent")
     phases = doc.get("phases_ms")

@@ -55,7 +55,9 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Compare two results: p50, p90, accuracy and size, with a significance test on the
-    latency (a bootstrap of the difference of medians) and a one-line conclusion."""
+    latency (the unit is the run: repeat both sides with --repeat 3 or more) and a one-line
+    conclusion. Results of runner 1.5 or later also compare each run's steadiest stretch,
+    and the conclusion goes by it: the whole run's figure moves with the host's speed."""
     use_json(json_out)
     if db is None and inventory is not None:
         db = load_inventory(inventory, discover=False).db_path
@@ -80,7 +82,7 @@ def compare(
                     verdict = "significant" if c.test.significant else "not significant"
                     ci = f"{c.test.ci_low:+.4f}..{c.test.ci_high:+.4f} ms"
                     test = f"{verdict} (p = {c.test.p_value:.3f}; 95 % CI {ci})"
-                elif name in ("p50", "p90"):
+                elif name in ("p50", "p90", *compare_mod.STEADY.values()):
                     test = f"not tested: {c.note}"
                     if c.within_run is not None:
                         inside = "differ" if c.within_run.significant else "do not differ"
@@ -88,7 +90,12 @@ def compare(
                             f"; the two processes' samples {inside} "
                             f"(p = {c.within_run.p_value:.3f}, within-run only)"
                         )
-                t.add_row(name, _fmt(c.a, name), _fmt(c.b, name), change, escape(test))
+                label = (
+                    name.replace("steady_", "") + " (steadiest stretch)"
+                    if "steady" in name
+                    else name
+                )
+                t.add_row(label, _fmt(c.a, name), _fmt(c.b, name), change, escape(test))
             out.print(t)
             out.print(escape(f"what changed (A → B): {p.what_changed()}"))
             for side, s in (("A", p.a), ("B", p.b)):

@@ -105,6 +105,8 @@ REGRESSION_METRICS = (
     "latency_p90",
     "latency_p99",
     "latency_mean",
+    "latency_steady_p50",
+    "latency_steady_p90",
     "e2e_latency_p50",
     "e2e_latency_p90",
     "peak_rss_kb",
@@ -125,7 +127,14 @@ REGRESSION_FIELDS: dict[str, Field] = {
         (int,),
         2,
         "fresh re-runs that must bear out a latency/memory regression before it is one: the "
-        "result is judged on the median of the first run and these (0: the first run alone)",
+        "result is judged on the best of the first run and these (0: the first run alone)",
+    ),
+    "steady": Field(
+        (bool,),
+        True,
+        "judge latency_p50/p90 on each run's steadiest stretch (runner >= 1.5) once the "
+        "history has enough of them, not on the whole run, whose figure moves with the "
+        "host's speed; false: the whole run",
     ),
     "series": Field(
         (str,),

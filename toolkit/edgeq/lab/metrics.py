@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..results import STAT_KEYS, DeployResult
+from ..results import STAT_KEYS, STEADY_KEYS, DeployResult
 
 
 def _num(v: Any) -> bool:
@@ -17,7 +17,7 @@ def flatten_metrics(res: DeployResult) -> dict[str, float]:
     out: dict[str, float] = {}
     for kind, prefix in (("invoke", "latency"), ("end_to_end", "e2e_latency")):
         stats = (run.get("latency_ms") or {}).get(kind) or {}
-        for k in STAT_KEYS:
+        for k in STAT_KEYS + STEADY_KEYS:
             if _num(stats.get(k)):
                 out[f"{prefix}_{k}"] = float(stats[k])
     for phase, v in (run.get("phases_ms") or {}).items():
