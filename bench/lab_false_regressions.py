@@ -87,11 +87,13 @@ def new_statuses(
     pools: list[list[dict]] | None = None,
     seed: int = 0,
     steady: bool = True,
+    adjacent: bool = False,
 ) -> list[str]:
     """Each doc a lab night through the lab's own judge. With `confirm` R, a night that
     would regress on a band metric is re-measured R times as the lab does; the re-runs are
-    other recorded processes of the same setup (`pools[i]`: the runs night i may draw from),
-    drawn without replacement, seeded."""
+    other recorded processes of the same setup (`pools[i]`: the runs night i may draw from):
+    with `adjacent`, the R runs recorded right after it (what the lab's immediate re-runs
+    meet: the same spell of the host's speed), else drawn without replacement, seeded."""
     from edgeq.lab import regress
     from edgeq.lab.history import History
     from edgeq.lab.scheduler import judge_and_record, to_confirm, with_confirmation
@@ -106,7 +108,11 @@ def new_statuses(
             names = to_confirm(h, rec, policy) if confirm and pools else []
             if names:
                 others = [d for d in pools[i] if d is not doc]
-                draws = rng.sample(others, min(confirm, len(others)))
+                if adjacent:  # the runs recorded right after this one, as the lab re-runs
+                    at = next(k for k, d in enumerate(pools[i]) if d is doc)
+                    draws = [pools[i][(at + 1 + k) % len(pools[i])] for k in range(confirm)]
+                else:
+                    draws = rng.sample(others, min(confirm, len(others)))
                 with_confirmation(rec, [_record(i, d, keep_validity) for d in draws], names)
             rec = judge_and_record(h, rec, policy)
             if i >= start:
@@ -185,9 +191,10 @@ def main() -> None:
                  True, args.confirm, True),
             ]  # fmt: skip
         for label, keep, confirm, steady in judges:
-            ident = new_statuses(aa, 0, keep, confirm, [aa] * len(aa), args.seed, steady)
+            adj = order == "recorded"
+            ident = new_statuses(aa, 0, keep, confirm, [aa] * len(aa), args.seed, steady, adj)
             slow_pools = [aa] * w + [b] * len(b)
-            slow = new_statuses(aa[:w] + b, w, keep, confirm, slow_pools, args.seed, steady)
+            slow = new_statuses(aa[:w] + b, w, keep, confirm, slow_pools, args.seed, steady, adj)
             first = next((k for k, x in enumerate(slow) if x == "fail"), None)
             rows.append(
                 (order, label, ident.count("fail"), slow.count("fail"),

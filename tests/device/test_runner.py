@@ -182,6 +182,20 @@ def test_benchmark_counts(artifacts):
     b = runner.benchmark(it, sample, args)
     assert b["warmup"]["count"] == 3
     assert b["latency_ms"]["invoke"]["count"] == b["latency_ms"]["end_to_end"]["count"] == 25
+    assert "steady_p50" not in b["latency_ms"]["invoke"]  # 25 invokes: no two windows
+
+
+def test_a_real_run_reports_its_steadiest_stretch(artifacts):
+    cls, _, _ = runner.find_interpreter()
+    it = runner.make_interpreter(cls, str(artifacts[0] / "model_int8.tflite"))
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    sample = runner.quantize_input(np.zeros(inp["shape"], np.float32), inp)
+    args = argparse.Namespace(warmup_runs=3, warmup_min_s=0, runs=400, min_s=0, max_s=10)
+    inv = runner.benchmark(it, sample, args)["latency_ms"]["invoke"]
+    assert inv["count"] == 400 and inv["steady_window"] == 50  # 8 windows of 50 invokes
+    assert inv["min"] <= inv["steady_p50"] <= inv["p50"] <= inv["max"]
+    assert inv["steady_p50"] <= inv["steady_p90"] <= inv["max"]
 
 
 def test_timed_runs_live_in_bounded_arrays(artifacts):
