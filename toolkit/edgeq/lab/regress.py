@@ -242,13 +242,15 @@ def evaluate(
                 }
             )
             continue
-        judged = name
+        judged, baseline = name, None
         steady = STEADY.get(name) if policy.steady else None
         if steady and metrics.get(steady) is not None:
-            base = history.passing_values(device, model, steady, policy.window, by=policy.series)
-            if len(base) >= policy.min_history:
-                judged = steady
-        baseline = history.passing_values(device, model, judged, policy.window, by=policy.series)
+            baseline = history.passing_values(
+                device, model, steady, policy.window, by=policy.series
+            )
+            judged = steady if len(baseline) >= policy.min_history else name
+        if judged == name:
+            baseline = history.passing_values(device, model, name, policy.window, by=policy.series)
         spread = None
         if spec.kind == "band":
             measured = history.measured_values(
