@@ -160,3 +160,27 @@ def test_one_watchdog_thread_watches_every_connection(pi_server):
         for t in targets:
             t.close()
     assert PATROL.watching() == before
+
+
+def test_waiting_for_the_exit_status_after_eof_does_not_spin(pi_server, monkeypatch):
+    """sshd sends the end of output when the command closes its stdout and the exit status
+    when it has been reaped; on a loaded host that gap grows. After EOF paramiko keeps the
+    channel readable for good, so a select-based wait returned at once until the status came
+    (a busy loop: ~400 000 selects for a 1 s gap, a full second of the lab's CPU)."""
+    import select
+
+    import edgeq.targets.ssh as ssh_module
+
+    calls = []
+    real = select.select
+
+    def counting(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(ssh_module.select, "select", counting)
+    with _target(pi_server) as t:
+        # output, then stdout and stderr closed a second before the exit status
+        res = t.run(["sh", "-c", "echo early; exec >&- 2>&-; sleep 1; exit 3"], check=False)
+    assert (res.exit_code, res.stdout) == (3, "early\n")
+    assert len(calls) <= 10  # one wait per DRAIN_POLL_S at most, not one per spin

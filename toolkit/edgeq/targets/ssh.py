@@ -372,7 +372,15 @@ class SshTarget(Target):
                         stdout=partial(),
                         stderr=err.text(),
                     )
-                if not got:
+                if got:
+                    continue
+                if chan.eof_received:
+                    # after EOF, paramiko keeps the channel's pipe readable for good, so a
+                    # select would return at once until the exit status arrives: a busy
+                    # loop, as long as a loaded host takes to reap the command (measured:
+                    # 400 000 selects, 1 s of CPU for a 1 s gap). Wait for the status.
+                    chan.status_event.wait(DRAIN_POLL_S)
+                else:
                     select.select([chan], [], [], DRAIN_POLL_S)
             status = chan.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
