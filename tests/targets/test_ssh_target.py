@@ -184,3 +184,53 @@ def test_waiting_for_the_exit_status_after_eof_does_not_spin(pi_server, monkeypa
         res = t.run(["sh", "-c", "echo early; exec >&- 2>&-; sleep 1; exit 3"], check=False)
     assert (res.exit_code, res.stdout) == (3, "early\n")
     assert len(calls) <= 10  # one wait per DRAIN_POLL_S at most, not one per spin
+
+
+def _crowded_server(sshd_factory):
+    """A real sshd that refuses every connection beyond one unauthenticated (`MaxStartups
+    1:100:1`), with that one held open: the next handshake is dropped before its banner —
+    what a crowded exporter host does to a lab's connection storm."""
+    import socket
+    import time
+
+    server = sshd_factory(max_startups="1:100:1")
+    deadline = time.monotonic() + 15
+    while True:  # the server's start-up probe may still count as a startup: hold our own
+        hold = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        if hold.recv(64).startswith(b"SSH-"):
+            return server, hold
+        hold.close()
+        assert time.monotonic() < deadline, "the crowded sshd never answered"
+        time.sleep(0.1)
+
+
+def test_an_abandoned_handshake_leaves_no_traceback_on_stderr(sshd_factory, tmp_path):
+    """paramiko logs a handshake its server dropped ("Error reading SSH protocol banner")
+    at ERROR with a traceback from its own thread; a CLI user sees edgeq's one-line error
+    (exit 3) and no traceback — paramiko's own lines only with --debug."""
+    import subprocess
+    import sys
+
+    from tests.support.config import write_config
+
+    server, hold = _crowded_server(sshd_factory)
+    cfg = write_config(tmp_path / "edgeq.toml", {"pi": server.target_values()})
+    try:
+        runs = {
+            debug: subprocess.run(
+                [sys.executable, "-m", "edgeq.cli.main", *debug, "doctor", "--target", "pi"]
+                + ["--config", str(cfg), "--json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for debug in ((), ("--debug",))
+        }
+    finally:
+        hold.close()
+    quiet, loud = runs[()], runs[("--debug",)]
+    assert quiet.returncode == 3 and loud.returncode == 3
+    assert "SSH handshake" in quiet.stdout and "Error reading SSH protocol banner" in quiet.stdout
+    assert "Traceback" not in quiet.stderr and "paramiko" not in quiet.stderr, quiet.stderr
+    # the same failure with --debug: paramiko's record and traceback, as paramiko logs them
+    assert "Error reading SSH protocol banner" in loud.stderr and "Traceback" in loud.stderr
