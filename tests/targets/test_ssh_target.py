@@ -215,11 +215,11 @@ def test_an_abandoned_handshake_leaves_no_traceback_on_stderr(sshd_factory, tmp_
 
     server, hold = _crowded_server(sshd_factory)
     cfg = write_config(tmp_path / "edgeq.toml", {"pi": server.target_values()})
+    args = ("--target", "pi", "--config", str(cfg), "--json")
     try:
         runs = {
             debug: subprocess.run(
-                [sys.executable, "-m", "edgeq.cli.main", *debug, "doctor", "--target", "pi"]
-                + ["--config", str(cfg), "--json"],
+                [sys.executable, "-m", "edgeq.cli.main", *debug, "doctor", *args],
                 capture_output=True,
                 text=True,
                 timeout=120,

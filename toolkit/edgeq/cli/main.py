@@ -43,7 +43,8 @@ def root(
         bool,
         typer.Option(
             "--debug",
-            help="Show full tracebacks for every error, and TensorFlow's and paramiko's own log lines.",
+            help="Show full tracebacks for every error, and TensorFlow's and paramiko's own "
+            "log lines.",
         ),
     ] = False,
     version: Annotated[
