@@ -393,6 +393,9 @@ def fleet(args) -> int:
     if why:
         print(f"cannot run: {why}", file=sys.stderr)
         return 2
+    from edgeq.targets import sshquiet
+
+    sshquiet.quiet_logs()  # as the CLI: a dropped handshake is the lab's line, no traceback
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     os.environ.setdefault("EDGEQ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "edgeq-bench"))
     sizes = sorted({int(n) for n in args.fleet.split(",")})

@@ -234,3 +234,39 @@ def test_an_abandoned_handshake_leaves_no_traceback_on_stderr(sshd_factory, tmp_
     assert "Traceback" not in quiet.stderr and "paramiko" not in quiet.stderr, quiet.stderr
     # the same failure with --debug: paramiko's record and traceback, as paramiko logs them
     assert "Error reading SSH protocol banner" in loud.stderr and "Traceback" in loud.stderr
+
+
+def test_a_reader_waiting_for_output_wakes_for_a_stop_at_once(pi_server, pi_workdir):
+    """A command's reader waits up to seconds for output (fewer wake-ups per device-run);
+    a stop request (Ctrl-C, SIGTERM: `interrupts.STOP`) still ends a lab worker's wait at
+    once, and the command's own timeout is kept to the fraction of a second."""
+    import threading
+    import time
+
+    from edgeq import interrupts
+    from edgeq.targets.ssh import DRAIN_WAIT_S
+
+    got: dict = {}
+
+    def worker(t) -> None:
+        t0 = time.monotonic()
+        try:
+            t.run(["sleep", "30"], timeout=60, killable=True)
+        except BaseException as exc:  # the Interrupted the worker must see
+            got["exc"], got["after"] = exc, time.monotonic() - t0
+
+    with _target(pi_server, workdir=str(pi_workdir)) as t:
+        th = threading.Thread(target=worker, args=(t,))
+        th.start()
+        time.sleep(1.0)  # the reader is in its wait by now
+        stopped = time.monotonic()
+        interrupts.STOP.set()
+        th.join(30)
+        woke = time.monotonic() - stopped
+        interrupts.STOP.clear()
+        assert isinstance(got.get("exc"), interrupts.Interrupted), got
+        assert woke < DRAIN_WAIT_S / 2, woke  # not after its next scheduled look
+        t0 = time.monotonic()
+        with pytest.raises(CommandTimeout):
+            t.run(["sleep", "30"], timeout=1.0, killable=True)
+        assert time.monotonic() - t0 < 1.0 + DRAIN_WAIT_S / 2
