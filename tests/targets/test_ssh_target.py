@@ -150,10 +150,14 @@ def test_one_watchdog_thread_watches_every_connection(pi_server):
     try:
         assert PATROL.watching() == before + 4
         assert len(dogs()) == 1
-        ticks = PATROL.ticks
+        time.sleep(2 * TICK_S)  # each new connection had its first look
+        ticks, checks = PATROL.ticks, PATROL.checks
         time.sleep(6 * TICK_S)
         # it keeps looking (about one look per tick, whatever the number of connections)
         assert 2 <= PATROL.ticks - ticks <= 8
+        # and a look costs the connections due then, not all of them: here nothing is due
+        # for seconds (a ping after 10 s of silence), so at most one look at each
+        assert PATROL.checks - checks <= PATROL.watching()
         for t in targets:  # and the connections stay usable
             assert t.run(["echo", "ok"]).stdout == "ok\n"
     finally:
