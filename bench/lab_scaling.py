@@ -369,7 +369,13 @@ class ThreadProfile:
         if dump is not None:
             stats.dump_stats(dump)
         rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:count]
-        out = []
+        calls_all = sum(v[1] for v in stats.stats.values())
+        own_all = sum(v[2] for v in stats.stats.values())
+        # the number of calls does not depend on the machine's load, as CPU time does
+        out = [
+            f"in all: {calls_all / per:.0f} calls, {own_all / per * 1000:.1f} ms own time "
+            f"per device-run (cProfile's own cost included)"
+        ]
         for (path, line, name), (_cc, calls, own, cum, _callers) in rows:
             where = f"{Path(path).name}:{line}" if line else path
             out.append(
