@@ -181,7 +181,9 @@ class SshTarget(Target):
             known.parent.mkdir(parents=True, exist_ok=True)
             known.touch(mode=0o600)
         if known.exists():
-            hostkeys.load_into(conn.client, known)  # parsed once per process, not per connection
+            # parsed once per process; a client that only checks gets its host's entries
+            server = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+            hostkeys.load_into(conn.client, known, None if accept_new else server)
         conn.client.set_missing_host_key_policy(
             paramiko.AutoAddPolicy() if accept_new else paramiko.RejectPolicy()
         )
