@@ -21,12 +21,27 @@ CPU, the devices' CPU (every sshd and what ran under it, from their /proc/PID/st
 the wall time divided by the device-side floor (device CPU ÷ cores); for labgrid also the
 time each device spent in reserve + acquire + release (median, 90th percentile, max).
 
+CPU time per unit of work grows with the machine's load (system calls, context switches
+and cache misses cost more when a few hundred processes share 2 cores), so the lab's CPU
+per device-run at N = 256 against N = 8 says as much about when N = 8 ran as about the
+lab. Beside it, counts that do not depend on the load, from `perf stat` over each
+configuration (`PerfStat`: every thread of the lab process but the cost probe's, threads
+started later included): instructions retired, system calls entered, context switches —
+per device-run, against the reference. This VM exposes no PMU ("PMU not available due to
+virtualization, using software events only"): instructions show "-" here, system calls
+and context switches are counted; without perf every such column shows "-". The smallest
+N runs again after the biggest (the "N after" rows), and the reference of every "vs ref"
+column is the median of those runs (before and after), so it is not one point taken at
+one moment of the machine's load; the table says which runs it is.
+
 `--shared-sshd K`: the N devices are served by K sshd processes (N/K each, with OpenSSH's
 default `MaxStartups 10:30:100`), as the phones on one exporter host share its sshd.
 `--runs R`: the light runner's timed runs (default 20; fewer if the device side cannot fit
 the machine — the table says which). `--profile`: after the measured repetitions, one more
-run per configuration under cProfile (every thread of the lab), and its top entries by own
-time per device-run (the profiled run is not in the table: cProfile slows what it watches).
+run per configuration under cProfile (every thread the lab starts; the silent-link patrol,
+started by the warm-up, is not among them), its total calls per device-run — a count the
+load does not change — and its top entries by own time per device-run (the profiled run is
+not in the table: cProfile slows what it watches).
 
 Measured 2026-12-04 (`--fleet 8,64,128,256 --reps 1`, one run each, load 0.4–103):
 
