@@ -341,6 +341,7 @@ class ThreadProfile:
 
     def __init__(self) -> None:
         self.profiles: list = []
+        self.threads: list = []
 
     def __enter__(self) -> ThreadProfile:
         import cProfile
@@ -349,6 +350,7 @@ class ThreadProfile:
         def start(frame, event, arg):  # first event of a new thread: profile it from here
             prof = cProfile.Profile(time.thread_time)  # CPU time, not time spent waiting
             self.profiles.append(prof)
+            self.threads.append(threading.current_thread())
             sys.setprofile(None)
             prof.enable()
 
@@ -363,6 +365,12 @@ class ThreadProfile:
 
         threading.setprofile(None)
         self.profiles[0].disable()
+        # a thread still inside a call (an idle SSH transport thread in recv: it ends within
+        # 5 s of its close) would have that call closed on the reading thread's CPU clock —
+        # a meaningless own time: wait for the run's threads to end first
+        deadline = time.monotonic() + 15
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def top(self, per: int, count: int = 12, dump: Path | None = None) -> list[str]:
         """The `count` functions with the most own time, in ms per device-run (`per`);
