@@ -229,7 +229,12 @@ class PerfStat:
     run's. A count perf cannot give (no `perf`, or — as on this VM, whose hypervisor exposes
     no PMU — `instructions` "<not supported>") is None and the table shows "-"."""
 
-    EVENTS = ("instructions", "raw_syscalls:sys_enter", "context-switches")
+    EVENTS = (
+        "instructions",
+        "raw_syscalls:sys_enter",
+        "syscalls:sys_enter_futex",
+        "context-switches",
+    )
 
     def __init__(self, exclude: tuple[int, ...] = ()) -> None:
         self.exclude = set(exclude)
@@ -602,6 +607,7 @@ def fleet(args) -> int:
                         "instr": perf.counts["instructions"],
                         "syscalls": perf.counts["raw_syscalls:sys_enter"],
                         "switches": perf.counts["context-switches"],
+                        "futex": perf.counts["syscalls:sys_enter_futex"],
                         "wall": wall,
                         "lab": lab_cpu,
                         "children": children,
@@ -650,7 +656,9 @@ def fleet(args) -> int:
     for b in ("file", "labgrid"):
         rs = [r for (n, b_, _), v in samples.items() if n == first and b_ == b for r in v]
         if rs:
-            ref[b] = {f: per_run(rs, f, first) for f in ("lab", "instr", "syscalls", "switches")}
+            ref[b] = {
+                f: per_run(rs, f, first) for f in ("lab", "instr", "syscalls", "futex", "switches")
+            }
             ref[b]["cost_us"] = med(r["cost_us"] for r in rs)
             ref[b]["runs"] = len(rs)
 
@@ -661,7 +669,7 @@ def fleet(args) -> int:
         f"{'N':>9} {'backend':<8} {'measured':>9} {'suspect':>7} {'set aside':>9} "
         f"{'wall s':>7} {'lab CPU/dev-run ms':>19} {'vs ref':>7} {'unit µs':>8} "
         f"{'work vs ref':>11} {'instr M/dev-run':>15} {'vs ref':>7} {'syscalls/dev-run':>16} "
-        f"{'vs ref':>7} {'ctx sw/dev-run':>14} {'vs ref':>7} "
+        f"{'vs ref':>7} {'futex/dev-run':>13} {'ctx sw/dev-run':>14} {'vs ref':>7} "
         f"{'coord CPU s':>11} {'coord+exp CPU s':>16} {'device CPU s':>13} {'floor s':>8} "
         f"{'wall/floor':>11} {'other CPU s':>12} {'wall/all-CPU':>13} "
         f"{'lease s (med/p90/max)':>22}"
@@ -672,7 +680,9 @@ def fleet(args) -> int:
         r0 = ref[backend]
         wall = med(r["wall"] for r in rs)
         lab_ms = per_run(rs, "lab", n) * 1000
-        instr, calls, switches = (per_run(rs, f, n) for f in ("instr", "syscalls", "switches"))
+        instr, calls, futex, switches = (
+            per_run(rs, f, n) for f in ("instr", "syscalls", "futex", "switches")
+        )
         inf = med(r["infra"] for r in rs)
         coord = med(r["coord"] for r in rs)
         dev = med(r["dev"] for r in rs)
@@ -704,6 +714,7 @@ def fleet(args) -> int:
             f"{lab_ms:19.1f} {vs(lab_ms / 1000, r0['lab']):>7} {cost:8.0f} {work:10.2f}× "
             f"{'-' if instr is None else f'{instr / 1e6:.1f}':>15} {vs(instr, r0['instr']):>7} "
             f"{'-' if calls is None else f'{calls:.0f}':>16} {vs(calls, r0['syscalls']):>7} "
+            f"{'-' if futex is None else f'{futex:.0f}':>13} "
             f"{'-' if switches is None else f'{switches:.0f}':>14} "
             f"{vs(switches, r0['switches']):>7} "
             f"{coord:11.2f} {inf:16.2f} {dev:13.2f} "
@@ -750,7 +761,8 @@ def fleet(args) -> int:
     print("unit µs: thread CPU of a fixed unit of work in the lab process during the run")
     print("  (CostProbe, median); work vs ref: lab CPU vs ref divided by the unit's cost vs ref;")
     print("instr, syscalls, ctx sw: from `perf stat` on every lab thread but the cost probe's")
-    print("  (instructions retired, raw_syscalls:sys_enter, context switches) — counts that do")
+    print("  (instructions retired, raw_syscalls:sys_enter, context switches; futex: the system")
+    print("  calls that are lock and GIL hand-overs between threads) — counts that do")
     print("  not grow with the machine's load as CPU time does; '-': perf could not count it")
     print(f"  ({perf_why or 'instructions need a PMU, which a VM may not expose'});")
     print("device CPU: the sshds and everything under them (shells, device runners);")
