@@ -250,12 +250,21 @@ class PerfStat:
             "-t", ",".join(map(str, tids)),
         ]  # fmt: skip
 
-    def _send(self, word: str) -> bool:
+    def _send(self, word: str, proc=None) -> bool:
+        """Send a control word; True once perf acknowledged it (False: perf ended, or no
+        answer within 20 s)."""
         import select
 
+        proc = proc or self._proc
         os.write(self._ctl, word.encode() + b"\n")
-        ready, _, _ = select.select([self._ack], [], [], 20.0)
-        return bool(ready) and b"ack" in os.read(self._ack, 64)
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self._ack], [], [], 0.1)
+            if ready:
+                return b"ack" in os.read(self._ack, 64)
+            if proc.poll() is not None:
+                return False
+        return False
 
     def __enter__(self) -> PerfStat:
         import shutil
@@ -270,7 +279,11 @@ class PerfStat:
         os.mkfifo(ack)
         # O_RDWR: opening a FIFO so never blocks, whether or not perf ever opens it
         self._ctl, self._ack = os.open(ctl, os.O_RDWR), os.open(ack, os.O_RDWR)
-        for _ in range(3):  # a thread listed may end before perf attaches to it: again
+        # a thread listed may end before perf attaches to it (after a big run, hundreds of
+        # SSH threads end within seconds): list them again and retry a while
+        for attempt in range(20):
+            if attempt:
+                time.sleep(0.25)
             proc = subprocess.Popen(
                 self._command(self._tmp, ctl, ack),
                 stdin=subprocess.DEVNULL,
@@ -278,8 +291,8 @@ class PerfStat:
                 stderr=subprocess.PIPE,
             )
             # perf answers "ack" once it has attached; if it failed, it has exited
-            if self._send("enable"):
-                self._proc = proc
+            if self._send("enable", proc):
+                self._proc, self.why = proc, ""
                 return self
             proc.kill()
             self.why = proc.communicate()[1].decode(errors="replace").strip()[-200:]
