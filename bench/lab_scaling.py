@@ -21,27 +21,59 @@ CPU, the devices' CPU (every sshd and what ran under it, from their /proc/PID/st
 the wall time divided by the device-side floor (device CPU ÷ cores); for labgrid also the
 time each device spent in reserve + acquire + release (median, 90th percentile, max).
 
+CPU time per unit of work grows with the machine's load (system calls, context switches
+and cache misses cost more when a few hundred processes share 2 cores), so the lab's CPU
+per device-run at N = 256 against N = 8 says as much about when N = 8 ran as about the
+lab. Beside it, counts that do not depend on the load, from `perf stat` over each
+configuration (`PerfStat`: every thread of the lab process but the cost probe's, threads
+started later included): instructions retired, system calls entered, context switches —
+per device-run, against the reference. This VM exposes no PMU ("PMU not available due to
+virtualization, using software events only"): instructions show "-" here, system calls
+and context switches are counted; without perf every such column shows "-". The smallest
+N runs again after the biggest (the "N after" rows), and the reference of every "vs ref"
+column is the median of those runs (before and after), so it is not one point taken at
+one moment of the machine's load; the table says which runs it is.
+
 `--shared-sshd K`: the N devices are served by K sshd processes (N/K each, with OpenSSH's
 default `MaxStartups 10:30:100`), as the phones on one exporter host share its sshd.
 `--runs R`: the light runner's timed runs (default 20; fewer if the device side cannot fit
 the machine — the table says which). `--profile`: after the measured repetitions, one more
-run per configuration under cProfile (every thread of the lab), and its top entries by own
-time per device-run (the profiled run is not in the table: cProfile slows what it watches).
+run per configuration under cProfile (every thread the lab starts; the silent-link patrol,
+started by the warm-up, is not among them), its total calls per device-run — a count the
+load does not change — and its top entries by own time per device-run (the profiled run is
+not in the table: cProfile slows what it watches).
 
-Measured 2026-12-04 (`--fleet 8,64,128,256 --reps 1`, one run each, load 0.4–103):
+Measured 2026-12-04 21:37–21:51 UTC (`--fleet 8,64,128,256 --reps 1`, one run each after a
+warm-up, load 20–99; "ref": the median of the N = 8 runs before and after the others —
+53.7 ms and 1 678 system calls per device-run for file, 67.8 ms and 1 903 for labgrid):
 
-      N  inventory  measured  wall/floor  lab CPU/dev-run  vs N=8  coord CPU  lease med/p90/max s
-      8  file            8/8       1.79×           105 ms   1.00×          -  0.011/0.024/0.024
-      8  labgrid         8/8       1.87×            94 ms   1.00×     0.11 s  0.059/0.077/0.077
-     64  file          64/64       1.12×            56 ms   0.53×          -  0.025/0.132/0.407
-     64  labgrid       64/64       1.16×            62 ms   0.66×     0.86 s  0.447/0.982/2.345
-    128  file        128/128       1.14×            66 ms   0.63×          -  0.081/0.437/2.808
-    128  labgrid     128/128       1.18×            90 ms   0.96×     1.94 s  1.049/10.164/12.028
-    256  file        256/256       1.20×           104 ms   0.99×          -  0.163/1.071/9.887
-    256  labgrid     256/256       1.24×            96 ms   1.02×     4.10 s  9.255/18.878/22.392
+      N backend measured w/floor  CPU/run vs ref syscalls (futex) vs ref coord s lease med/max s
+      8 file         8/8   2.19×  59.7 ms  1.11×      1 741 (618)  1.04×       -     0.008/0.032
+      8 labgrid      8/8   1.38×  76.8 ms  1.13×      1 933 (702)  1.02×    0.12     0.051/0.103
+     64 file       64/64   1.20×  66.5 ms  1.24×    3 686 (2 731)  2.20×       -     0.030/0.390
+     64 labgrid    64/64   1.14×  61.4 ms  0.91×    3 314 (2 244)  1.74×    0.91     0.476/2.227
+    128 file     128/128   1.11×  69.4 ms  1.29×    5 168 (4 245)  3.08×       -     0.090/2.323
+    128 labgrid  128/128   1.21×  77.7 ms  1.15×    5 654 (4 629)  2.97×    1.88     1.879/8.061
+    256 file     256/256   1.17×  74.0 ms  1.38×    6 847 (5 930)  4.08×       -     0.249/3.022
+    256 labgrid  256/256   1.25× 108.5 ms  1.60×    9 589 (8 570)  5.04×    3.96     20.33/36.08
+8 after file         8/8   1.87×  47.6 ms  0.89×      1 616 (520)  0.96×       -     0.007/0.015
+8 after labgrid      8/8   2.13×  58.7 ms  0.87×      1 872 (637)  0.98×    0.10     0.064/0.087
 
-(lab CPU per device-run vs this run's N = 8; against the N = 8 medians of a quieter
-`--fleet 8,64 --reps 2` run, 76 / 80 ms, N = 256 is 1.37× file, 1.19× labgrid.)
+(CPU/run, syscalls: per device-run; context switches per device-run grow 521 → 3 389 file,
+615 → 4 823 labgrid.) Instructions: "-" on this VM (no PMU). What grows with N is the
+futex calls — lock and GIL hand-overs between the lab's threads (a worker and an SSH
+transport thread per device): the other system calls per device-run stay at ~1 100 →
+~900 from N = 8 to 256, and the profile's Python calls per device-run are flat (8 → 128:
+77 450 → 77 185 file, 78 146 → 78 243 labgrid). The ≤ 1.2× target on lab CPU per
+device-run is NOT met at N = 256 (1.38× file, 1.60× labgrid). Part of why: removing the
+reader's busy loop after EOF lowered the N = 8 reference (53.7 / 67.8 ms, against quiet
+N = 8 medians of 76 / 80 ms before) — the loop spun where the reader had CPU to spare,
+so mostly at small N (profile: 490–950 selects per device-run at N = 8, ~25 at 128).
+
+128 devices on 8 sshd (`--fleet 128 --shared-sshd 8 --parallel 128 --reps 1`, load 40–56):
+128/128 measured in both backends, wall/floor 1.18× file, 1.15× labgrid, lab CPU 57.3 ms
+per device-run in each, 4 066 / 4 306 system calls per device-run, labgrid leases median
+3.9 s (max 7.0 s), coordinator CPU 1.4 s.
 
 Run from the repository root (needs root for the test sshd, like the tests):
 
@@ -190,6 +222,7 @@ class CostProbe:
 
     def __enter__(self) -> CostProbe:
         self._thread.start()
+        self.tid = self._thread.native_id
         return self
 
     def __exit__(self, *exc) -> None:
@@ -201,6 +234,104 @@ class CostProbe:
     @property
     def cost_us(self) -> float:
         return statistics.median(self.samples) * 1e6 if self.samples else float("nan")
+
+
+class PerfStat:
+    """Load-robust counts of the lab process's work over one configuration, from `perf stat`:
+    instructions retired (user + kernel), system calls entered and context switches, of
+    every thread of this process except `exclude` (the cost probe's) — attached to the
+    threads alive at the start and, inherited, every thread they start (the lab's workers,
+    SSH transports; checked: threads started after attaching are counted). Counting starts
+    and stops through perf's control FIFO (`--control`, `--delay -1`), so the window is the
+    run's. A count perf cannot give (no `perf`, or — as on this VM, whose hypervisor exposes
+    no PMU — `instructions` "<not supported>") is None and the table shows "-"."""
+
+    EVENTS = (
+        "instructions",
+        "raw_syscalls:sys_enter",
+        "syscalls:sys_enter_futex",
+        "context-switches",
+    )
+
+    def __init__(self, exclude: tuple[int, ...] = ()) -> None:
+        self.exclude = set(exclude)
+        self.counts: dict[str, float | None] = dict.fromkeys(self.EVENTS)
+        self.why = ""
+        self._proc = None
+
+    def _command(self, tmp: Path, ctl: Path, ack: Path) -> list[str]:
+        tids = sorted(int(t) for t in os.listdir("/proc/self/task") if int(t) not in self.exclude)
+        return [
+            "perf", "stat", "-x,", "-o", str(tmp / "out"), "-e", ",".join(self.EVENTS),
+            "--control", f"fifo:{ctl},{ack}", "--delay", "-1",
+            "-t", ",".join(map(str, tids)),
+        ]  # fmt: skip
+
+    def _send(self, word: str, proc=None) -> bool:
+        """Send a control word; True once perf acknowledged it (False: perf ended, or no
+        answer within 20 s)."""
+        import select
+
+        proc = proc or self._proc
+        os.write(self._ctl, word.encode() + b"\n")
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self._ack], [], [], 0.1)
+            if ready:
+                return b"ack" in os.read(self._ack, 64)
+            if proc.poll() is not None:
+                return False
+        return False
+
+    def __enter__(self) -> PerfStat:
+        import shutil
+        import subprocess
+
+        if shutil.which("perf") is None:
+            self.why = "no perf"
+            return self
+        self._tmp = Path(tempfile.mkdtemp(prefix="edgeq-bench-perf-"))
+        ctl, ack = self._tmp / "ctl", self._tmp / "ack"
+        os.mkfifo(ctl)
+        os.mkfifo(ack)
+        # O_RDWR: opening a FIFO so never blocks, whether or not perf ever opens it
+        self._ctl, self._ack = os.open(ctl, os.O_RDWR), os.open(ack, os.O_RDWR)
+        # a thread listed may end before perf attaches to it (after a big run, hundreds of
+        # SSH threads end within seconds): list them again and retry a while
+        for attempt in range(20):
+            if attempt:
+                time.sleep(0.25)
+            proc = subprocess.Popen(
+                self._command(self._tmp, ctl, ack),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            # perf answers "ack" once it has attached; if it failed, it has exited
+            if self._send("enable", proc):
+                self._proc, self.why = proc, ""
+                return self
+            proc.kill()
+            self.why = proc.communicate()[1].decode(errors="replace").strip()[-200:]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._proc is None:
+            return
+        self._send("disable")
+        self._proc.send_signal(signal.SIGINT)
+        self._proc.wait()
+        for fd in (self._ctl, self._ack):
+            os.close(fd)
+        for line in (self._tmp / "out").read_text().splitlines():
+            parts = line.split(",")
+            if len(parts) > 2 and parts[2] in self.counts:
+                try:
+                    self.counts[parts[2]] = float(parts[0])
+                except ValueError:  # "<not supported>", "<not counted>"
+                    pass
 
 
 class LeaseClock:
@@ -245,6 +376,7 @@ class ThreadProfile:
 
     def __init__(self) -> None:
         self.profiles: list = []
+        self.threads: list = []
 
     def __enter__(self) -> ThreadProfile:
         import cProfile
@@ -253,6 +385,7 @@ class ThreadProfile:
         def start(frame, event, arg):  # first event of a new thread: profile it from here
             prof = cProfile.Profile(time.thread_time)  # CPU time, not time spent waiting
             self.profiles.append(prof)
+            self.threads.append(threading.current_thread())
             sys.setprofile(None)
             prof.enable()
 
@@ -267,6 +400,12 @@ class ThreadProfile:
 
         threading.setprofile(None)
         self.profiles[0].disable()
+        # a thread still inside a call (an idle SSH transport thread in recv: it ends within
+        # 5 s of its close) would have that call closed on the reading thread's CPU clock —
+        # a meaningless own time: wait for the run's threads to end first
+        deadline = time.monotonic() + 15
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def top(self, per: int, count: int = 12, dump: Path | None = None) -> list[str]:
         """The `count` functions with the most own time, in ms per device-run (`per`);
@@ -288,7 +427,13 @@ class ThreadProfile:
         if dump is not None:
             stats.dump_stats(dump)
         rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:count]
-        out = []
+        calls_all = sum(v[1] for v in stats.stats.values())
+        own_all = sum(v[2] for v in stats.stats.values())
+        # the number of calls does not depend on the machine's load, as CPU time does
+        out = [
+            f"in all: {calls_all / per:.0f} calls, {own_all / per * 1000:.1f} ms own time "
+            f"per device-run (cProfile's own cost included)"
+        ]
         for (path, line, name), (_cc, calls, own, cum, _callers) in rows:
             where = f"{Path(path).name}:{line}" if line else path
             out.append(
@@ -312,6 +457,9 @@ def fleet(args) -> int:
     if why:
         print(f"cannot run: {why}", file=sys.stderr)
         return 2
+    from edgeq.targets import sshquiet
+
+    sshquiet.quiet_logs()  # as the CLI: a dropped handshake is the lab's line, no traceback
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     os.environ.setdefault("EDGEQ_CACHE_DIR", str(Path(tempfile.gettempdir()) / "edgeq-bench"))
     sizes = sorted({int(n) for n in args.fleet.split(",")})
@@ -421,9 +569,14 @@ def fleet(args) -> int:
         profiles: dict[tuple[int, str], list[str]] = {}
         incomplete: dict[tuple[int, str], list[str]] = {}
         loads: list[float] = []
+        perf_why = ""
+        # the smallest N again after the bigger ones, so that its reference is not one
+        # point taken at one moment of the machine's load
+        again = [(k, "after") for k in invs if k[0] == sizes[0]] if len(sizes) > 1 else []
         for rep in range(args.reps + 1 + bool(args.profile)):  # rep 0 warms up
             profiling = args.profile and rep == args.reps + 1
-            for key_ in invs:
+            order = [(k, "") for k in invs] + ([] if rep == 0 or profiling else again)
+            for key_, tag in order:
                 n, backend = key_
                 pids = sorted({s.proc.pid for s in serving[:n]})
                 d0 = sum(proc_cpu_s(p) for p in pids)
@@ -443,7 +596,7 @@ def fleet(args) -> int:
                     print(f"  profiled: N={n} {backend} (stats: {dump})", file=sys.stderr)
                     continue
                 try:
-                    with CostProbe() as probe:
+                    with CostProbe() as probe, PerfStat(exclude=(probe.tid,)) as perf:
                         run = run_lab(inv)
                 except Exception as exc:  # the run stopped (e.g. coordinator unreachable)
                     why = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
@@ -465,8 +618,12 @@ def fleet(args) -> int:
                 done = len(got)
                 suspect = sum(1 for r in got if r.status == "suspect")
                 deferred = sum(getattr(d, "deferred", 0) for d in run.devices)
+                if perf.why and not perf_why:
+                    perf_why = perf.why
+                    print(f"  perf stat not used: {perf.why}", file=sys.stderr)
                 print(
-                    f"  rep {rep}: N={n} {backend}: {wall:.2f} s, lab CPU {lab_cpu:.2f} s, "
+                    f"  rep {rep}: N={n}{tag and ' ' + tag} {backend}: {wall:.2f} s, "
+                    f"lab CPU {lab_cpu:.2f} s, "
                     f"{done}/{n} measured ({suspect} suspect), {deferred} set aside, "
                     f"load {loads[-1]:.1f}" + (f"; NOT measured: {bad[:3]}" if bad else ""),
                     file=sys.stderr,
@@ -475,8 +632,12 @@ def fleet(args) -> int:
                     incomplete.setdefault(key_, []).extend(bad)
                 if rep == 0:
                     continue
-                samples.setdefault(key_, []).append(
+                samples.setdefault((n, backend, tag), []).append(
                     {
+                        "instr": perf.counts["instructions"],
+                        "syscalls": perf.counts["raw_syscalls:sys_enter"],
+                        "switches": perf.counts["context-switches"],
+                        "futex": perf.counts["syscalls:sys_enter_futex"],
                         "wall": wall,
                         "lab": lab_cpu,
                         "children": children,
@@ -490,7 +651,7 @@ def fleet(args) -> int:
                         "deferred": deferred,
                     }
                 )
-                leases.setdefault(key_, []).extend(clock.samples)
+                leases.setdefault((n, backend, tag), []).extend(clock.samples)
     finally:
         if lab is not None:
             lab.stop()
@@ -506,63 +667,101 @@ def fleet(args) -> int:
         + (f"{shared} sshd shared by the devices" if shared else "one sshd per device")
         + f"; load average while measuring {min(loads):.1f}–{max(loads):.1f}"
     )
-    head = (
-        f"{'N':>3} {'backend':<8} {'measured':>9} {'suspect':>7} {'set aside':>9} {'wall s':>7} "
-        f"{'lab CPU/dev-run ms':>19} {'vs first N':>10} {'unit µs':>8} {'work vs first':>13} "
-        f"{'coord CPU s':>11} {'coord+exp CPU s':>16} {'device CPU s':>13} {'floor s':>8} "
-        f"{'wall/floor':>11} "
-        f"{'other CPU s':>12} {'wall/all-CPU':>13} {'lease s (med/p90/max)':>22}"
-    )
-    print(head)
-    rows = {}
     if not samples:  # --reps 0 --profile: the profiles only
         for (n, backend), lines in profiles.items():
             print(f"profile N={n} {backend} (cProfile, every lab thread; per device-run):")
             for line in lines:
                 print("  " + line)
         return 0
-    first_ms = {
-        b: med(r["lab"] for r in samples[(sizes[0], b)]) / sizes[0] * 1000
-        for b in ("file", "labgrid")
-        if (sizes[0], b) in samples
-    }
-    first_cost = {
-        b: med(r["cost_us"] for r in samples[(sizes[0], b)])
-        for b in ("file", "labgrid")
-        if (sizes[0], b) in samples
-    }
-    for (n, backend), rs in samples.items():
+
+    def per_run(rs: list[dict], field: str, n: int) -> float | None:
+        """The median over `rs` of `field` per device-run (None: not counted)."""
+        got = [r[field] / n for r in rs if r[field] is not None]
+        return med(got) if got else None
+
+    # the reference: every run of the smallest N (before and, with several N, after the
+    # bigger ones), per backend — the median of those runs
+    first = sizes[0]
+    ref: dict[str, dict[str, float | None]] = {}
+    for b in ("file", "labgrid"):
+        rs = [r for (n, b_, _), v in samples.items() if n == first and b_ == b for r in v]
+        if rs:
+            ref[b] = {
+                f: per_run(rs, f, first) for f in ("lab", "instr", "syscalls", "futex", "switches")
+            }
+            ref[b]["cost_us"] = med(r["cost_us"] for r in rs)
+            ref[b]["runs"] = len(rs)
+
+    def vs(value: float | None, base: float | None) -> str:
+        return f"{value / base:.2f}×" if value is not None and base else "-"
+
+    head = (
+        f"{'N':>9} {'backend':<8} {'measured':>9} {'suspect':>7} {'set aside':>9} "
+        f"{'wall s':>7} {'lab CPU/dev-run ms':>19} {'vs ref':>7} {'unit µs':>8} "
+        f"{'work vs ref':>11} {'instr M/dev-run':>15} {'vs ref':>7} {'syscalls/dev-run':>16} "
+        f"{'vs ref':>7} {'futex/dev-run':>13} {'ctx sw/dev-run':>14} {'vs ref':>7} "
+        f"{'coord CPU s':>11} {'coord+exp CPU s':>16} {'device CPU s':>13} {'floor s':>8} "
+        f"{'wall/floor':>11} {'other CPU s':>12} {'wall/all-CPU':>13} "
+        f"{'lease s (med/p90/max)':>22}"
+    )
+    print(head)
+    rows = {}
+    for (n, backend, tag), rs in sorted(samples.items(), key=lambda kv: (kv[0][0], kv[0][2])):
+        r0 = ref[backend]
         wall = med(r["wall"] for r in rs)
-        lab_ms = med(r["lab"] for r in rs) / n * 1000
+        lab_ms = per_run(rs, "lab", n) * 1000
+        instr, calls, futex, switches = (
+            per_run(rs, f, n) for f in ("instr", "syscalls", "futex", "switches")
+        )
         inf = med(r["infra"] for r in rs)
         coord = med(r["coord"] for r in rs)
         dev = med(r["dev"] for r in rs)
         floor = dev / cores
         other = med(r["machine"] - r["lab"] - r["dev"] - r["infra"] for r in rs)
         busy = med(r["wall"] / (r["machine"] / cores) for r in rs)
-        ls = sorted(leases.get((n, backend)) or [0.0])
+        ls = sorted(leases.get((n, backend, tag)) or [0.0])
         p90 = ls[min(len(ls) - 1, int(0.9 * len(ls)))]
         cost = med(r["cost_us"] for r in rs)
-        work = (lab_ms / first_ms[backend]) / (cost / first_cost[backend])
-        rows[(n, backend)] = {
-            "wall": wall,
-            "lab_ms": lab_ms,
-            "ratio": wall / floor,
-            "cost": cost / first_cost[backend],
-            "work": work,
-            "children": med(r["children"] for r in rs),
-        }
+        work = (lab_ms / 1000 / r0["lab"]) / (cost / r0["cost_us"])
+        if not tag:
+            rows[(n, backend)] = {
+                "wall": wall,
+                "lab_ms": lab_ms,
+                "lab_vs": lab_ms / 1000 / r0["lab"],
+                "instr_vs": vs(instr, r0["instr"]),
+                "calls_vs": vs(calls, r0["syscalls"]),
+                "ratio": wall / floor,
+                "cost": cost / r0["cost_us"],
+                "work": work,
+                "children": med(r["children"] for r in rs),
+            }
         done = f"{min(r['done'] for r in rs)}/{n}"
         suspect = max(r["suspect"] for r in rs)
         aside = max(r["deferred"] for r in rs)
+        label = f"{n} {tag}" if tag else str(n)
         print(
-            f"{n:>3} {backend:<8} {done:>9} {suspect:>7} {aside:>9} {wall:7.2f} {lab_ms:19.1f} "
-            f"{lab_ms / first_ms[backend]:9.2f}× {cost:8.0f} {work:12.2f}× "
+            f"{label:>9} {backend:<8} {done:>9} {suspect:>7} {aside:>9} {wall:7.2f} "
+            f"{lab_ms:19.1f} {vs(lab_ms / 1000, r0['lab']):>7} {cost:8.0f} {work:10.2f}× "
+            f"{'-' if instr is None else f'{instr / 1e6:.1f}':>15} {vs(instr, r0['instr']):>7} "
+            f"{'-' if calls is None else f'{calls:.0f}':>16} {vs(calls, r0['syscalls']):>7} "
+            f"{'-' if futex is None else f'{futex:.0f}':>13} "
+            f"{'-' if switches is None else f'{switches:.0f}':>14} "
+            f"{vs(switches, r0['switches']):>7} "
             f"{coord:11.2f} {inf:16.2f} {dev:13.2f} "
             f"{floor:8.2f} {wall / floor:10.2f}× {other:12.2f} {busy:12.2f}× "
             f"{med(ls):8.3f}/{p90:.3f}/{max(ls):.3f}"
         )
     print()
+    for b, r0 in ref.items():
+        print(
+            f"reference ({b}): N={first}, the median of {r0['runs']} run(s)"
+            + (" (before and after the bigger N, interleaved)" if len(sizes) > 1 else "")
+            + f": lab CPU {r0['lab'] * 1000:.1f} ms, "
+            + ("instructions -" if r0["instr"] is None else f"{r0['instr'] / 1e6:.1f} M instr")
+            + ", "
+            + ("syscalls -" if r0["syscalls"] is None else f"{r0['syscalls']:.0f} syscalls")
+            + " per device-run"
+        )
     for n in sizes:
         f_, g = rows.get((n, "file")), rows.get((n, "labgrid"))
         if f_ and g:
@@ -571,24 +770,31 @@ def fleet(args) -> int:
                 f"{g['lab_ms'] - f_['lab_ms']:+.1f} ms lab CPU per device-run"
             )
     if len(sizes) > 1:
-        lo, hi = sizes[0], sizes[-1]
+        hi = sizes[-1]
         for backend in ("file", "labgrid"):
-            a, b = rows.get((lo, backend)), rows.get((hi, backend))
-            if a and b:
+            b = rows.get((hi, backend))
+            if b:
                 print(
-                    f"{backend}: lab CPU per device-run N={hi} / N={lo} = "
-                    f"{b['lab_ms'] / a['lab_ms']:.2f}× (a fixed unit of work cost "
-                    f"{b['cost'] / a['cost']:.2f}× as much: the lab's work per device-run "
-                    f"{b['work'] / a['work']:.2f}×); wall/floor at N={hi} = {b['ratio']:.2f}×"
+                    f"{backend}: per device-run N={hi} vs the N={first} reference: lab CPU "
+                    f"{b['lab_vs']:.2f}×, instructions {b['instr_vs']}, system calls "
+                    f"{b['calls_vs']} (a fixed unit of work cost {b['cost']:.2f}× as much: "
+                    f"CPU over unit cost {b['work']:.2f}×); wall/floor at N={hi} = "
+                    f"{b['ratio']:.2f}×"
                 )
     print()
     print("lab CPU: every thread of this process (scheduler, SSH, history, labgrid session),")
     print("  user + system (getrusage RUSAGE_SELF), minus the cost probe's own thread;")
     kids = max((r["children"] for r in rows.values()), default=0.0)
     print(f"  its waited-for child processes, not included: at most {kids:.2f} s per run;")
+    print("vs ref: per device-run, against the reference line below the table (the smallest")
+    print("  N's runs, median); 'N after' rows: the smallest N run again after the bigger N;")
     print("unit µs: thread CPU of a fixed unit of work in the lab process during the run")
-    print("  (CostProbe, median); work vs first: lab CPU per device-run vs the first N,")
-    print("  divided by the unit's cost vs the first N — the lab's own work per device;")
+    print("  (CostProbe, median); work vs ref: lab CPU vs ref divided by the unit's cost vs ref;")
+    print("instr, syscalls, ctx sw: from `perf stat` on every lab thread but the cost probe's")
+    print("  (instructions retired, raw_syscalls:sys_enter, context switches; futex: the system")
+    print("  calls that are lock and GIL hand-overs between threads) — counts that do")
+    print("  not grow with the machine's load as CPU time does; '-': perf could not count it")
+    print(f"  ({perf_why or 'instructions need a PMU, which a VM may not expose'});")
     print("device CPU: the sshds and everything under them (shells, device runners);")
     print(f"floor: device CPU / {cores} cores; other CPU: the rest of the machine (other users);")
     print(f"wall/all-CPU: wall / (machine CPU / {cores}) — 1.0× means the cores never idled.")

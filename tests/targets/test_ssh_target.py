@@ -150,13 +150,127 @@ def test_one_watchdog_thread_watches_every_connection(pi_server):
     try:
         assert PATROL.watching() == before + 4
         assert len(dogs()) == 1
-        ticks = PATROL.ticks
+        time.sleep(2 * TICK_S)  # each new connection had its first look
+        ticks, checks = PATROL.ticks, PATROL.checks
         time.sleep(6 * TICK_S)
         # it keeps looking (about one look per tick, whatever the number of connections)
         assert 2 <= PATROL.ticks - ticks <= 8
+        # and a look costs the connections due then, not all of them: here nothing is due
+        # for seconds (a ping after 10 s of silence), so at most one look at each
+        assert PATROL.checks - checks <= PATROL.watching()
         for t in targets:  # and the connections stay usable
             assert t.run(["echo", "ok"]).stdout == "ok\n"
     finally:
         for t in targets:
             t.close()
     assert PATROL.watching() == before
+
+
+def test_waiting_for_the_exit_status_after_eof_does_not_spin(pi_server, monkeypatch):
+    """sshd sends the end of output when the command closes its stdout and the exit status
+    when it has been reaped; on a loaded host that gap grows. After EOF paramiko keeps the
+    channel readable for good, so a select-based wait returned at once until the status came
+    (a busy loop: ~400 000 selects for a 1 s gap, a full second of the lab's CPU)."""
+    import select
+
+    import edgeq.targets.ssh as ssh_module
+
+    calls = []
+    real = select.select
+
+    def counting(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(ssh_module.select, "select", counting)
+    with _target(pi_server) as t:
+        # output, then stdout and stderr closed a second before the exit status
+        res = t.run(["sh", "-c", "echo early; exec >&- 2>&-; sleep 1; exit 3"], check=False)
+    assert (res.exit_code, res.stdout) == (3, "early\n")
+    assert len(calls) <= 10  # one wait per DRAIN_POLL_S at most, not one per spin
+
+
+def _crowded_server(sshd_factory):
+    """A real sshd that refuses every connection beyond one unauthenticated (`MaxStartups
+    1:100:1`), with that one held open: the next handshake is dropped before its banner —
+    what a crowded exporter host does to a lab's connection storm."""
+    import socket
+    import time
+
+    server = sshd_factory(max_startups="1:100:1")
+    deadline = time.monotonic() + 15
+    while True:  # the server's start-up probe may still count as a startup: hold our own
+        hold = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        if hold.recv(64).startswith(b"SSH-"):
+            return server, hold
+        hold.close()
+        assert time.monotonic() < deadline, "the crowded sshd never answered"
+        time.sleep(0.1)
+
+
+def test_an_abandoned_handshake_leaves_no_traceback_on_stderr(sshd_factory, tmp_path):
+    """paramiko logs a handshake its server dropped ("Error reading SSH protocol banner")
+    at ERROR with a traceback from its own thread; a CLI user sees edgeq's one-line error
+    (exit 3) and no traceback — paramiko's own lines only with --debug."""
+    import subprocess
+    import sys
+
+    from tests.support.config import write_config
+
+    server, hold = _crowded_server(sshd_factory)
+    cfg = write_config(tmp_path / "edgeq.toml", {"pi": server.target_values()})
+    args = ("--target", "pi", "--config", str(cfg), "--json")
+    try:
+        runs = {
+            debug: subprocess.run(
+                [sys.executable, "-m", "edgeq.cli.main", *debug, "doctor", *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for debug in ((), ("--debug",))
+        }
+    finally:
+        hold.close()
+    quiet, loud = runs[()], runs[("--debug",)]
+    assert quiet.returncode == 3 and loud.returncode == 3
+    assert "SSH handshake" in quiet.stdout and "Error reading SSH protocol banner" in quiet.stdout
+    assert "Traceback" not in quiet.stderr and "paramiko" not in quiet.stderr, quiet.stderr
+    # the same failure with --debug: paramiko's record and traceback, as paramiko logs them
+    assert "Error reading SSH protocol banner" in loud.stderr and "Traceback" in loud.stderr
+
+
+def test_a_reader_waiting_for_output_wakes_for_a_stop_at_once(pi_server, pi_workdir):
+    """A command's reader waits up to seconds for output (fewer wake-ups per device-run);
+    a stop request (Ctrl-C, SIGTERM: `interrupts.STOP`) still ends a lab worker's wait at
+    once, and the command's own timeout is kept to the fraction of a second."""
+    import threading
+    import time
+
+    from edgeq import interrupts
+    from edgeq.targets.ssh import DRAIN_WAIT_S
+
+    got: dict = {}
+
+    def worker(t) -> None:
+        t0 = time.monotonic()
+        try:
+            t.run(["sleep", "30"], timeout=60, killable=True)
+        except BaseException as exc:  # the Interrupted the worker must see
+            got["exc"], got["after"] = exc, time.monotonic() - t0
+
+    with _target(pi_server, workdir=str(pi_workdir)) as t:
+        th = threading.Thread(target=worker, args=(t,))
+        th.start()
+        time.sleep(1.0)  # the reader is in its wait by now
+        stopped = time.monotonic()
+        interrupts.STOP.set()
+        th.join(30)
+        woke = time.monotonic() - stopped
+        interrupts.STOP.clear()
+        assert isinstance(got.get("exc"), interrupts.Interrupted), got
+        assert woke < DRAIN_WAIT_S / 2, woke  # not after its next scheduled look
+        t0 = time.monotonic()
+        with pytest.raises(CommandTimeout):
+            t.run(["sleep", "30"], timeout=1.0, killable=True)
+        assert time.monotonic() - t0 < 1.0 + DRAIN_WAIT_S / 2

@@ -15,6 +15,7 @@ signal only prints a note (a second one abandons the cleanup).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -25,8 +26,35 @@ SIGNALS = tuple(
     if s is not None
 )  # fmt: skip
 
-#: Set when a stop signal arrived; cleared when a command starts.
-STOP = threading.Event()
+
+class _StopEvent(threading.Event):
+    """A threading.Event that can also be waited for with `select` beside sockets: its
+    `fileno()` is readable while it is set. A thread that waits for a device's output
+    then wakes for a stop at once, instead of waking every fraction of a second to look."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+
+    def set(self) -> None:
+        super().set()
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._w, b"!")
+
+    def clear(self) -> None:
+        super().clear()
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._r, 512):
+                pass
+
+    def fileno(self) -> int:
+        return self._r
+
+
+#: Set when a stop signal arrived; cleared when a command starts (select()-able).
+STOP = _StopEvent()
 _state = {"signum": signal.SIGINT, "warned": False}
 _local = threading.local()
 

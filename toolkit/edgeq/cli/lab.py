@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -56,11 +56,31 @@ def status_style(status: str) -> str:
 
 class LiveProgress:
     """Per-device progress on stderr: a rich live display on a terminal, one line per
-    event otherwise (cron mails, CI logs)."""
+    event otherwise (cron mails, CI logs).
 
-    def __init__(self) -> None:
-        self.live = not plain()
+    rich redraws every row at each refresh (~0.4 ms a row here): at 256 devices and ten
+    refreshes a second that was ~90 ms per redraw, most of a core — more than the lab's own
+    work per device-run, and growing with the fleet. A lab with more devices than the
+    terminal has rows therefore shows a summary line and the devices at work (as many as
+    fit); queued and finished ones are counted, not drawn (their results come in the table
+    at the end). It refreshes 4 times a second."""
+
+    FINAL = ("done", "quarantined")
+
+    def __init__(self, console: Any = None, live: bool | None = None) -> None:
+        self.console = console or err
+        self.live = (not plain()) if live is None else live
         self.tasks: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
+        #: device -> queued, active or final; how many are in each; final statuses that
+        #: make the run fail (the compact display's summary, kept as events come)
+        self.state: dict[str, str] = {}
+        self.counts = {"queued": 0, "active": 0, "final": 0}
+        self.failing: set[str] = set()
+        self.shown: set[str] = set()
+        #: devices at work not drawn (no row free), in the order they asked for one
+        self.waiting: dict[str, None] = {}
+        self.compact = False
         self.lock = threading.Lock()
         self.progress = Progress(
             TextColumn("[bold]{task.description:<18}"),
@@ -68,9 +88,16 @@ class LiveProgress:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
-            console=err,
+            console=self.console,
             transient=False,
+            refresh_per_second=4,  # phases last seconds; each redraw costs ~0.5 ms a row
         )
+        # the compact display's summary: first in the list, drawn only when compact
+        self.summary = self.progress.add_task("lab", total=1, info="", visible=False)
+
+    def rows(self) -> int:
+        """Device rows the terminal has room for (a summary line and a margin apart)."""
+        return max(5, self.console.size.height - 4)
 
     def __enter__(self) -> LiveProgress:
         if self.live:
@@ -90,9 +117,12 @@ class LiveProgress:
                 self._plain(ev)
                 return
             if ev.device not in self.tasks:
+                self.totals[ev.device] = max(ev.total, 1)
                 self.tasks[ev.device] = self.progress.add_task(
-                    ev.device, total=max(ev.total, 1), info="queued"
+                    ev.device, total=self.totals[ev.device], info="queued"
                 )
+                if not self.compact and len(self.tasks) > self.rows():
+                    self._go_compact()
             task = self.tasks[ev.device]
             message = escape(ev.message[:160])
             info = message
@@ -101,15 +131,72 @@ class LiveProgress:
                 info = f"[{style}]{ev.status.upper()}[/] {message}".strip()
             elif ev.phase in ("waiting", "retry"):
                 info = f"[yellow]{ev.phase}[/] {message}"
-            kw = {"info": info}
+            kw: dict[str, Any] = {"info": info}
             if ev.total:
-                kw["total"] = ev.total
+                kw["total"] = self.totals[ev.device] = ev.total
             if ev.phase == "running" and ev.total:
                 kw["completed"] = ev.done
-            if ev.phase in ("done", "quarantined"):
-                total = self.progress.tasks[task].total or 1
-                kw["completed"] = total
+            if ev.phase in self.FINAL:
+                kw["completed"] = self.totals[ev.device] or 1
+            self._track(ev)
+            if self.compact:
+                kw["visible"] = self._show(ev.device)
             self.progress.update(task, **kw)
+            if self.compact:
+                self._update_summary()
+
+    def _track(self, ev: Event) -> None:
+        now = "queued" if ev.phase == "queued" else "final" if ev.phase in self.FINAL else "active"
+        before = self.state.get(ev.device)
+        if before:
+            self.counts[before] -= 1
+        self.counts[now] += 1
+        self.state[ev.device] = now
+        if now == "final" and ev.status and ev.status not in st.HARMLESS:
+            self.failing.add(ev.device)
+        else:
+            self.failing.discard(ev.device)
+
+    def _go_compact(self) -> None:
+        """More devices than rows: a summary line, and only devices at work drawn."""
+        self.compact = True
+        self.progress.update(self.summary, visible=True)
+        for task in self.tasks.values():
+            self.progress.update(task, visible=False)
+        self.shown.clear()
+        self.waiting.clear()
+        for device in self.tasks:
+            if self.state.get(device) == "active":
+                self.progress.update(self.tasks[device], visible=self._show(device))
+
+    def _show(self, device: str) -> bool:
+        """Whether `device` is drawn now (at work, and a row free); a row it frees goes to
+        the device at work waiting longest for one."""
+        if self.state.get(device) != "active":
+            self.waiting.pop(device, None)
+            if device in self.shown:
+                self.shown.discard(device)
+                while self.waiting and len(self.shown) < self.rows():
+                    other = next(iter(self.waiting))
+                    del self.waiting[other]
+                    self.shown.add(other)
+                    self.progress.update(self.tasks[other], visible=True)
+            return False
+        if device in self.shown or len(self.shown) < self.rows():
+            self.shown.add(device)
+            return True
+        self.waiting[device] = None
+        return False
+
+    def _update_summary(self) -> None:
+        counts = self.counts
+        info = (
+            f"{counts['active']} at work ({len(self.shown)} shown) · {counts['queued']} queued"
+            + (f" · [red]{len(self.failing)} failing[/]" if self.failing else "")
+        )
+        self.progress.update(
+            self.summary, total=len(self.tasks), completed=counts["final"], info=info
+        )
 
     @staticmethod
     def _plain(ev: Event) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..targets import sshquiet
 from . import cache as cache_cli
 from . import common, demo, device, pipeline
 from . import compare as compare_cli
@@ -42,7 +43,8 @@ def root(
         bool,
         typer.Option(
             "--debug",
-            help="Show full tracebacks for every error, and TensorFlow's own log lines.",
+            help="Show full tracebacks for every error, and TensorFlow's and paramiko's own "
+            "log lines.",
         ),
     ] = False,
     version: Annotated[
@@ -58,6 +60,7 @@ def root(
         os.environ.setdefault("EDGEQ_TF_VERBOSE", "1")  # TensorFlow's own lines too
     else:
         common.quiet_tensorflow()
+        sshquiet.quiet_logs()  # a handshake abandoned under load: edgeq's one line, no traceback
 
 
 app.add_typer(demo.app, name="demo")

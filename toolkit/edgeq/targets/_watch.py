@@ -15,6 +15,8 @@ once, and the target turns that into
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -111,6 +113,12 @@ class Watchdog:
             self._ping()
         return False
 
+    def due(self) -> float:
+        """The earliest time `check` could do anything (ping or cut) — from what is known
+        now; data arriving meanwhile only moves it later."""
+        ping = max(self.sock.last_rx, self._last_ping) + self.ping_every
+        return min(ping, self.sock.last_rx + self.limit)
+
     def _ping(self) -> None:
         """Ask for a reply from another thread: a write may block on a silent link."""
         if not self._pinging.acquire(blocking=False):
@@ -145,21 +153,30 @@ class Watchdog:
 
 
 class Patrol:
-    """One thread that looks at every live connection's `Watchdog` each TICK_S; it starts
-    with the first watch and ends after a minute without any."""
+    """One thread that looks at every live connection's `Watchdog` when it is due (a heap
+    of due times, looked at each TICK_S); it starts with the first watch and ends after a
+    minute without any. Each tick costs the connections due then, not all of them: looking
+    at all N every tick made the lab's CPU per device-run grow with the fleet (its wall time
+    grows with N, and so did its ticks × N). While edgeq is being stopped every tick looks
+    at all of them (the silence allowed shrinks to STOP_GRACE_S)."""
 
     IDLE_S = 60.0
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._dogs: set[Watchdog] = set()
+        self._due: list[tuple[float, int, Watchdog]] = []
+        self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         #: looks taken so far (for tests: one thread serves every connection)
         self.ticks = 0
+        #: Watchdog.check calls so far (for tests: connections looked at when due)
+        self.checks = 0
 
     def add(self, dog: Watchdog) -> None:
         with self._cond:
             self._dogs.add(dog)
+            heapq.heappush(self._due, (time.monotonic(), next(self._seq), dog))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="edgeq-ssh-watchdog", daemon=True
@@ -169,28 +186,49 @@ class Patrol:
 
     def discard(self, dog: Watchdog) -> None:
         with self._cond:
-            self._dogs.discard(dog)
+            self._dogs.discard(dog)  # its heap entry is dropped when it comes up
 
     def watching(self) -> int:
         with self._cond:
             return len(self._dogs)
+
+    def _take_due(self, now: float) -> list[Watchdog]:
+        """The watched dogs due by `now` (all of them while stopping); under the lock."""
+        if interrupts.STOP.is_set():
+            self._due = []
+            return list(self._dogs)
+        out = []
+        while self._due and self._due[0][0] <= now:
+            dog = heapq.heappop(self._due)[2]
+            if dog in self._dogs:
+                out.append(dog)
+        return out
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 if not self._dogs and not self._cond.wait_for(lambda: self._dogs, self.IDLE_S):
                     self._thread = None  # under the lock: the next add() starts another
+                    self._due = []
                     return
-                dogs = list(self._dogs)
+                now = time.monotonic()
+                dogs = self._take_due(now)
                 self.ticks += 1
-            now = time.monotonic()
+            later = []
             for dog in dogs:
+                self.checks += 1
                 try:
                     over = dog.check(now)
                 except Exception:
                     over = True
                 if over:
                     self.discard(dog)
+                else:
+                    later.append((max(dog.due(), now + TICK_S / 2), dog))
+            with self._cond:
+                for due, dog in later:
+                    if dog in self._dogs:
+                        heapq.heappush(self._due, (due, next(self._seq), dog))
             time.sleep(TICK_S)
 
 

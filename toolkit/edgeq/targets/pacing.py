@@ -34,8 +34,13 @@ class Pacer:
             raise ValueError("a pacer's limit must be >= 1")
         self.limit = limit
         self.name = name
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._in_flight: dict[str, int] = {}
+        #: per key with waiters: its condition (on the one lock) and how many wait on it;
+        #: a slot freed wakes one waiter of its own key (waking every waiter of every key
+        #: at each release made the wake-ups grow with the square of the waiters)
+        self._queues: dict[str, list] = {}
         #: the most holders one key ever had at once
         self.peak = 0
         #: slots that had to wait, and the seconds they waited in all
@@ -63,7 +68,14 @@ class Pacer:
                 if stop is not None and stop.is_set():
                     break
                 waited = True
-                self._cond.wait(0.5)
+                queue = self._queues.setdefault(key, [threading.Condition(self._lock), 0])
+                queue[1] += 1
+                try:
+                    queue[0].wait(0.5)  # 0.5 s: to see `stop`, or a raised limit
+                finally:
+                    queue[1] -= 1
+                    if not queue[1]:
+                        del self._queues[key]
             n = self._in_flight.get(key, 0) + 1
             self._in_flight[key] = n
             self.peak = max(self.peak, n)
@@ -79,7 +91,9 @@ class Pacer:
                     self._in_flight[key] = left
                 else:
                     del self._in_flight[key]
-                self._cond.notify_all()
+                queue = self._queues.get(key)
+                if queue is not None:
+                    queue[0].notify()
 
     def reset_stats(self) -> None:
         with self._cond:

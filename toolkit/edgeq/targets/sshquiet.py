@@ -1,4 +1,4 @@
-"""Fewer idle wake-ups per SSH connection.
+"""Fewer idle wake-ups per SSH connection, and paramiko's log lines off the CLI's stderr.
 
 paramiko's transport thread reads its socket with a 0.1 s timeout, so every open
 connection wakes 10 times a second to find nothing, taking the GIL each time. A lab holds
@@ -15,6 +15,9 @@ is closed; a blocked read that times out sees that and stops).
 
 from __future__ import annotations
 
+import logging
+import re
+
 #: Seconds paramiko's transport thread waits on an idle socket (paramiko's own: 0.1).
 IDLE_READ_S = 5.0
 
@@ -27,3 +30,37 @@ def quiet(transport) -> None:
             sock.settimeout(IDLE_READ_S)
         except OSError:
             pass  # closed meanwhile: its own error comes with the next use
+
+
+#: paramiko's transport thread logs a failed handshake (a connection abandoned under load:
+#: "Error reading SSH protocol banner", "Bad file descriptor") at ERROR, followed by the
+#: traceback one line per record; edgeq reports the same failure as its own one-line error.
+_TRACEBACK_LINE = re.compile(
+    r"(\s|Traceback \(most recent call last\)|During handling of the above exception"
+    r"|The above exception was the direct cause"
+    r"|[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:|$))"
+)
+
+
+class _OneLineDebug(logging.Handler):
+    """paramiko's records become one DEBUG line each on the `edgeq.ssh` logger (shown only
+    where DEBUG logging is on); the lines of a traceback are dropped."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: nothing worth a line
+            return
+        if not text.strip() or _TRACEBACK_LINE.match(text):
+            return
+        logging.getLogger("edgeq.ssh").debug("paramiko (%s): %s", record.levelname, text)
+
+
+def quiet_logs() -> None:
+    """Keep paramiko's log records (and their tracebacks) off a CLI user's stderr: without
+    logging configured, Python prints WARNING and above from any thread there. Called by
+    the CLI unless --debug (with --debug paramiko logs as it always did). Idempotent."""
+    log = logging.getLogger("paramiko")
+    if not any(isinstance(h, _OneLineDebug) for h in log.handlers):
+        log.addHandler(_OneLineDebug())
+    log.propagate = False
