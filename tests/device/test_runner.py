@@ -172,12 +172,17 @@ def test_loop_is_bounded_by_count_and_time():
     assert n < 10 and elapsed >= 0.1e9
 
 
-def test_benchmark_counts(artifacts):
+def _int8_interpreter(artifacts):
+    """The int8 model in this host's interpreter, allocated, with an all-zero input."""
     cls, _, _ = runner.find_interpreter()
     it = runner.make_interpreter(cls, str(artifacts[0] / "model_int8.tflite"))
     it.allocate_tensors()
     inp = it.get_input_details()[0]
-    sample = runner.quantize_input(np.zeros(inp["shape"], np.float32), inp)
+    return it, runner.quantize_input(np.zeros(inp["shape"], np.float32), inp)
+
+
+def test_benchmark_counts(artifacts):
+    it, sample = _int8_interpreter(artifacts)
     args = argparse.Namespace(warmup_runs=3, warmup_min_s=0, runs=25, min_s=0, max_s=10)
     b = runner.benchmark(it, sample, args)
     assert b["warmup"]["count"] == 3
@@ -186,11 +191,7 @@ def test_benchmark_counts(artifacts):
 
 
 def test_a_real_run_reports_its_steadiest_stretch(artifacts):
-    cls, _, _ = runner.find_interpreter()
-    it = runner.make_interpreter(cls, str(artifacts[0] / "model_int8.tflite"))
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
-    sample = runner.quantize_input(np.zeros(inp["shape"], np.float32), inp)
+    it, sample = _int8_interpreter(artifacts)
     args = argparse.Namespace(warmup_runs=3, warmup_min_s=0, runs=400, min_s=0, max_s=10)
     inv = runner.benchmark(it, sample, args)["latency_ms"]["invoke"]
     assert inv["count"] == 400 and inv["steady_window"] == 50  # 8 windows of 50 invokes
@@ -199,11 +200,7 @@ def test_a_real_run_reports_its_steadiest_stretch(artifacts):
 
 
 def test_timed_runs_live_in_bounded_arrays(artifacts):
-    cls, _, _ = runner.find_interpreter()
-    it = runner.make_interpreter(cls, str(artifacts[0] / "model_int8.tflite"))
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
-    sample = runner.quantize_input(np.zeros(inp["shape"], np.float32), inp)
+    it, sample = _int8_interpreter(artifacts)
     args = argparse.Namespace(warmup_runs=0, warmup_min_s=0, runs=1, min_s=10, max_s=60)
     bufs = runner.sample_buffers(200)
     phases = []

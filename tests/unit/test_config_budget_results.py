@@ -157,6 +157,9 @@ def test_no_reference_no_drop_judgement():
 
 def test_valid_document_passes():
     assert validate_run(_run())["ok"] is True
+    doc = copy.deepcopy(_run())
+    doc["latency_ms"]["invoke"].update(steady_p50=0.45, steady_p90=0.6, steady_window=50)
+    assert validate_run(doc)["latency_ms"]["invoke"]["steady_p50"] == 0.45
 
 
 @pytest.mark.parametrize(
@@ -170,6 +173,13 @@ def test_valid_document_passes():
         (lambda d: d["accuracy"].update(correct=2000), "accuracy.top1"),
         (lambda d: d.pop("environment"), "environment.machine"),
         (lambda d: d["phases_ms"].update(load=float("nan")), "phases_ms.load"),
+        # a device that claims a steadiest stretch faster/slower than its own samples allow
+        (lambda d: d["latency_ms"]["invoke"].update(steady_p50=0.9), "invoke.steady_p50"),
+        (lambda d: d["latency_ms"]["invoke"].update(min=0.4, steady_p50=0.1), "steady_p50"),
+        (
+            lambda d: d["latency_ms"]["invoke"].update(steady_p50=0.4, steady_p90=0.3),
+            "invoke.steady_p90",
+        ),
     ],
 )
 def test_invalid_documents_name_the_key(mutate, fragment):

@@ -33,6 +33,23 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _check_steady(stats: dict[str, Any], kind: str, bad: Any) -> None:
+    """The steadiest stretch is one window of the run's own samples: its p50 cannot be below
+    the run's fastest invoke nor above the run's p50 (the lowest window median is at most
+    the median of all), and its p90 not below its p50. A device that says otherwise would
+    hide a regression from the lab, which judges latency on it."""
+    low, high = stats.get("steady_p50"), stats.get("steady_p90")
+    if low is None:
+        return
+    lo = stats.get("min") if _num(stats.get("min")) else 0.0
+    hi = stats.get("p50") if _num(stats.get("p50")) else math.inf
+    slack = 1e-9 + 1e-6 * abs(hi if math.isfinite(hi) else low)
+    if not lo - slack <= low <= hi + slack:
+        raise bad(f"latency_ms.{kind}.steady_p50", "between the run's min and its p50")
+    if high is not None and high < low - slack:
+        raise bad(f"latency_ms.{kind}.steady_p90", "at least steady_p50")
+
+
 def validate_run(doc: Any, origin: str = "device") -> dict[str, Any]:
     """Check a run document's structure and types; RunnerError (exit 3) names the bad key."""
 
@@ -61,6 +78,7 @@ def validate_run(doc: Any, origin: str = "device") -> dict[str, Any]:
         for k in STAT_KEYS + STEADY_KEYS:
             if k in stats and stats[k] is not None and not _num(stats[k]):
                 raise bad(f"latency_ms.{kind}.{k}", "a finite number or absent")
+        _check_steady(stats, kind, bad)
     phases = doc.get("phases_ms")
     if not isinstance(phases, dict):
         raise bad("phases_ms", "an object")
