@@ -572,10 +572,15 @@ def fleet(args) -> int:
         perf_why = ""
         # the smallest N again after the bigger ones, so that its reference is not one
         # point taken at one moment of the machine's load
-        again = [(k, "after") for k in invs if k[0] == sizes[0]] if len(sizes) > 1 else []
+        # (each `--ref-reps` times: a run of 8 devices is short, and its CPU per device-run
+        # carries the run's fixed costs over only 8, so one run of it is a noisy reference)
+        small = [k for k in invs if k[0] == sizes[0]]
+        again = [(k, "after") for k in small] * args.ref_reps if len(sizes) > 1 else []
         for rep in range(args.reps + 1 + bool(args.profile)):  # rep 0 warms up
             profiling = args.profile and rep == args.reps + 1
-            order = [(k, "") for k in invs] + ([] if rep == 0 or profiling else again)
+            measured = not (rep == 0 or profiling)
+            before = [(k, "") for k in small] * (args.ref_reps if measured else 1)
+            order = before + [(k, "") for k in invs if k not in small] + (again if measured else [])
             for key_, tag in order:
                 n, backend = key_
                 pids = sorted({s.proc.pid for s in serving[:n]})
@@ -820,6 +825,7 @@ def fleet(args) -> int:
         + (f" --runs {args.runs}" if args.runs != LIGHT_RUN["runs"] else "")
         + (" --profile" if args.profile else "")
         + (f" --backends {args.backends}" if args.backends != "file,labgrid" else "")
+        + (f" --ref-reps {args.ref_reps}" if args.ref_reps != 3 else "")
     )
     return 0
 
@@ -849,6 +855,12 @@ def main() -> int:
         type=float,
         default=60.0,
         help="fleet mode: [labgrid] timeout_s, seconds per coordinator request (default 60)",
+    )
+    ap.add_argument(
+        "--ref-reps",
+        type=int,
+        default=3,
+        help="fleet mode: runs of the smallest N before and after the others (default 3)",
     )
     ap.add_argument(
         "--backends", default="file,labgrid", help="fleet mode: file, labgrid or both (default)"

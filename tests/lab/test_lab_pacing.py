@@ -122,3 +122,70 @@ def test_a_device_failing_while_the_lab_is_crowded_is_set_aside_not_quarantined(
     finally:
         history.close()
     assert [r["status"] for r in rows] == ["pass"]  # the set-aside attempt left no record
+
+
+def test_handshakes_are_bounded_over_all_sshds_together(tmp_path, monkeypatch):
+    """Four real sshds, three devices each, all twelve opened at once: at most 3 per sshd
+    and, over the four, at most 2 handshakes in flight (the lab's connect_total)."""
+    if sshd.available():
+        pytest.skip(sshd.available())
+    per_host, total = pacing.Pacer(3), pacing.Pacer(2)
+    monkeypatch.setattr(pacing, "CONNECTIONS", per_host)
+    monkeypatch.setattr(pacing, "SETUPS", total)
+    servers = [sshd.SshServer(tmp_path / f"s{i}", extra_config=PI_SSHD).start() for i in range(4)]
+    try:
+        configs = [
+            validate_target(f"pi{i}", servers[i % 4].target_values(), "test") for i in range(12)
+        ]
+        start = threading.Barrier(12)
+
+        def one(config):
+            target = make_target(config)
+            start.wait()
+            with target:
+                return target.run("echo ok").stdout.strip()
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(one, configs))
+    finally:
+        for s in servers:
+            s.stop()
+    assert answers == ["ok"] * 12
+    assert total.peak == 2  # never more than 2 set-ups at once, whichever sshd
+    assert total.waits >= 9  # ten had to wait for one of the two slots
+    assert per_host.peak <= 3
+    assert total.in_flight() == 0 and per_host.in_flight() == 0
+
+
+def test_the_lab_sets_its_total_bound_from_the_inventory(
+    tmp_path, pi_python, artifacts, lab_sections, monkeypatch
+):
+    folder, _ = artifacts
+    monkeypatch.setattr(pacing, "SETUPS", pacing.Pacer(8))
+    srv = sshd.SshServer(tmp_path / "one", extra_config=PI_SSHD).start()
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    lab_sections["lab"].update(models=[str(folder / "model_int8.tflite")], connect_total=1)
+    try:
+        run = run_lab(
+            load_inventory(
+                write_inventory(
+                    tmp_path / "lab.toml",
+                    lab_sections,
+                    {"pi": srv.target_values(python=pi_python, workdir=str(wd))},
+                )
+            )
+        )
+    finally:
+        srv.stop()
+    assert run.ok
+    assert pacing.SETUPS.limit == 1 and pacing.SETUPS.peak == 1
+
+
+def test_connect_total_must_be_at_least_one(tmp_path, lab_sections):
+    from edgeq.errors import UsageError
+
+    lab_sections["lab"].update(connect_total=0)
+    path = write_inventory(tmp_path / "lab.toml", lab_sections, {"pi": {"transport": "local"}})
+    with pytest.raises(UsageError, match="connect_total"):
+        load_inventory(path)

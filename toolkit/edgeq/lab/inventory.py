@@ -83,6 +83,14 @@ LAB_FIELDS: dict[str, Field] = {
         "`parallel` is; below OpenSSH's MaxStartups (10)",
         minimum=1,
     ),
+    "connect_total": Field(
+        (int,),
+        8,
+        "connection set-ups in flight over all addresses together (a handshake is CPU "
+        "work for this host: more at once finish none sooner); raise it for devices "
+        "many milliseconds away",
+        minimum=1,
+    ),
     "health_per_host": Field(
         (int,), 4, "health checks in flight per address (devices behind one host)", minimum=1
     ),

@@ -14,7 +14,8 @@ busy (held by somebody else for longer than lock_timeout_s). `LabRun.exit_code` 
 every selected device ran (or was busy) and every result passed, else 1.
 
 A lab of hundreds of devices must not fail devices with its own load. Connection set-ups
-are paced per address (`targets.pacing`, `connect_per_host`), and so are health checks
+are paced per address (`targets.pacing`, `connect_per_host`) and over all addresses
+(`connect_total`), and health checks per address
 (`health_per_host`), whatever `parallel` is. While more devices are leased or running than
 CROWDED_PER_CORE per core of this host, the lab is *crowded*: a connection error or a
 timed-out command gets `crowded_retries` more attempts (`retry.RetryPolicy`), and a device
@@ -605,6 +606,7 @@ def run_lab(
     history.start_run(run_id, started, inv.source, inv.sha256, command, settings, provenance())
     lab = Lab(inv, history, run_id, artifacts, data_path, on_event)
     pacing.CONNECTIONS.limit = int(inv.lab["connect_per_host"])
+    pacing.SETUPS.limit = int(inv.lab["connect_total"])
     for d in devices:
         lab.event(d.name, "queued", "", total=len(lab.models_for(d)))
     status = "interrupted"

@@ -160,7 +160,11 @@ class Target(ABC):
 
     def open(self) -> Target:
         if not self._open:
-            with pacing.CONNECTIONS.slot(self.pace_key()):
+            key = self.pace_key()
+            with (
+                pacing.CONNECTIONS.slot(key),
+                pacing.SETUPS.slot(None if key is None else pacing.ALL),
+            ):
                 self._connect()
             self._open = True
         return self

@@ -8,6 +8,15 @@ late: a lab that opens every connection at the same moment makes its own failure
 every `Target.open()` waits for a slot of its address (`Target.pace_key()`; None: not
 paced) — `PER_HOST` (8, below MaxStartups' 10) at a time — whatever `--parallel` is.
 
+Set-ups are also bounded over all addresses together: at most `TOTAL` (8) in flight in
+the process (`SETUPS`, the lab's `connect_total`). A handshake is CPU work for this host
+(key exchange, authentication, Python on every packet, all under one GIL), so more of them
+at once than that finishes none sooner; what it did do, measured (`bench/lab_scaling.py`,
+256 devices on 256 addresses, 2 cores): 256 handshakes queued on the GIL at once, each
+waiting thread waking every 5 ms to ask for it — 6,000 futex calls per device-run against
+600 for 8 devices, and 1.4–1.7x the lab CPU per device-run. With the bound, both stay flat.
+A thread waiting for a slot here sleeps until one is freed for it.
+
 `Pacer` is also what the lab uses to pace its health checks per address (its own
 instance: a health check opens a connection inside its slot, so the two must not share
 one). `peak` and `waits` are kept for tests and benchmarks.
@@ -22,6 +31,10 @@ from contextlib import contextmanager
 
 #: Connection set-ups in flight per address (below OpenSSH's MaxStartups start of 10).
 PER_HOST = 8
+#: Connection set-ups in flight in the whole process, over all addresses.
+TOTAL = 8
+#: The one key of `SETUPS`.
+ALL = "*"
 
 
 class Pacer:
@@ -101,5 +114,7 @@ class Pacer:
             self.waits, self.waited_s = 0, 0.0
 
 
-#: The process-wide pacer of `Target.open()`.
+#: The process-wide pacer of `Target.open()`, per address...
 CONNECTIONS = Pacer(PER_HOST)
+#: ... and over all addresses (taken inside an address's slot, always in that order).
+SETUPS = Pacer(TOTAL, "connection set-ups, all addresses")
