@@ -6,6 +6,7 @@ run again after the others — never quarantined, never recorded as a failure.""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -189,3 +190,43 @@ def test_connect_total_must_be_at_least_one(tmp_path, lab_sections):
     path = write_inventory(tmp_path / "lab.toml", lab_sections, {"pi": {"transport": "local"}})
     with pytest.raises(UsageError, match="connect_total"):
         load_inventory(path)
+
+
+def test_a_device_slow_to_answer_tcp_holds_no_handshake_slot(tmp_path, monkeypatch):
+    """With one handshake slot for the whole process, a device whose TCP connect takes
+    1.5 s (powered off: its SYNs unanswered until the timeout) must not hold up another
+    device's handshake: the bound is taken after the TCP connect."""
+    from edgeq.targets import _watch
+
+    if sshd.available():
+        pytest.skip(sshd.available())
+    monkeypatch.setattr(pacing, "SETUPS", pacing.Pacer(1))
+    srv = sshd.SshServer(tmp_path / "s", extra_config=PI_SSHD).start()
+    real = _watch.WatchedSocket.connect.__func__
+    seen = {}
+
+    def connect(cls, host, port, timeout):
+        if threading.current_thread().name == "slow":
+            seen["slots held while connecting"] = pacing.SETUPS.in_flight()
+            threading.Event().wait(1.5)
+        return real(cls, host, port, timeout)
+
+    monkeypatch.setattr(_watch.WatchedSocket, "connect", classmethod(connect))
+    done = {}
+
+    def open_one(name):
+        target = make_target(validate_target(name, srv.target_values(), "test"))
+        with target:
+            target.run("true")
+        done[name] = time.monotonic()
+
+    try:
+        slow = threading.Thread(target=open_one, args=("slow",), name="slow")
+        slow.start()
+        threading.Event().wait(0.2)  # the slow one is in its TCP connect now
+        open_one("fast")
+        slow.join(30)
+    finally:
+        srv.stop()
+    assert seen["slots held while connecting"] == 0
+    assert done["fast"] < done["slow"]  # the fast device's handshake did not wait for it

@@ -86,9 +86,9 @@ LAB_FIELDS: dict[str, Field] = {
     "connect_total": Field(
         (int,),
         8,
-        "connection set-ups in flight over all addresses together (a handshake is CPU "
-        "work for this host: more at once finish none sooner); raise it for devices "
-        "many milliseconds away",
+        "SSH handshakes in flight over all addresses together (a handshake is CPU work "
+        "for this host: more at once finish none sooner); raise it for devices many "
+        "milliseconds away",
         minimum=1,
     ),
     "health_per_host": Field(

@@ -160,11 +160,7 @@ class Target(ABC):
 
     def open(self) -> Target:
         if not self._open:
-            key = self.pace_key()
-            with (
-                pacing.CONNECTIONS.slot(key),
-                pacing.SETUPS.slot(None if key is None else pacing.ALL),
-            ):
+            with pacing.CONNECTIONS.slot(self.pace_key()):
                 self._connect()
             self._open = True
         return self

@@ -8,8 +8,9 @@ late: a lab that opens every connection at the same moment makes its own failure
 every `Target.open()` waits for a slot of its address (`Target.pace_key()`; None: not
 paced) — `PER_HOST` (8, below MaxStartups' 10) at a time — whatever `--parallel` is.
 
-Set-ups are also bounded over all addresses together: at most `TOTAL` (8) in flight in
-the process (`SETUPS`, the lab's `connect_total`). A handshake is CPU work for this host
+SSH handshakes are also bounded over all addresses together: at most `TOTAL` (8) in
+flight in the process (`SETUPS`, the lab's `connect_total`), taken after the TCP connect
+(waiting for a powered-off device holds no slot). A handshake is CPU work for this host
 (key exchange, authentication, Python on every packet, all under one GIL), so more of them
 at once than that finishes none sooner; what it did do, measured (`bench/lab_scaling.py`,
 256 devices on 256 addresses, 2 cores): 256 handshakes queued on the GIL at once, each
@@ -116,5 +117,6 @@ class Pacer:
 
 #: The process-wide pacer of `Target.open()`, per address...
 CONNECTIONS = Pacer(PER_HOST)
-#: ... and over all addresses (taken inside an address's slot, always in that order).
-SETUPS = Pacer(TOTAL, "connection set-ups, all addresses")
+#: ... and the SSH handshakes over all addresses (taken inside an address's slot, always
+#: in that order).
+SETUPS = Pacer(TOTAL, "SSH handshakes, all addresses")

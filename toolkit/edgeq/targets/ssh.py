@@ -37,7 +37,7 @@ from ..errors import (
     tail,
 )
 from ..fields import Field, f
-from . import hostkeys, register, sshquiet
+from . import hostkeys, pacing, register, sshquiet
 from ._process import Capped
 from .base import CommandResult, Target
 
@@ -191,7 +191,10 @@ class SshTarget(Target):
         try:
             sock = WatchedSocket.connect(self.host, self.port, conn.connect_timeout)
             conn.connect_kwargs["sock"] = sock
-            conn.open()
+            # the handshake is CPU work of this host: bounded over all devices (`pacing`);
+            # the TCP connect above is not (a powered-off device must not hold a slot)
+            with pacing.SETUPS.slot(pacing.ALL, interrupts.STOP):
+                conn.open()
         except paramiko.BadHostKeyException as exc:
             got, kind = fingerprint(exc.key), _key_file_kind(exc.key.get_name())
             label = self._host_label()
