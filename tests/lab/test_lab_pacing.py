@@ -183,13 +183,77 @@ def test_the_lab_sets_its_total_bound_from_the_inventory(
     assert pacing.SETUPS.limit == 1 and pacing.SETUPS.peak == 1
 
 
-def test_connect_total_must_be_at_least_one(tmp_path, lab_sections):
+@pytest.mark.parametrize("key", ["connect_total", "health_total"])
+def test_lab_wide_bounds_must_be_at_least_one(tmp_path, lab_sections, key):
     from edgeq.errors import UsageError
 
-    lab_sections["lab"].update(connect_total=0)
+    lab_sections["lab"].update({key: 0})
     path = write_inventory(tmp_path / "lab.toml", lab_sections, {"pi": {"transport": "local"}})
-    with pytest.raises(UsageError, match="connect_total"):
+    with pytest.raises(UsageError, match=key):
         load_inventory(path)
+
+
+def test_a_holder_past_hold_s_stops_counting():
+    """One place, held for 2 s by a check that hangs: with hold_s = 0.3 the next one gets
+    in after ~0.3 s (a waiter looks again every 0.5 s at most), not after 2 s."""
+    pacer = pacing.Pacer(1, hold_s=0.3)
+    holding, release = threading.Event(), threading.Event()
+
+    def hang():
+        with pacer.slot("k"):
+            holding.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hang)
+    t.start()
+    holding.wait(5)
+    t0 = time.monotonic()
+    with pacer.slot("k"):
+        waited = time.monotonic() - t0
+        assert pacer.in_flight("k") == 2  # the hung one still runs
+    release.set()
+    t.join(5)
+    assert 0.25 <= waited < 1.5
+    assert pacer.peak == 1  # never two counted at once
+    assert pacer.in_flight() == 0
+
+
+def test_health_checks_are_bounded_over_the_whole_lab(
+    tmp_path, pi_python, artifacts, lab_sections, monkeypatch
+):
+    """Four devices on four sshds, parallel = 4, health_total = 1: one check at a time."""
+    folder, _ = artifacts
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real_check = scheduler_mod.health_check
+
+    def counted(*a, **k):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            return real_check(*a, **k)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(scheduler_mod, "health_check", counted)
+    servers = [sshd.SshServer(tmp_path / f"s{i}", extra_config=PI_SSHD).start() for i in range(4)]
+    devices = {}
+    for i, srv in enumerate(servers):
+        (tmp_path / f"wd{i}").mkdir()
+        devices[f"pi{i}"] = srv.target_values(python=pi_python, workdir=str(tmp_path / f"wd{i}"))
+    lab_sections["lab"].update(
+        models=[str(folder / "model_int8.tflite")], parallel=4, health_total=1
+    )
+    try:
+        run = run_lab(load_inventory(write_inventory(tmp_path / "lab.toml", lab_sections, devices)))
+    finally:
+        for s in servers:
+            s.stop()
+    assert run.ok, [r.reason for r in run.results]
+    assert len(run.results) == 4
+    assert most[0] == 1
 
 
 def test_a_device_slow_to_answer_tcp_holds_no_handshake_slot(tmp_path, monkeypatch):

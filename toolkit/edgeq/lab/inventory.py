@@ -94,6 +94,13 @@ LAB_FIELDS: dict[str, Field] = {
     "health_per_host": Field(
         (int,), 4, "health checks in flight per address (devices behind one host)", minimum=1
     ),
+    "health_total": Field(
+        (int,),
+        16,
+        "health checks in flight over the whole lab (each one's place is freed after "
+        "10 s even if it goes on); raise it for many devices with slow checks",
+        minimum=1,
+    ),
     "crowded_retries": Field(
         (int,),
         2,

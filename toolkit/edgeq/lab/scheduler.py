@@ -66,6 +66,9 @@ S = st.Status
 
 #: More devices in flight than this per core of the lab host: the lab is crowded.
 CROWDED_PER_CORE = 4
+#: Seconds after which a health check no longer holds one of the lab-wide places
+#: (`health_total`): a device that hangs or is off cannot keep the others waiting.
+HEALTH_HOLD_S = 10.0
 
 
 class Deferred(Exception):
@@ -220,6 +223,12 @@ class Lab:
         #: the calm pass (devices set aside run again, few at a time): nothing is lab-made
         self.calm = False
         self.health_pacer = pacing.Pacer(int(inv.lab["health_per_host"]), "health checks")
+        #: over all addresses: 256 checks at once kept the lab's threads queueing for the
+        #: GIL (futex calls per device-run 5x those of 8 devices); a check that takes
+        #: longer than HEALTH_HOLD_S (a device powered off) stops holding its place
+        self.health_all = pacing.Pacer(
+            int(inv.lab["health_total"]), "health checks, all addresses", HEALTH_HOLD_S
+        )
 
     def crowded(self) -> bool:
         """Whether the lab crowds its hosts now (its own failures are then possible)."""
@@ -386,7 +395,11 @@ class Lab:
     ) -> DeviceOutcome:
         self.event(dev.name, "health", "checking", total=len(arts))
         policy = self.policy(dev)
-        with self.health_pacer.slot(dev.pace_key, self.stop):
+        key = dev.pace_key
+        with (
+            self.health_pacer.slot(key, self.stop),
+            self.health_all.slot(None if key is None else pacing.ALL, self.stop),
+        ):
             checked = health_check(
                 dev,
                 self.settings_for(dev),

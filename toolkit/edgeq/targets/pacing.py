@@ -25,6 +25,7 @@ one). `peak` and `waits` are kept for tests and benchmarks.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -41,13 +42,22 @@ ALL = "*"
 class Pacer:
     """A bounded number of holders per key; `slot(key)` waits for one (a None key: no wait).
 
-    `limit` may be changed while in use (it applies to the next waiter)."""
+    `limit` may be changed while in use (it applies to the next waiter). `hold_s`: a holder
+    stops counting against the limit after that many seconds (it keeps running; a device
+    that hangs, or is powered off and waits for its connect timeout, cannot keep others
+    out longer than that)."""
 
-    def __init__(self, limit: int = PER_HOST, name: str = "connection set-ups") -> None:
+    def __init__(
+        self, limit: int = PER_HOST, name: str = "connection set-ups", hold_s: float | None = None
+    ) -> None:
         if limit < 1:
             raise ValueError("a pacer's limit must be >= 1")
         self.limit = limit
         self.name = name
+        self.hold_s = hold_s
+        #: with hold_s: per key, when each holder took its slot
+        self._since: dict[str, dict[int, float]] = {}
+        self._tokens = itertools.count()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._in_flight: dict[str, int] = {}
@@ -60,6 +70,12 @@ class Pacer:
         #: slots that had to wait, and the seconds they waited in all
         self.waits = 0
         self.waited_s = 0.0
+
+    def _counted(self, key: str, now: float) -> int:
+        """Holders of `key` that count against the limit now (lock held)."""
+        if self.hold_s is None:
+            return self._in_flight.get(key, 0)
+        return sum(1 for t in self._since.get(key, {}).values() if now - t < self.hold_s)
 
     def in_flight(self, key: str | None = None) -> int:
         """Holders of `key` now (None: of every key)."""
@@ -77,8 +93,9 @@ class Pacer:
             return
         t0 = time.monotonic()
         waited = False
+        token = next(self._tokens)
         with self._cond:
-            while self._in_flight.get(key, 0) >= self.limit:
+            while self._counted(key, time.monotonic()) >= self.limit:
                 if stop is not None and stop.is_set():
                     break
                 waited = True
@@ -90,9 +107,11 @@ class Pacer:
                     queue[1] -= 1
                     if not queue[1]:
                         del self._queues[key]
-            n = self._in_flight.get(key, 0) + 1
-            self._in_flight[key] = n
-            self.peak = max(self.peak, n)
+            now = time.monotonic()
+            self.peak = max(self.peak, self._counted(key, now) + 1)
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            if self.hold_s is not None:
+                self._since.setdefault(key, {})[token] = now
             if waited:
                 self.waits += 1
                 self.waited_s += time.monotonic() - t0
@@ -105,6 +124,11 @@ class Pacer:
                     self._in_flight[key] = left
                 else:
                     del self._in_flight[key]
+                if self.hold_s is not None:
+                    since = self._since[key]
+                    del since[token]
+                    if not since:
+                        del self._since[key]
                 queue = self._queues.get(key)
                 if queue is not None:
                     queue[0].notify()
