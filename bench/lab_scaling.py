@@ -43,37 +43,37 @@ started by the warm-up, is not among them), its total calls per device-run — a
 load does not change — and its top entries by own time per device-run (the profiled run is
 not in the table: cProfile slows what it watches).
 
-Measured 2026-12-04 21:37–21:51 UTC (`--fleet 8,64,128,256 --reps 1`, one run each after a
-warm-up, load 20–99; "ref": the median of the N = 8 runs before and after the others —
-53.7 ms and 1 678 system calls per device-run for file, 67.8 ms and 1 903 for labgrid):
+`--ref-reps K` (default 3): the smallest N runs K times before and K times after the
+others; its reference is the median of those 2K runs (a run of 8 devices is short, and its
+CPU per device-run carries the run's fixed costs over only 8: one run is a noisy reference).
+`--devices-idle`: every emulated device (its sshd and all under it) runs SCHED_IDLE, so it
+gets only the CPU the lab leaves, as a real device, which has its own.
+
+Measured 2026-12-05 00:22–00:34 UTC (`--fleet 8,64,128,256 --reps 1`, load 7–42; "ref":
+the median of six N = 8 runs, 37.7 ms and 1 662 system calls per device-run for file,
+47.4 ms and 1 931 for labgrid):
 
       N backend measured w/floor  CPU/run vs ref syscalls (futex) vs ref coord s lease med/max s
-      8 file         8/8   2.19×  59.7 ms  1.11×      1 741 (618)  1.04×       -     0.008/0.032
-      8 labgrid      8/8   1.38×  76.8 ms  1.13×      1 933 (702)  1.02×    0.12     0.051/0.103
-     64 file       64/64   1.20×  66.5 ms  1.24×    3 686 (2 731)  2.20×       -     0.030/0.390
-     64 labgrid    64/64   1.14×  61.4 ms  0.91×    3 314 (2 244)  1.74×    0.91     0.476/2.227
-    128 file     128/128   1.11×  69.4 ms  1.29×    5 168 (4 245)  3.08×       -     0.090/2.323
-    128 labgrid  128/128   1.21×  77.7 ms  1.15×    5 654 (4 629)  2.97×    1.88     1.879/8.061
-    256 file     256/256   1.17×  74.0 ms  1.38×    6 847 (5 930)  4.08×       -     0.249/3.022
-    256 labgrid  256/256   1.25× 108.5 ms  1.60×    9 589 (8 570)  5.04×    3.96     20.33/36.08
-8 after file         8/8   1.87×  47.6 ms  0.89×      1 616 (520)  0.96×       -     0.007/0.015
-8 after labgrid      8/8   2.13×  58.7 ms  0.87×      1 872 (637)  0.98×    0.10     0.064/0.087
+      8 file         8/8   1.51×  37.4 ms  0.99×      1 675 (569)  1.01×       -     0.005/0.016
+      8 labgrid      8/8   1.48×  47.1 ms  0.99×      1 897 (657)  0.98×    0.08     0.041/0.081
+     64 file       64/64   1.29×  44.5 ms  1.18×    2 250 (1 241)  1.35×       -     0.003/0.022
+     64 labgrid    64/64   1.15×  51.4 ms  1.08×    2 395 (1 282)  1.24×    0.79     0.283/0.384
+    128 file     128/128   1.11×  48.9 ms  1.30×    2 454 (1 460)  1.48×       -     0.003/0.034
+    128 labgrid  128/128   1.19×  57.5 ms  1.21×    2 855 (1 760)  1.48×    1.62     0.567/0.873
+    256 file     256/256   1.10×  47.3 ms  1.25×    2 449 (1 454)  1.47×       -     0.003/0.045
+    256 labgrid  256/256   1.19×  54.6 ms  1.15×    2 988 (1 904)  1.55×    3.31      3.89/9.43
+8 after file         8/8   1.35×  41.5 ms  1.10×    1 661 (555)    1.00×       -     0.004/0.023
+8 after labgrid      8/8   1.58×  54.1 ms  1.14×    1 965 (726)    1.02×    0.09     0.043/0.079
 
-(CPU/run, syscalls: per device-run; context switches per device-run grow 521 → 3 389 file,
-615 → 4 823 labgrid.) Instructions: "-" on this VM (no PMU). What grows with N is the
-futex calls — lock and GIL hand-overs between the lab's threads (a worker and an SSH
-transport thread per device): the other system calls per device-run stay at ~1 100 →
-~900 from N = 8 to 256, and the profile's Python calls per device-run are flat (8 → 128:
-77 450 → 77 185 file, 78 146 → 78 243 labgrid). The ≤ 1.2× target on lab CPU per
-device-run is NOT met at N = 256 (1.38× file, 1.60× labgrid). Part of why: removing the
-reader's busy loop after EOF lowered the N = 8 reference (53.7 / 67.8 ms, against quiet
-N = 8 medians of 76 / 80 ms before) — the loop spun where the reader had CPU to spare,
-so mostly at small N (profile: 490–950 selects per device-run at N = 8, ~25 at 128).
+A second run of the file inventory (`--fleet 8,256 --backends file --reps 1`, load 3–34):
+48.6 ms per device-run at N = 256 against a 43.9 ms reference, 1.11×. Before the lab
+bounded its SSH handshakes (`connect_total`) and health checks (`health_total`) over all
+addresses, N = 256 cost 60–81 ms per device-run and 5 400–6 800 futex calls (threads
+queueing for the GIL); see docs/lab-multi-host.md, "Measured".
 
-128 devices on 8 sshd (`--fleet 128 --shared-sshd 8 --parallel 128 --reps 1`, load 40–56):
-128/128 measured in both backends, wall/floor 1.18× file, 1.15× labgrid, lab CPU 57.3 ms
-per device-run in each, 4 066 / 4 306 system calls per device-run, labgrid leases median
-3.9 s (max 7.0 s), coordinator CPU 1.4 s.
+128 devices on 8 sshd (`--fleet 128 --shared-sshd 8 --parallel 128 --reps 1`, load 31–37):
+128/128 measured in both backends, wall/floor 1.13× file, 1.14× labgrid, lab CPU 43.6 /
+50.0 ms per device-run, labgrid leases median 0.35 s (max 1.09 s), coordinator CPU 1.24 s.
 
 Run from the repository root (needs root for the test sshd, like the tests):
 

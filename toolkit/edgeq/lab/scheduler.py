@@ -15,13 +15,13 @@ every selected device ran (or was busy) and every result passed, else 1.
 
 A lab of hundreds of devices must not fail devices with its own load. Connection set-ups
 are paced per address (`targets.pacing`, `connect_per_host`), SSH handshakes also over
-all addresses (`connect_total`), and health checks per address
-(`health_per_host`), whatever `parallel` is. While more devices are leased or running than
-CROWDED_PER_CORE per core of this host, the lab is *crowded*: a connection error or a
-timed-out command gets `crowded_retries` more attempts (`retry.RetryPolicy`), and a device
-that still fails that way is neither quarantined nor recorded (nor tagged unhealthy on
-labgrid): it is set aside and run again, a few at a time, after the others. Only a failure
-in that calm pass is the device's own.
+all addresses (`connect_total`), and health checks per address (`health_per_host`) and
+over the whole lab (`health_total`), whatever `parallel` is. While more devices are
+leased or running than CROWDED_PER_CORE per core of this host, the lab is *crowded*: a
+connection error or a timed-out command gets `crowded_retries` more attempts
+(`retry.RetryPolicy`), and a device that still fails that way is neither quarantined nor
+recorded (nor tagged unhealthy on labgrid): it is set aside and run again, a few at a
+time, after the others. Only a failure in that calm pass is the device's own.
 """
 
 from __future__ import annotations
