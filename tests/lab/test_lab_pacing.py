@@ -31,6 +31,21 @@ def strict_sshd(tmp_path):
     server.stop()
 
 
+@pytest.fixture()
+def four_sshds(tmp_path):
+    """Four real sshds (four addresses), stopped afterwards even if one failed to start."""
+    if sshd.available():
+        pytest.skip(sshd.available())
+    servers = []
+    try:
+        for i in range(4):
+            servers.append(sshd.SshServer(tmp_path / f"s{i}", extra_config=PI_SSHD).start())
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+
+
 def test_handshakes_to_one_sshd_are_paced(strict_sshd, monkeypatch):
     pacer = pacing.Pacer(3)
     monkeypatch.setattr(pacing, "CONNECTIONS", pacer)
@@ -125,32 +140,25 @@ def test_a_device_failing_while_the_lab_is_crowded_is_set_aside_not_quarantined(
     assert [r["status"] for r in rows] == ["pass"]  # the set-aside attempt left no record
 
 
-def test_handshakes_are_bounded_over_all_sshds_together(tmp_path, monkeypatch):
+def test_handshakes_are_bounded_over_all_sshds_together(four_sshds, monkeypatch):
     """Four real sshds, three devices each, all twelve opened at once: at most 3 per sshd
     and, over the four, at most 2 handshakes in flight (the lab's connect_total)."""
-    if sshd.available():
-        pytest.skip(sshd.available())
     per_host, total = pacing.Pacer(3), pacing.Pacer(2)
     monkeypatch.setattr(pacing, "CONNECTIONS", per_host)
     monkeypatch.setattr(pacing, "SETUPS", total)
-    servers = [sshd.SshServer(tmp_path / f"s{i}", extra_config=PI_SSHD).start() for i in range(4)]
-    try:
-        configs = [
-            validate_target(f"pi{i}", servers[i % 4].target_values(), "test") for i in range(12)
-        ]
-        start = threading.Barrier(12)
+    configs = [
+        validate_target(f"pi{i}", four_sshds[i % 4].target_values(), "test") for i in range(12)
+    ]
+    start = threading.Barrier(12)
 
-        def one(config):
-            target = make_target(config)
-            start.wait()
-            with target:
-                return target.run("echo ok").stdout.strip()
+    def one(config):
+        target = make_target(config)
+        start.wait()
+        with target:
+            return target.run("echo ok").stdout.strip()
 
-        with ThreadPoolExecutor(12) as pool:
-            answers = list(pool.map(one, configs))
-    finally:
-        for s in servers:
-            s.stop()
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(one, configs))
     assert answers == ["ok"] * 12
     assert total.peak == 2  # never more than 2 set-ups at once, whichever sshd
     assert total.waits >= 9  # ten had to wait for one of the two slots
@@ -221,7 +229,7 @@ def test_a_holder_past_hold_s_stops_counting():
 
 
 def test_health_checks_are_bounded_over_the_whole_lab(
-    tmp_path, pi_python, artifacts, lab_sections, monkeypatch
+    tmp_path, four_sshds, pi_python, artifacts, lab_sections, monkeypatch
 ):
     """Four devices on four sshds, parallel = 4, health_total = 1: one check at a time."""
     folder, _ = artifacts
@@ -240,19 +248,14 @@ def test_health_checks_are_bounded_over_the_whole_lab(
                 inside[0] -= 1
 
     monkeypatch.setattr(scheduler_mod, "health_check", counted)
-    servers = [sshd.SshServer(tmp_path / f"s{i}", extra_config=PI_SSHD).start() for i in range(4)]
     devices = {}
-    for i, srv in enumerate(servers):
+    for i, srv in enumerate(four_sshds):
         (tmp_path / f"wd{i}").mkdir()
         devices[f"pi{i}"] = srv.target_values(python=pi_python, workdir=str(tmp_path / f"wd{i}"))
     lab_sections["lab"].update(
         models=[str(folder / "model_int8.tflite")], parallel=4, health_total=1
     )
-    try:
-        run = run_lab(load_inventory(write_inventory(tmp_path / "lab.toml", lab_sections, devices)))
-    finally:
-        for s in servers:
-            s.stop()
+    run = run_lab(load_inventory(write_inventory(tmp_path / "lab.toml", lab_sections, devices)))
     assert run.ok, [r.reason for r in run.results]
     assert len(run.results) == 4
     assert most[0] == 1
