@@ -203,7 +203,7 @@ def test_lab_wide_bounds_must_be_at_least_one(tmp_path, lab_sections, key):
 
 def test_a_holder_past_hold_s_stops_counting():
     """One place, held by a check that hangs (5 s): with hold_s = 0.3 the next one gets in
-    once the hung one is 0.3 s old (a waiter looks again every 0.5 s at most), long
+    once the hung one is 0.3 s old (the first waiter wakes when it stops counting), long
     before the hung one ends."""
     pacer = pacing.Pacer(1, hold_s=0.3)
     holding, release = threading.Event(), threading.Event()

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import deploy as deploy_mod
-from .. import fsutil, paths
+from .. import fsutil, interrupts, paths
 from .. import status as st
 from ..changes import describe, what_changed
 from ..compat import UnsupportedOp
@@ -211,7 +211,8 @@ class Lab:
         self.data_path = data_path
         self._on_event = on_event
         self._event_lock = threading.Lock()
-        self.stop = threading.Event()
+        #: set to stop (Ctrl-C): wakes the pacers' waiters at once
+        self.stop = interrupts.WakingEvent()
         #: results the history could not take (it stayed locked), kept to be saved aside
         self.unrecorded: list[ResultRecord] = []
         #: results written to the history so far (kept if the run stops early)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,34 +44,62 @@ ALL = "*"
 class Pacer:
     """A bounded number of holders per key; `slot(key)` waits for one (a None key: no wait).
 
-    `limit` may be changed while in use (it applies to the next waiter). `hold_s`: a holder
-    stops counting against the limit after that many seconds (it keeps running; a device
-    that hangs, or is powered off and waits for its connect timeout, cannot keep others
-    out longer than that)."""
+    `limit` may be changed while in use. `hold_s`: a holder stops counting against the
+    limit after that many seconds (it keeps running; a device that hangs, or is powered off
+    and waits for its connect timeout, cannot keep others out longer than that).
+
+    Waiters queue per key, first come first served, and none of them polls: a freed slot
+    wakes the first, which on taking it wakes the next to look; only the first waits with a
+    timeout, and only with `hold_s` (until the oldest counted holder stops counting). A
+    stop event given to `slot` ends the wait at once if it is an `interrupts.WakingEvent`
+    (it wakes every waiter when set); any other event is looked at every POLL_S. (Every
+    waiter waking twice a second to look was most of the wake-ups of a 256-device lab,
+    whose health checks queue here.)"""
+
+    #: how often a waiter looks at a stop event that cannot wake it
+    POLL_S = 0.5
 
     def __init__(
         self, limit: int = PER_HOST, name: str = "connection set-ups", hold_s: float | None = None
     ) -> None:
         if limit < 1:
             raise ValueError("a pacer's limit must be >= 1")
-        self.limit = limit
+        self._limit = limit
         self.name = name
         self.hold_s = hold_s
         #: with hold_s: per key, when each holder took its slot
         self._since: dict[str, dict[int, float]] = {}
         self._tokens = itertools.count()
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._in_flight: dict[str, int] = {}
-        #: per key with waiters: its condition (on the one lock) and how many wait on it;
-        #: a slot freed wakes one waiter of its own key (waking every waiter of every key
-        #: at each release made the wake-ups grow with the square of the waiters)
-        self._queues: dict[str, list] = {}
+        #: per key with waiters: one condition (on the one lock) per waiter, in arrival order
+        self._queues: dict[str, deque[threading.Condition]] = {}
+        #: the stop events that wake this pacer's waiters
+        self._hooked: weakref.WeakSet[threading.Event] = weakref.WeakSet()
         #: the most holders one key ever had at once
         self.peak = 0
         #: slots that had to wait, and the seconds they waited in all
         self.waits = 0
         self.waited_s = 0.0
+        #: waits that ended without being woken (a timeout: hold_s, or a stop polled for)
+        self.timeouts = 0
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        with self._lock:
+            self._limit = value
+            for queue in self._queues.values():
+                queue[0].notify()  # a raised limit: the first looks (and wakes the next)
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            for queue in self._queues.values():
+                for waiter in queue:
+                    waiter.notify()
 
     def _counted(self, key: str, now: float) -> int:
         """Holders of `key` that count against the limit now (lock held)."""
@@ -77,12 +107,64 @@ class Pacer:
             return self._in_flight.get(key, 0)
         return sum(1 for t in self._since.get(key, {}).values() if now - t < self.hold_s)
 
+    def _next_expiry(self, key: str, now: float) -> float | None:
+        """Seconds until a holder of `key` stops counting (None: never; lock held)."""
+        if self.hold_s is None:
+            return None
+        ends = [t + self.hold_s for t in self._since.get(key, {}).values() if now - t < self.hold_s]
+        return max(min(ends) - now, 0.0) + 0.001 if ends else None
+
     def in_flight(self, key: str | None = None) -> int:
         """Holders of `key` now (None: of every key)."""
-        with self._cond:
+        with self._lock:
             if key is None:
                 return sum(self._in_flight.values())
             return self._in_flight.get(key, 0)
+
+    def waiting(self) -> int:
+        """Waiters now, over every key."""
+        with self._lock:
+            return sum(len(q) for q in self._queues.values())
+
+    def _hook(self, stop: threading.Event | None) -> bool:
+        """Whether `stop` wakes this pacer's waiters when set (registering once; lock
+        held)."""
+        if stop is None:
+            return True
+        on_set = getattr(stop, "on_set", None)
+        if on_set is None:
+            return False
+        if stop not in self._hooked:
+            self._hooked.add(stop)
+            on_set(self._wake_all)
+        return True
+
+    def _wait_turn(self, key: str, stop: threading.Event | None, woken_by_stop: bool) -> None:
+        """Queue behind `key`'s waiters until first with a slot free, or stopped (lock
+        held)."""
+        me = threading.Condition(self._lock)
+        queue = self._queues.setdefault(key, deque())
+        queue.append(me)
+        try:
+            while True:
+                now = time.monotonic()
+                first = queue[0] is me
+                if first and self._counted(key, now) < self.limit:
+                    return
+                if stop is not None and stop.is_set():
+                    return
+                timeout = self._next_expiry(key, now) if first else None
+                if not woken_by_stop:
+                    timeout = self.POLL_S if timeout is None else min(timeout, self.POLL_S)
+                if not me.wait(timeout):
+                    self.timeouts += 1
+        finally:
+            first = queue[0] is me
+            queue.remove(me)
+            if not queue:
+                del self._queues[key]
+            elif first:
+                queue[0].notify()  # the next one looks: maybe another slot is free
 
     @contextmanager
     def slot(self, key: str | None, stop: threading.Event | None = None) -> Iterator[None]:
@@ -92,21 +174,12 @@ class Pacer:
             yield
             return
         t0 = time.monotonic()
-        waited = False
         token = next(self._tokens)
-        with self._cond:
-            while self._counted(key, time.monotonic()) >= self.limit:
-                if stop is not None and stop.is_set():
-                    break
-                waited = True
-                queue = self._queues.setdefault(key, [threading.Condition(self._lock), 0])
-                queue[1] += 1
-                try:
-                    queue[0].wait(0.5)  # 0.5 s: to see `stop`, or a raised limit
-                finally:
-                    queue[1] -= 1
-                    if not queue[1]:
-                        del self._queues[key]
+        with self._lock:
+            woken_by_stop = self._hook(stop)
+            waited = key in self._queues or self._counted(key, t0) >= self.limit
+            if waited:  # behind those already waiting, even if a slot is free this instant
+                self._wait_turn(key, stop, woken_by_stop)
             now = time.monotonic()
             self.peak = max(self.peak, self._counted(key, now) + 1)
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
@@ -114,11 +187,11 @@ class Pacer:
                 self._since.setdefault(key, {})[token] = now
             if waited:
                 self.waits += 1
-                self.waited_s += time.monotonic() - t0
+                self.waited_s += now - t0
         try:
             yield
         finally:
-            with self._cond:
+            with self._lock:
                 left = self._in_flight[key] - 1
                 if left:
                     self._in_flight[key] = left
@@ -130,13 +203,13 @@ class Pacer:
                     if not since:
                         del self._since[key]
                 queue = self._queues.get(key)
-                if queue is not None:
+                if queue:
                     queue[0].notify()
 
     def reset_stats(self) -> None:
-        with self._cond:
+        with self._lock:
             self.peak = max(self._in_flight.values(), default=0)
-            self.waits, self.waited_s = 0, 0.0
+            self.waits, self.waited_s, self.timeouts = 0, 0.0, 0
 
 
 #: The process-wide pacer of `Target.open()`, per address...
