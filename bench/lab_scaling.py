@@ -49,31 +49,33 @@ CPU per device-run carries the run's fixed costs over only 8: one run is a noisy
 `--devices-idle`: every emulated device (its sshd and all under it) runs SCHED_IDLE, so it
 gets only the CPU the lab leaves, as a real device, which has its own.
 
-Measured 2026-12-05 00:22–00:34 UTC (`--fleet 8,64,128,256 --reps 1`, load 7–42; "ref":
-the median of six N = 8 runs, 37.7 ms and 1 662 system calls per device-run for file,
-47.4 ms and 1 931 for labgrid):
+Measured 2026-12-05 02:04–02:13 UTC (`--fleet 8,64,128,256 --reps 1`, load 1–40; "ref":
+the median of six N = 8 runs, 37.3 ms and 1 672 system calls per device-run for file,
+46.8 ms and 2 008 for labgrid):
 
       N backend measured w/floor  CPU/run vs ref syscalls (futex) vs ref coord s lease med/max s
-      8 file         8/8   1.51×  37.4 ms  0.99×      1 675 (569)  1.01×       -     0.005/0.016
-      8 labgrid      8/8   1.48×  47.1 ms  0.99×      1 897 (657)  0.98×    0.08     0.041/0.081
-     64 file       64/64   1.29×  44.5 ms  1.18×    2 250 (1 241)  1.35×       -     0.003/0.022
-     64 labgrid    64/64   1.15×  51.4 ms  1.08×    2 395 (1 282)  1.24×    0.79     0.283/0.384
-    128 file     128/128   1.11×  48.9 ms  1.30×    2 454 (1 460)  1.48×       -     0.003/0.034
-    128 labgrid  128/128   1.19×  57.5 ms  1.21×    2 855 (1 760)  1.48×    1.62     0.567/0.873
-    256 file     256/256   1.10×  47.3 ms  1.25×    2 449 (1 454)  1.47×       -     0.003/0.045
-    256 labgrid  256/256   1.19×  54.6 ms  1.15×    2 988 (1 904)  1.55×    3.31      3.89/9.43
-8 after file         8/8   1.35×  41.5 ms  1.10×    1 661 (555)    1.00×       -     0.004/0.023
-8 after labgrid      8/8   1.58×  54.1 ms  1.14×    1 965 (726)    1.02×    0.09     0.043/0.079
+      8 file         8/8   1.89×  37.2 ms  1.00×      1 686 (582)  1.01×       -     0.006/0.021
+      8 labgrid      8/8   1.65×  45.6 ms  0.97×      2 000 (692)  1.00×    0.07     0.035/0.058
+     64 file       64/64   1.15×  36.9 ms  0.99×      1 981 (978)  1.18×       -     0.004/0.086
+     64 labgrid    64/64   1.11×  42.0 ms  0.90×    2 230 (1 095)  1.11×    0.69     0.271/0.364
+    128 file     128/128   1.15×  39.3 ms  1.05×      1 902 (911)  1.14×       -     0.004/0.121
+    128 labgrid  128/128   1.18×  46.9 ms  1.00×    2 341 (1 229)  1.17×    1.59     1.056/1.294
+    256 file     256/256   1.10×  38.7 ms  1.04×    2 035 (1 044)  1.22×       -     0.004/0.057
+    256 labgrid  256/256   1.17×  46.4 ms  0.99×    2 498 (1 403)  1.24×    2.87     0.818/1.311
+8 after file         8/8   1.81×  39.8 ms  1.07×      1 657 (560)  0.99×       -     0.006/0.017
+8 after labgrid      8/8   1.43×  54.5 ms  1.16×      2 015 (772)  1.00×    0.08     0.044/0.081
 
-A second run of the file inventory (`--fleet 8,256 --backends file --reps 1`, load 3–34):
-48.6 ms per device-run at N = 256 against a 43.9 ms reference, 1.11×. Before the lab
+A second run of the file inventory (`--fleet 8,256 --backends file --reps 1`, load 0–35):
+41.0 ms per device-run at N = 256 against a 39.5 ms reference, 1.04×; and of labgrid
+(`--backends labgrid`, load 11–35): 54.3 ms against 59.8 ms, 0.91×. Before the lab
 bounded its SSH handshakes (`connect_total`) and health checks (`health_total`) over all
 addresses, N = 256 cost 60–81 ms per device-run and 5 400–6 800 futex calls (threads
-queueing for the GIL); see docs/lab-multi-host.md, "Measured".
+queueing for the GIL); with the bounds but pacing waiters that looked twice a second,
+47–49 ms (1.11–1.25×) and 1 450–1 600; see docs/lab-multi-host.md, "Measured".
 
-128 devices on 8 sshd (`--fleet 128 --shared-sshd 8 --parallel 128 --reps 1`, load 31–37):
-128/128 measured in both backends, wall/floor 1.13× file, 1.14× labgrid, lab CPU 43.6 /
-50.0 ms per device-run, labgrid leases median 0.35 s (max 1.09 s), coordinator CPU 1.24 s.
+128 devices on 8 sshd (`--fleet 128 --shared-sshd 8 --parallel 128 --reps 1`, load 20–38):
+128/128 measured in both backends, wall/floor 1.10× file, 1.16× labgrid, lab CPU 44.6 /
+51.2 ms per device-run, labgrid leases median 0.36 s (max 0.66 s), coordinator CPU 1.41 s.
 
 Run from the repository root (needs root for the test sshd, like the tests):
 
@@ -425,6 +427,7 @@ class ThreadProfile:
         if stats is None:
             return []
         if dump is not None:
+            dump.parent.mkdir(parents=True, exist_ok=True)  # --profile-dir may not exist yet
             stats.dump_stats(dump)
         rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:count]
         calls_all = sum(v[1] for v in stats.stats.values())
