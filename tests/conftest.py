@@ -5,6 +5,7 @@ EDGEQ_DATA_DIR or ../shared/data. Never the network."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,18 @@ HEAVY_FIXTURES = {
     "pi_factory",
     "phones",
 }
+
+
+def pytest_configure(config):
+    """The suite sends real Ctrl-C and hang-ups to edgeq, to itself and to the adb client.
+    Started in the background (`make test &`, `nohup`, a script's `cmd &`), it inherits
+    SIGINT (and under nohup SIGHUP) ignored, and so would every process it starts: those
+    tests would fail for how the suite was launched, not for what they test. The suite's
+    own process takes the usual handlers back; its children then start with the defaults."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(config, items):
