@@ -11,6 +11,7 @@ import pytest
 
 from edgeq import interrupts
 from edgeq.targets import pacing
+from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -30,9 +31,7 @@ def _queue_up(pacer, n, stop=None, key="k", hold=0.0):
     for i in range(n):
         t = threading.Thread(target=take, args=(i,), daemon=True)
         t.start()
-        deadline = time.monotonic() + 5
-        while pacer.waiting() < i + 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for(lambda i=i: pacer.waiting() >= i + 1, 5, step=0.005)
         threads.append(t)
     return threads, order
 
@@ -104,9 +103,7 @@ def test_a_raised_limit_wakes_the_waiters():
     release, holder = _hold(pacer)
     threads, order = _queue_up(pacer, 3, hold=5.0)  # each keeps its slot: all three at once
     pacer.limit = 4
-    deadline = time.monotonic() + 3
-    while len(order) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(order) >= 3, 3, step=0.01)
     assert sorted(order) == [0, 1, 2]
     assert pacer.peak == 4
     assert pacer.timeouts == 0
